@@ -1,0 +1,1 @@
+"""Host side of samoyed: the runtime Session, transports, the CLI and reports."""

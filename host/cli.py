@@ -1,0 +1,72 @@
+"""The `samoyed` command: one subcommand per stage of the flow.
+
+Each stage lives in `host/commands/<stage>.py` with `register(subparsers)`, which adds
+its parser and sets `func`. Domain errors become one line on stderr and an exit code,
+here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from models.errors import DataError, ZooError
+
+from .errors import HostError, UsageError
+
+# Stage modules in the order `samoyed --help` lists them.
+STAGES = ["demo", "train"]
+
+# Exit codes by error class; the first matching class wins. 1 is left for crashes.
+EXIT_CODES: list[tuple[type[BaseException], int]] = [
+    (UsageError, 2),
+    (DataError, 3),
+    (ZooError, 4),
+    (HostError, 10),
+]
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults and keeps the descriptions' line breaks."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="samoyed", formatter_class=HelpFormatter,
+        description="Brevitas QAT ConvNets to a bit-exact FPGA accelerator.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for stage in STAGES:
+        importlib.import_module(f"host.commands.{stage}").register(sub, HelpFormatter)
+    return parser
+
+
+def exit_code(error: BaseException) -> int | None:
+    """The exit code of a domain error, or None for anything else (a bug)."""
+    for cls, code in EXIT_CODES:
+        if isinstance(error, cls):
+            return code
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print("samoyed: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - mapped below, re-raised if not ours
+        code = exit_code(error)
+        if code is None:
+            raise
+        print(f"samoyed {args.command}: error: {error}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

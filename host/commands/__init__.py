@@ -1,0 +1,1 @@
+"""CLI stages of `samoyed`; each module has `register(subparsers, formatter)`."""

@@ -1,0 +1,3 @@
+"""Brevitas QAT model zoo, data sets and the trainer."""
+
+from . import data, zoo  # noqa: F401

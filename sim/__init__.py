@@ -1,0 +1,1 @@
+"""samoyed sim package."""
