@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     data_dir: str | None = None
     threads: int | None = None          # None: leave torch's default
+    float_init: str | None = None       # a float.pt to start from instead of training the twin
 
     def resolved(self) -> "TrainConfig":
         """The same config with every default filled in from the zoo entry."""
@@ -128,8 +129,12 @@ def train(cfg: TrainConfig, out: str | Path) -> dict:
     quant, float_net = build_nets(cfg)
 
     start = time.perf_counter()
-    float_hist = _fit(float_net, x, y, x_test, y_test, cfg.epochs, cfg.lr, cfg.batch_size,
-                      generator, "float")
+    if cfg.float_init:
+        float_net.load_state_dict(_load_checkpoint(Path(cfg.float_init), cfg)["state_dict"])
+        float_hist = []
+    else:
+        float_hist = _fit(float_net, x, y, x_test, y_test, cfg.epochs, cfg.lr, cfg.batch_size,
+                          generator, "float")
     float_seconds = time.perf_counter() - start
     zoo.load_float_weights(quant, float_net)
     qat_hist = _fit(quant, x, y, x_test, y_test, cfg.qat_epochs, cfg.qat_lr, cfg.batch_size,
@@ -159,6 +164,18 @@ def train(cfg: TrainConfig, out: str | Path) -> dict:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     plot_curves(metrics, out / "curves.png")
     return metrics
+
+
+def _load_checkpoint(path: Path, cfg: TrainConfig) -> dict:
+    if not path.exists():
+        raise ZooError(f"float weights {path} do not exist; give the float.pt written by "
+                       "`samoyed train`")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if saved.get("zoo") != cfg.model or saved.get("batch_norm") != cfg.batch_norm:
+        raise ZooError(f"{path} holds {saved.get('zoo')!r} (batch_norm={saved.get('batch_norm')}), "
+                       f"not {cfg.model!r} (batch_norm={cfg.batch_norm}); give a float.pt of "
+                       "the same model")
+    return saved
 
 
 def load_trained(model_dir: str | Path) -> tuple[nn.Module, dict]:

@@ -34,6 +34,8 @@ def add_training_arguments(p) -> None:
     p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--float-init", default=None, metavar="FLOAT_PT",
+                   help="start QAT from this float.pt instead of training the float twin")
 
 
 def config_from_args(args) -> TrainConfig:
@@ -45,7 +47,7 @@ def config_from_args(args) -> TrainConfig:
                       weight_bits=weight_bits, act_bits=act_bits, scaling=args.scaling,
                       batch_norm=not args.no_batch_norm, epochs=args.epochs,
                       qat_epochs=args.qat_epochs, batch_size=args.batch_size, seed=args.seed,
-                      threads=args.threads)
+                      threads=args.threads, float_init=args.float_init)
     # Validate names and bit widths before any data is read.
     zoo.build(cfg.model, weight_bits, act_bits, scaling=cfg.scaling, batch_norm=cfg.batch_norm)
     return cfg
