@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,8 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    # Mirroring an image keeps its label (clothes, CIFAR objects) but not for digits.
+    hflip_invariant: bool = False
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -109,7 +111,8 @@ def _load_fashion_mnist(data_dir: Path | None) -> Dataset:
     provider = ("install it with `apt-get install dataset-fashion-mnist` or pass --data-dir "
                 "with the IDX files" if default else
                 "pass --data-dir pointing at the Fashion-MNIST IDX files")
-    return _load_idx_dataset("fashion-mnist", data_dir or FASHION_MNIST_DEBIAN_DIR, provider)
+    ds = _load_idx_dataset("fashion-mnist", data_dir or FASHION_MNIST_DEBIAN_DIR, provider)
+    return replace(ds, hflip_invariant=True)
 
 
 def _load_mnist(data_dir: Path | None) -> Dataset:
@@ -149,7 +152,8 @@ def _load_cifar10(data_dir: Path | None) -> Dataset:
     train = [_read_cifar_batch(p) for p in train_files]
     x_test, y_test = _read_cifar_batch(data_dir / "test_batch")
     return Dataset("cifar10", np.concatenate([x for x, _ in train]),
-                   np.concatenate([y for _, y in train]), x_test, y_test, 10)
+                   np.concatenate([y for _, y in train]), x_test, y_test, 10,
+                   hflip_invariant=True)
 
 
 _LOADERS = {

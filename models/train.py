@@ -32,8 +32,8 @@ class TrainConfig:
     act_bits: int | None = None
     scaling: str = zoo.Scaling.POW2.value
     batch_norm: bool = True
-    epochs: int = 8                     # float twin
-    qat_epochs: int | None = None       # None: half of `epochs`, at least 1
+    epochs: int = 10                    # float twin
+    qat_epochs: int = 3                 # QAT fine-tuning from the float weights
     batch_size: int = 128
     lr: float = 3e-3
     qat_lr: float = 5e-4
@@ -41,21 +41,20 @@ class TrainConfig:
     data_dir: str | None = None
     threads: int | None = None          # None: leave torch's default
     float_init: str | None = None       # a float.pt to start from instead of training the twin
+    augment: bool = True                # random horizontal flips where the data set allows
 
     def resolved(self) -> "TrainConfig":
         """The same config with every default filled in from the zoo entry."""
         entry = zoo.info(self.model)
         if self.epochs < 1:
             raise ZooError(f"epochs must be at least 1, not {self.epochs}")
-        qat = self.qat_epochs if self.qat_epochs is not None else max(1, self.epochs // 2)
-        if qat < 1:
-            raise ZooError(f"QAT epochs must be at least 1, not {qat}")
+        if self.qat_epochs < 1:
+            raise ZooError(f"QAT epochs must be at least 1, not {self.qat_epochs}")
         return TrainConfig(**{
             **asdict(self),
             "dataset": self.dataset or entry.dataset,
             "weight_bits": self.weight_bits or entry.default_weight_bits,
             "act_bits": self.act_bits or entry.default_act_bits,
-            "qat_epochs": qat,
         })
 
 
@@ -77,8 +76,9 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int =
     return correct / len(x)
 
 
-def _fit(net, x, y, x_test, y_test, epochs, lr, batch_size, generator, label):
-    """Adam with a one-cycle schedule; returns the per-epoch history."""
+def _fit(net, x, y, x_test, y_test, epochs, lr, batch_size, generator, label, hflip=False):
+    """Adam with a one-cycle schedule; returns the per-epoch history. `hflip` mirrors a
+    random half of every batch."""
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     steps = math.ceil(len(x) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
@@ -92,8 +92,12 @@ def _fit(net, x, y, x_test, y_test, epochs, lr, batch_size, generator, label):
                    leave=False, dynamic_ncols=True)
         for step in bar:
             idx = order[step * batch_size:(step + 1) * batch_size]
+            batch = x[idx]
+            if hflip:
+                flip = torch.rand(len(idx), generator=generator) < 0.5
+                batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(x[idx]), y[idx])
+            loss = loss_fn(net(batch.contiguous(memory_format=torch.channels_last)), y[idx])
             loss.backward()
             opt.step()
             sched.step()
@@ -127,6 +131,10 @@ def train(cfg: TrainConfig, out: str | Path) -> dict:
     x, y = torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train)
     x_test, y_test = torch.from_numpy(ds.x_test), torch.from_numpy(ds.y_test)
     quant, float_net = build_nets(cfg)
+    # NHWC makes the CPU convolutions markedly faster here; results are unchanged.
+    quant = quant.to(memory_format=torch.channels_last)
+    float_net = float_net.to(memory_format=torch.channels_last)
+    hflip = cfg.augment and ds.hflip_invariant
 
     start = time.perf_counter()
     if cfg.float_init:
@@ -134,11 +142,11 @@ def train(cfg: TrainConfig, out: str | Path) -> dict:
         float_hist = []
     else:
         float_hist = _fit(float_net, x, y, x_test, y_test, cfg.epochs, cfg.lr, cfg.batch_size,
-                          generator, "float")
+                          generator, "float", hflip)
     float_seconds = time.perf_counter() - start
     zoo.load_float_weights(quant, float_net)
     qat_hist = _fit(quant, x, y, x_test, y_test, cfg.qat_epochs, cfg.qat_lr, cfg.batch_size,
-                    generator, f"QAT {cfg.weight_bits}w{cfg.act_bits}a")
+                    generator, f"QAT {cfg.weight_bits}w{cfg.act_bits}a", hflip)
     seconds = time.perf_counter() - start
 
     metrics = {

@@ -53,9 +53,9 @@ _SPECS = {
                 ("conv", 32, 3, 1, 1), ("pool", 2), ("head", 10))),
     "fmnist-cnn": ModelInfo(
         "fmnist-cnn", "fashion-mnist", (1, 28, 28),
-        "3 conv (32-64-64) + BN + ReLU + pool, linear head; sized for an 8x8 array",
-        layers=(("conv", 32, 3, 1, 1), ("pool", 2), ("conv", 64, 3, 1, 1), ("pool", 2),
-                ("conv", 64, 3, 1, 1), ("pool", 2), ("head", 10))),
+        "3 conv (32-32-64) + BN + ReLU + pool, FC 128, linear head; sized for an 8x8 array",
+        layers=(("conv", 32, 3, 1, 1), ("pool", 2), ("conv", 32, 3, 1, 1), ("pool", 2),
+                ("conv", 64, 3, 1, 1), ("pool", 2), ("fc", 128), ("head", 10))),
     "lenet5": ModelInfo(
         "lenet5", "fashion-mnist", (1, 28, 28),
         "LeNet-5 (6-16 conv 5x5, 120-84 FC), no batch norm",

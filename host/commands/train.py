@@ -29,8 +29,8 @@ def add_training_arguments(p) -> None:
                    help="build the model without batch norm (our models only)")
     p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs,
                    help="float training epochs")
-    p.add_argument("--qat-epochs", type=int, default=None,
-                   help="QAT epochs (default: half of --epochs, at least 1)")
+    p.add_argument("--qat-epochs", type=int, default=_DEFAULTS.qat_epochs,
+                   help="QAT epochs, starting from the float weights")
     p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -23,7 +23,7 @@ def test_help_shows_defaults(capsys):
         cli.main(["train", "--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
-    assert "(default: fmnist-cnn)" in text and "(default: 8)" in text  # model, epochs
+    assert "(default: fmnist-cnn)" in text and "(default: 10)" in text  # model, epochs
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     top = capsys.readouterr().out
