@@ -1,9 +1,14 @@
 """Systolic array and PE: Amaranth-simulator tests against the NumPy contract model,
 plus one cocotb test of the generated Verilog on Verilator and Icarus."""
 
+import functools
+from pathlib import Path
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+
+from sim import runners
 
 from hw.array import ArrayTiming, SystolicArray
 from hw.pe import ProcessingElement
@@ -287,3 +292,22 @@ def test_blackout_load_reaches_only_some_columns():
     old = [sum(10 * r + c + 1 for r in range(rows)) for c in range(cols)]
     new = [o - (10 * row + c + 1) - 1 for c, o in enumerate(old)]
     assert got[10 + latency] == old[:2] + new[2:]
+
+
+# --- cocotb on the generated Verilog ------------------------------------------------
+
+COCOTB_SHAPE = (4, 4)
+
+
+@functools.cache
+def _array_verilog(rows, cols):
+    # Conversion takes seconds; both simulators share it within a session.
+    return runners.verilog_source(SystolicArray(rows, cols), name="systolic_array")
+
+
+@pytest.mark.parametrize("simulator", runners.SIMULATORS)
+def test_array_cocotb(simulator, tmp_path):
+    rows, cols = COCOTB_SHAPE
+    built = runners.build(_array_verilog(rows, cols), "systolic_array", simulator)
+    runners.run(built, "cocotb_array", work_dir=tmp_path, module_dir=Path(__file__).parent,
+                extra_env={"ARRAY_ROWS": str(rows), "ARRAY_COLS": str(cols)})
