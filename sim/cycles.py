@@ -1,0 +1,113 @@
+"""Cycle model of the accelerator: how many clock cycles each descriptor takes.
+
+It counts the sequencer's loops exactly as `sim/machine.py` walks them, with the array
+timing of `hw.array.ArrayTiming` (R×C weight-stationary, double-buffered weights):
+
+CONV, per output-channel tile and pixel tile of `n` pixels, `steps = kh * kw * ceil(IC/R)`
+weight tiles are used in turn. A step streams the `n` pixels through the array; the next
+weight tile loads meanwhile (one row per cycle), so a step takes `max(n, S)` cycles, where
+`S = ArrayTiming.min_swap_interval` is the fewest cycles between two tile swaps. Pixel
+tiles follow each other without a gap (the accumulators are double-buffered: one pixel
+tile is post-processed while the next accumulates). The layer adds the first weight
+tile's load (R cycles), the array's fill/drain latency (`ArrayTiming.latency`), the last
+pixel tile's post-processing (`n` cycles) and the post-processing pipeline depth.
+MAXPOOL reads every window element once per channel group: `out_px * k * k` cycles per
+group of R channels.
+
+Every descriptor also costs `DESCRIPTOR_FETCH` cycles to fetch and decode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hw import isa, layout
+from hw.array import ArrayTiming
+from hw.isa import Opcode
+
+DESCRIPTOR_FETCH = 4    # cycles to read and decode one descriptor
+POST_PIPELINE = 6       # bias add, multiply, offset add, round/shift, clamp, pool RMW
+
+
+@dataclass
+class LayerCycles:
+    """Modelled cost of one descriptor."""
+
+    index: int
+    op: str
+    cycles: int
+    macs: int
+    bound: str                    # what limits it: "compute", "weight load", "memory"
+    detail: dict = field(default_factory=dict)
+
+    def utilization(self, rows: int, cols: int) -> float:
+        return self.macs / (self.cycles * rows * cols) if self.cycles else 0.0
+
+
+@dataclass
+class Estimate:
+    """Modelled cycles of one frame: totals and per-descriptor breakdown."""
+
+    rows: int
+    cols: int
+    layers: list[LayerCycles]
+
+    @property
+    def cycles(self) -> int:
+        return sum(layer.cycles for layer in self.layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def utilization(self) -> float:
+        """MACs / (cycles × R × C) over the whole frame, 0..1."""
+        return self.macs / (self.cycles * self.rows * self.cols) if self.cycles else 0.0
+
+
+def conv_cycles(d: isa.Descriptor, rows: int, cols: int) -> tuple[int, int, str, dict]:
+    timing = ArrayTiming(rows, cols)
+    conv_h = (d.in_h + 2 * d.pad_t - d.kh) // d.stride + 1
+    conv_w = (d.in_w + 2 * d.pad_l - d.kw) // d.stride + 1
+    pixels = conv_h * conv_w
+    tile_px = d.tile_px or pixels
+    oc_tiles = layout.ceil_div(d.out_c, cols)
+    steps = d.kh * d.kw * layout.ceil_div(d.in_c, rows)
+    swap = timing.min_swap_interval
+    compute = 0
+    for p0 in range(0, pixels, tile_px):
+        n = min(tile_px, pixels - p0)
+        compute += steps * max(n, swap)
+    compute *= oc_tiles
+    last_tile = min(tile_px, pixels - (pixels - 1) // tile_px * tile_px)
+    cycles = timing.load_cycles + compute + timing.latency + last_tile + POST_PIPELINE
+    macs = pixels * d.out_c * d.kh * d.kw * d.in_c
+    bound = "weight load" if tile_px < swap or pixels < swap else "compute"
+    return cycles, macs, bound, {"pixels": pixels, "tile_px": tile_px, "oc_tiles": oc_tiles,
+                                 "steps": steps, "swap_interval": swap}
+
+
+def maxpool_cycles(d: isa.Descriptor, rows: int, cols: int) -> tuple[int, int, str, dict]:
+    groups = layout.ceil_div(d.in_c, rows)
+    cycles = d.out_h * d.out_w * d.pool_k * d.pool_k * groups + POST_PIPELINE
+    return cycles, 0, "memory", {"groups": groups}
+
+
+MODELS = {
+    Opcode.CONV: conv_cycles,
+    Opcode.MAXPOOL: maxpool_cycles,
+}
+
+
+def estimate(program: list[isa.Descriptor], rows: int, cols: int) -> Estimate:
+    """Cycle estimate of a decoded program (up to its END) on an R×C array."""
+    layers = []
+    for index, d in enumerate(program):
+        if d.op is Opcode.END:
+            layers.append(LayerCycles(index, "END", DESCRIPTOR_FETCH, 0, "control"))
+            break
+        cycles, macs, bound, detail = MODELS[d.op](d, rows, cols)
+        layers.append(LayerCycles(index, d.op.name, cycles + DESCRIPTOR_FETCH, macs, bound,
+                                  detail))
+    return Estimate(rows, cols, layers)
