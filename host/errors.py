@@ -7,3 +7,39 @@ class HostError(RuntimeError):
 
 class UsageError(HostError):
     """A command-line argument is not valid."""
+
+
+class LinkError(HostError):
+    """Something went wrong on the host link (framing, a refusal, a mismatched answer)."""
+
+
+class RequestError(LinkError):
+    """A request cannot be encoded: a field is out of range for the protocol."""
+
+
+class FrameError(LinkError):
+    """Received bytes do not form a valid frame; the host resends with the same seq."""
+
+
+class BadCrcError(FrameError):
+    """A frame's CRC32 does not match its bytes."""
+
+
+class FrameLengthError(FrameError):
+    """A frame header claims a payload longer than the protocol allows."""
+
+
+class TruncatedFrameError(FrameError):
+    """A frame stopped arriving before its last byte."""
+
+
+class NakError(LinkError):
+    """The device answered a request with NAK; ``code`` is the :class:`host.protocol.NakCode`."""
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+
+class ResponseError(LinkError):
+    """A verified response does not answer the request it was read for."""
