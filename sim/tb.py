@@ -34,7 +34,11 @@ class TB:
         self._clock = None
 
     async def start(self, reset_cycles=2):
-        """Start the clock and reset for ``reset_cycles``; return at a rising edge."""
+        """Start the clock and reset for ``reset_cycles`` edges.
+
+        Returns right after the first rising edge that samples reset low, so the
+        design has run one cycle; inputs set now are sampled at the next edge.
+        """
         if self._clock is None:
             # impl="gpi" toggles the clock inside the simulator, without waking
             # Python every half period.
@@ -43,14 +47,18 @@ class TB:
         await self.reset(reset_cycles)
 
     async def reset(self, cycles=2):
-        """Hold reset high for ``cycles`` rising edges, release it, return at the next edge."""
+        """Hold reset high for ``cycles`` rising edges, release it, return after the next edge."""
         self.rst.value = 1
         await ClockCycles(self.clk, cycles)
         self.rst.value = 0
         await RisingEdge(self.clk)
 
     async def cycles(self, n):
-        """Let the design run ``n`` clock cycles without waking Python on every edge."""
+        """Let the design run ``n`` clock cycles without waking Python on every edge.
+
+        Called right after an edge, this returns in the time step of the ``n``-th
+        edge after it; await :meth:`settled` before sampling outputs.
+        """
         if n > 0:
             await Timer(n * self.period_ns, unit="ns")
 
