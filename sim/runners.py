@@ -33,7 +33,7 @@ from amaranth.hdl import Signal, ValueCastable
 from amaranth.lib import wiring
 
 __all__ = [
-    "SIMULATORS", "SimulatorNotFound", "SimulationFailed", "Build",
+    "SIMULATORS", "SimulatorNotFound", "SimulationFailed", "Build", "build_component",
     "verilog_source", "check_simulator", "build", "run", "waves_requested", "wave_format",
     "cache_root",
 ]
@@ -239,6 +239,15 @@ def build(source, toplevel, simulator, *, waves=None, cache_dir=None):
                 ) from None
         stamp.write_text(f"{toplevel} {simulator} {key}\n")
     return result
+
+
+def build_component(component, toplevel, simulator, **kwargs):
+    """:func:`verilog_source` then :func:`build`; ``kwargs`` go to :func:`build`.
+
+    Converting costs seconds per design: when several simulators build the same
+    component, convert once with :func:`verilog_source` and call :func:`build` twice.
+    """
+    return build(verilog_source(component, name=toplevel), toplevel, simulator, **kwargs)
 
 
 def run(built, test_module, *, work_dir, module_dir=None, testcase=None, seed=None,

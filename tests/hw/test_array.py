@@ -160,7 +160,9 @@ def test_array_back_to_back_tiles(rows, cols):
     want = expected_sums(sched)
     assert got == want
     first_in = valid_cycles[0]
+    assert first_in == 1                                 # swap one cycle after row 0 loads
     assert min(got) == first_in + rows + cols + 1
+    assert max(got) == 1 + 4 * pixels - 1 + rows + cols + 1    # docs/array.md cycle model
     for k in range(4):
         assert [got[first_in + k * pixels + p + timing.latency] for p in range(pixels)] == \
             [[int(v) for v in acts[k][p] @ weights[k]] for p in range(pixels)]
@@ -185,10 +187,11 @@ def test_array_short_tiles_need_min_swap_interval():
     weights, acts = random_tiles(rng, rows, cols, 4, 1)
     sched = tile_stream(rows, cols, weights, acts)
     swaps = sorted(c for c, b in sched.beats.items() if b.swap)
-    assert np.diff(swaps).tolist() == [5, 5, 5]
+    assert swaps == [1, 6, 11, 16]                       # T_0 = 1, T_k+1 = T_k + max(R, C)
     got = run_array(SystolicArray(rows, cols), sched)
     assert got == expected_sums(sched)
     assert list(got.values()) == [[int(v) for v in a[0] @ w] for w, a in zip(weights, acts)]
+    assert max(got) == 16 + 1 - 1 + rows + cols + 1
 
 
 def test_array_narrow_operands_sign_extended():

@@ -105,8 +105,8 @@ def test_build_is_cached_by_verilog_hash(counter_source, tmp_path, monkeypatch):
     assert len({first.directory, traced.directory, other.directory}) == 3
 
 
-def test_tb_on_icarus(counter_source, tmp_path):
-    built = runners.build(counter_source, "counter", "icarus")
+def test_tb_on_icarus(tmp_path):
+    built = runners.build_component(Counter(), "counter", "icarus")
     results = runners.run(built, "cocotb_counter", work_dir=tmp_path, module_dir=HERE,
                           testcase="tb_clock_reset_and_free_run")
     assert results.exists()
