@@ -1,0 +1,481 @@
+"""Host link gateware: frames in on one byte stream, answers out on another.
+
+Implements the device side of ``docs/protocol.md`` (whose executable host-side
+definition is ``host/protocol.py``; ``tests/hw/test_link.py`` pins the codes
+below to it). A WRITE's payload lands in a staging RAM and reaches the memory
+bus only after the frame's CRC verified, so a corrupted or truncated frame
+never touches memory.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Signal, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .crc import CRC32
+
+__all__ = [
+    "Command", "Reply", "NakCode", "Space", "StatusFlag",
+    "address_layout", "header_layout", "write_layout", "status_layout",
+    "HostBusSignature", "HostLink",
+    "SYNC", "MAX_PAYLOAD", "PROTOCOL_VERSION", "N_COUNTERS",
+]
+
+SYNC = 0xA5
+MAX_PAYLOAD = 1024
+PROTOCOL_VERSION = 1
+N_COUNTERS = 4
+_HEADER_BYTES = 10   # after the sync byte
+_CRC_BYTES = 4
+
+
+class Command(enum.Enum, shape=8):
+    """Request codes."""
+    WRITE = 0x01
+    READ = 0x02
+    RUN = 0x03
+    STATUS = 0x04
+    RESET = 0x05
+
+
+class Reply(enum.Enum, shape=8):
+    """Response codes."""
+    ACK = 0x80
+    NAK = 0x81
+
+
+class NakCode(enum.Enum, shape=8):
+    """Payload byte of a NAK."""
+    BAD_CRC = 0x01
+    TRUNCATED = 0x02
+    UNKNOWN_COMMAND = 0x03
+    BAD_LENGTH = 0x04
+    BAD_ADDRESS = 0x05
+    BAD_ARGUMENT = 0x06
+    BUSY = 0x07
+
+
+class Space(enum.Enum, shape=4):
+    """Memory space: the top 4 bits of a frame address."""
+    ACTIVATIONS = 0
+    WEIGHTS = 1
+    PARAMS = 2
+    PROGRAM = 3
+
+
+class StatusFlag(enum.Flag, shape=8):
+    """Bits of the STATUS flags byte."""
+    RUNNING = 0x01
+    DONE = 0x02
+    WATCHDOG = 0x04
+
+
+#: A frame's 32-bit ``addr``: byte offset in the low 28 bits, space in the top 4.
+address_layout = data.StructLayout({
+    "offset": unsigned(28),
+    "space":  Space,
+})
+
+#: The 10 header bytes after the sync byte, byte 0 in the least significant bits.
+header_layout = data.StructLayout({
+    "cmd":  unsigned(8),
+    "seq":  unsigned(8),
+    "addr": address_layout,
+    "len":  unsigned(32),
+})
+
+#: One byte written to accelerator memory.
+write_layout = data.StructLayout({
+    "addr": address_layout,
+    "data": unsigned(8),
+})
+
+#: Payload of the ACK to STATUS; payload byte i is bits [8i, 8i+8).
+status_layout = data.StructLayout({
+    "flags":       StatusFlag,
+    "version":     unsigned(8),
+    "max_payload": unsigned(16),
+    "run_cycles":  unsigned(32),
+    "counters":    data.ArrayLayout(unsigned(32), N_COUNTERS),
+})
+_STATUS_BYTES = status_layout.size // 8
+
+
+class HostBusSignature(wiring.Signature):
+    """What the link drives into the accelerator (directions as seen from the link).
+
+    Members
+    -------
+    write : Out(stream(write_layout))
+        One byte per beat; the memory may stall with ``ready`` low.
+    read_addr : Out(stream(address_layout))
+        Read request for one byte; the link has at most one request outstanding.
+    read_data : In(stream(8))
+        The byte for the oldest request; any latency.
+    start : Out(1)
+        One-cycle pulse: run the program at ``program``.
+    program : Out(28)
+        Byte offset of the program in the PROGRAM space, valid with ``start``.
+    reset : Out(1)
+        One-cycle pulse: abort any run (RESET command or watchdog expiry).
+    done : In(1)
+        One-cycle pulse from the accelerator when a run finishes.
+    counters : In(ArrayLayout(32, 4))
+        Performance counters (cycles, busy cycles, MACs, stall cycles), sent by STATUS.
+    """
+
+    def __init__(self):
+        super().__init__({
+            "write":     Out(stream.Signature(write_layout)),
+            "read_addr": Out(stream.Signature(address_layout)),
+            "read_data": In(stream.Signature(8)),
+            "start":     Out(1),
+            "program":   Out(28),
+            "reset":     Out(1),
+            "done":      In(1),
+            "counters":  In(data.ArrayLayout(unsigned(32), N_COUNTERS)),
+        })
+
+
+def _check_int(name, value, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
+
+
+class HostLink(wiring.Component):
+    """Device end of the host link protocol.
+
+    Parameters
+    ----------
+    timeout : int
+        Inter-byte timeout in cycles: a frame that stalls this long is answered
+        with NAK TRUNCATED, and after a bad frame the link waits for the line to
+        stay quiet this long before it answers. Pick several byte times of the
+        physical link (a UART byte at 115200 baud is ~434 cycles at 50 MHz).
+    max_payload : int
+        Staging RAM size in bytes: the longest WRITE or READ the device accepts
+        (reported in STATUS). At most the protocol maximum, 1024.
+    space_sizes : dict[Space, int] or None
+        Bytes in each memory space; accesses past the end are refused with NAK
+        BAD_ADDRESS. Default: the full 28-bit offset range of every space.
+
+    Ports
+    -----
+    i_stream : In(stream.Signature(8))
+        Bytes from the host.
+    o_stream : Out(stream.Signature(8))
+        Bytes to the host.
+    bus : Out(HostBusSignature())
+        Accelerator memory, run control and counters.
+    """
+
+    def __init__(self, timeout, *, max_payload=MAX_PAYLOAD, space_sizes=None):
+        _check_int("inter-byte timeout", timeout, 2, 2**32 - 1)
+        _check_int("max payload", max_payload, 1, MAX_PAYLOAD)
+        sizes = {space: 1 << 28 for space in Space}
+        if space_sizes is not None:
+            for space, size in dict(space_sizes).items():
+                if not isinstance(space, Space):
+                    raise ValueError(f"space_sizes keys must be Space members, not {space!r}")
+                _check_int(f"size of space {space.name}", size, 1, 1 << 28)
+                sizes[space] = size
+        self.timeout = timeout
+        self.max_payload = max_payload
+        self.space_sizes = sizes
+        super().__init__({
+            "i_stream": In(stream.Signature(8)),
+            "o_stream": Out(stream.Signature(8)),
+            "bus":      Out(HostBusSignature()),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.crc = crc = CRC32()
+        m.submodules.staging = staging = Memory(shape=8, depth=self.max_payload, init=[])
+        stage_w = staging.write_port()
+        stage_r = staging.read_port()
+
+        i, o, bus = self.i_stream, self.o_stream, self.bus
+        count_max = max(self.max_payload, _STATUS_BYTES, _HEADER_BYTES + 1)
+
+        hdr = Signal(header_layout)
+        cnt = Signal(range(count_max + 1))
+        arg = Signal(32)                      # the last 4 payload bytes, little endian
+        idle = Signal(range(self.timeout))
+        nak_code = Signal(NakCode, init=NakCode.BAD_CRC)
+
+        resp_cmd = Signal(Reply, init=Reply.ACK)
+        resp_addr = Signal(32)
+        resp_len = Signal(range(count_max + 1))
+        resp_data = Signal(status_layout)     # STATUS payload, or the NAK code in byte 0
+        from_memory = Signal()                # the payload is READ data, not resp_data
+        read_byte = Signal(8)
+
+        running = Signal()
+        flags = Signal(StatusFlag)
+        run_cycles = Signal(32)
+        limit = Signal(32)
+        last_seq = Signal(8)
+        last_was_run = Signal()               # last verified frame was an ACKed RUN
+
+        # --- run control and watchdog: concurrent with the frame FSM, which
+        # overrides these assignments when RUN or RESET execute.
+        m.d.comb += bus.program.eq(hdr.addr.offset)
+        with m.If(running):
+            with m.If(bus.done):
+                m.d.sync += [running.eq(0), flags.eq(StatusFlag.DONE)]
+            with m.Elif(run_cycles == limit):
+                m.d.comb += bus.reset.eq(1)
+                m.d.sync += [running.eq(0), flags.eq(StatusFlag.WATCHDOG)]
+            with m.Else():
+                m.d.sync += run_cycles.eq(run_cycles + 1)
+
+        # --- address checks for the verified frame in EXECUTE.
+        space_size = Signal(29)
+        space_ok = Signal()
+        with m.Switch(hdr.addr.space):
+            for space in Space:
+                with m.Case(space):
+                    m.d.comb += [space_size.eq(self.space_sizes[space]), space_ok.eq(1)]
+        access_len = Signal(32)
+        m.d.comb += access_len.eq(hdr.len)
+        with m.If(hdr.cmd == Command.READ):
+            m.d.comb += access_len.eq(arg)
+        in_bounds = space_ok & (hdr.addr.offset + access_len <= space_size)
+        program_ok = ((hdr.addr.space == Space.PROGRAM)
+                      & (hdr.addr.offset < self.space_sizes[Space.PROGRAM]))
+
+        def receive(m, on_byte, on_timeout):
+            """Accept a byte per cycle; ``on_timeout`` after ``timeout`` idle cycles."""
+            m.d.comb += i.ready.eq(1)
+            with m.If(i.valid):
+                m.d.sync += idle.eq(0)
+                on_byte()
+            with m.Elif(idle == self.timeout - 1):
+                m.d.sync += idle.eq(0)
+                on_timeout()
+            with m.Else():
+                m.d.sync += idle.eq(idle + 1)
+
+        def feed_crc(byte):
+            m.d.comb += [crc.en.eq(1), crc.data.eq(byte)]
+
+        def respond(cmd, length, *, memory=False):
+            m.d.sync += [resp_cmd.eq(cmd), resp_len.eq(length), from_memory.eq(memory),
+                         cnt.eq(0)]
+            m.next = "TX_HEADER"
+
+        def send_nak(code):
+            m.d.sync += [resp_addr.eq(0), resp_data.eq(0), resp_data.as_value()[:8].eq(code)]
+            respond(Reply.NAK, 1)
+
+        def drain_then_nak(code):
+            m.d.sync += [nak_code.eq(code), idle.eq(0)]
+            m.next = "DRAIN"
+
+        def truncated():
+            send_nak(NakCode.TRUNCATED)
+
+        with m.FSM(name="link"):
+            with m.State("HUNT"):
+                # Bytes outside a frame are line noise or the tail of a frame
+                # already answered: drop them silently.
+                m.d.comb += i.ready.eq(1)
+                with m.If(i.valid & (i.payload == SYNC)):
+                    m.d.comb += crc.start.eq(1)
+                    m.d.sync += [hdr.eq(0), arg.eq(0), cnt.eq(0), idle.eq(0)]
+                    m.next = "HEADER"
+
+            with m.State("HEADER"):
+                def header_byte():
+                    feed_crc(i.payload)
+                    m.d.sync += [hdr.as_value().word_select(cnt, 8).eq(i.payload),
+                                 cnt.eq(cnt + 1)]
+                    with m.If(cnt == _HEADER_BYTES - 1):
+                        m.next = "LENGTH"
+                receive(m, header_byte, truncated)
+
+            with m.State("LENGTH"):
+                m.d.sync += cnt.eq(0)
+                # A length the staging RAM cannot hold cannot be received; the
+                # frame's end is unknown, so wait for the line to go quiet.
+                with m.If(hdr.len > self.max_payload):
+                    drain_then_nak(NakCode.BAD_LENGTH)
+                with m.Elif(hdr.len == 0):
+                    m.next = "CRC"
+                with m.Else():
+                    m.next = "PAYLOAD"
+
+            with m.State("PAYLOAD"):
+                def payload_byte():
+                    feed_crc(i.payload)
+                    m.d.comb += [stage_w.addr.eq(cnt), stage_w.data.eq(i.payload),
+                                 stage_w.en.eq(1)]
+                    m.d.sync += [arg.eq(Cat(arg[8:], i.payload)), cnt.eq(cnt + 1)]
+                    with m.If(cnt == hdr.len - 1):
+                        m.d.sync += cnt.eq(0)
+                        m.next = "CRC"
+                receive(m, payload_byte, truncated)
+
+            with m.State("CRC"):
+                def crc_byte():
+                    feed_crc(i.payload)
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == _CRC_BYTES - 1):
+                        m.next = "EXECUTE"
+                receive(m, crc_byte, truncated)
+
+            with m.State("DRAIN"):
+                receive(m, lambda: None, lambda: send_nak(nak_code))
+
+            with m.State("EXECUTE"):
+                m.d.sync += resp_addr.eq(hdr.addr)
+                with m.If(~crc.residue_ok):
+                    drain_then_nak(NakCode.BAD_CRC)
+                with m.Else():
+                    m.d.sync += [last_seq.eq(hdr.seq), last_was_run.eq(0)]
+                    with m.Switch(hdr.cmd):
+                        with m.Case(Command.WRITE):
+                            with m.If(hdr.len == 0):
+                                send_nak(NakCode.BAD_LENGTH)
+                            with m.Elif(~in_bounds):
+                                send_nak(NakCode.BAD_ADDRESS)
+                            with m.Elif(running):
+                                send_nak(NakCode.BUSY)
+                            with m.Else():
+                                m.d.sync += cnt.eq(0)
+                                m.next = "COMMIT_READ"
+                        with m.Case(Command.READ):
+                            with m.If((hdr.len != 4) | (arg == 0) | (arg > self.max_payload)):
+                                send_nak(NakCode.BAD_LENGTH)
+                            with m.Elif(~in_bounds):
+                                send_nak(NakCode.BAD_ADDRESS)
+                            with m.Elif(running):
+                                send_nak(NakCode.BUSY)
+                            with m.Else():
+                                respond(Reply.ACK, arg, memory=True)
+                        with m.Case(Command.RUN):
+                            with m.If(hdr.len != 4):
+                                send_nak(NakCode.BAD_LENGTH)
+                            with m.Elif(~program_ok):
+                                send_nak(NakCode.BAD_ADDRESS)
+                            with m.Elif(arg == 0):
+                                send_nak(NakCode.BAD_ARGUMENT)
+                            with m.Elif(last_was_run & (last_seq == hdr.seq)):
+                                # A resend of the RUN just acknowledged (its ACK was
+                                # lost): acknowledge again, do not run twice.
+                                m.d.sync += last_was_run.eq(1)
+                                respond(Reply.ACK, 0)
+                            with m.Elif(running):
+                                send_nak(NakCode.BUSY)
+                            with m.Else():
+                                m.d.comb += bus.start.eq(1)
+                                m.d.sync += [running.eq(1), flags.eq(StatusFlag.RUNNING),
+                                             run_cycles.eq(0), limit.eq(arg),
+                                             last_was_run.eq(1)]
+                                respond(Reply.ACK, 0)
+                        with m.Case(Command.STATUS):
+                            with m.If(hdr.len != 0):
+                                send_nak(NakCode.BAD_LENGTH)
+                            with m.Else():
+                                m.d.sync += [
+                                    resp_data.flags.eq(flags),
+                                    resp_data.version.eq(PROTOCOL_VERSION),
+                                    resp_data.max_payload.eq(self.max_payload),
+                                    resp_data.run_cycles.eq(run_cycles),
+                                    resp_data.counters.eq(bus.counters),
+                                ]
+                                respond(Reply.ACK, _STATUS_BYTES)
+                        with m.Case(Command.RESET):
+                            with m.If(hdr.len != 0):
+                                send_nak(NakCode.BAD_LENGTH)
+                            with m.Else():
+                                m.d.comb += bus.reset.eq(1)
+                                m.d.sync += [running.eq(0), flags.eq(0), run_cycles.eq(0)]
+                                respond(Reply.ACK, 0)
+                        with m.Default():
+                            send_nak(NakCode.UNKNOWN_COMMAND)
+
+            # WRITE commit: the staging RAM has a one-cycle read latency.
+            m.d.comb += stage_r.addr.eq(cnt)
+            with m.State("COMMIT_READ"):
+                m.next = "COMMIT_WRITE"
+
+            with m.State("COMMIT_WRITE"):
+                m.d.comb += [
+                    bus.write.valid.eq(1),
+                    bus.write.payload.addr.space.eq(hdr.addr.space),
+                    bus.write.payload.addr.offset.eq(hdr.addr.offset + cnt),
+                    bus.write.payload.data.eq(stage_r.data),
+                ]
+                with m.If(bus.write.ready):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    m.next = "COMMIT_READ"
+                    with m.If(cnt == hdr.len - 1):
+                        respond(Reply.ACK, 0)
+
+            # Response: header, payload, CRC; the CRC covers all but the sync byte.
+            header_bytes = Cat(Const(SYNC, 8), resp_cmd, hdr.seq, resp_addr,
+                               resp_len.as_unsigned(), Const(0, 32 - len(resp_len)))
+
+            with m.State("TX_HEADER"):
+                m.d.comb += [o.valid.eq(1), o.payload.eq(header_bytes.word_select(cnt, 8))]
+                with m.If(o.ready):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == 0):
+                        m.d.comb += crc.start.eq(1)
+                    with m.Else():
+                        feed_crc(o.payload)
+                    with m.If(cnt == _HEADER_BYTES):
+                        m.d.sync += cnt.eq(0)
+                        with m.If(resp_len == 0):
+                            m.next = "TX_CRC"
+                        with m.Elif(from_memory):
+                            m.next = "READ_REQUEST"
+                        with m.Else():
+                            m.next = "TX_PAYLOAD"
+
+            with m.State("TX_PAYLOAD"):
+                m.d.comb += [o.valid.eq(1),
+                             o.payload.eq(resp_data.as_value().word_select(cnt, 8))]
+                with m.If(o.ready):
+                    feed_crc(o.payload)
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == resp_len - 1):
+                        m.d.sync += cnt.eq(0)
+                        m.next = "TX_CRC"
+
+            with m.State("READ_REQUEST"):
+                m.d.comb += [
+                    bus.read_addr.valid.eq(1),
+                    bus.read_addr.payload.space.eq(hdr.addr.space),
+                    bus.read_addr.payload.offset.eq(hdr.addr.offset + cnt),
+                ]
+                with m.If(bus.read_addr.ready):
+                    m.next = "READ_WAIT"
+
+            with m.State("READ_WAIT"):
+                m.d.comb += bus.read_data.ready.eq(1)
+                with m.If(bus.read_data.valid):
+                    m.d.sync += read_byte.eq(bus.read_data.payload)
+                    m.next = "READ_SEND"
+
+            with m.State("READ_SEND"):
+                m.d.comb += [o.valid.eq(1), o.payload.eq(read_byte)]
+                with m.If(o.ready):
+                    feed_crc(o.payload)
+                    m.d.sync += cnt.eq(cnt + 1)
+                    m.next = "READ_REQUEST"
+                    with m.If(cnt == resp_len - 1):
+                        m.d.sync += cnt.eq(0)
+                        m.next = "TX_CRC"
+
+            with m.State("TX_CRC"):
+                m.d.comb += [o.valid.eq(1), o.payload.eq(crc.crc.word_select(cnt, 8))]
+                with m.If(o.ready):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == _CRC_BYTES - 1):
+                        m.d.sync += cnt.eq(0)
+                        m.next = "HUNT"
+
+        return m

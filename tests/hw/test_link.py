@@ -1,0 +1,490 @@
+"""HostLink gateware against host/protocol.py, with behavioural memory and accelerator models.
+
+Every frame the tests send is built by host.protocol and every answer is decoded
+and verified by its FrameDecoder, so both ends are checked against one definition.
+Each test runs at full speed and with random idle/backpressure on both byte
+streams and on the memory bus.
+"""
+
+import random
+import struct
+from collections import deque
+from dataclasses import dataclass
+
+import pytest
+from amaranth.back import verilog
+from amaranth.sim import Simulator
+
+from host import protocol as P
+from hw import link as L
+
+TIMEOUT = 40            # inter-byte timeout of the DUT, in cycles
+MAX_PAYLOAD = 64        # staging RAM of the DUT, small to keep the simulation quick
+SIZES = {L.Space.ACTIVATIONS: 256, L.Space.WEIGHTS: 128, L.Space.PARAMS: 64,
+         L.Space.PROGRAM: 32}
+COUNTERS = [0x01020304, 0xA0B0C0D0, 7, 0xFFFFFFFF]
+
+
+@dataclass(frozen=True)
+class Pattern:
+    send_gap: float         # probability of an idle cycle before each byte to the DUT
+    recv_stall: float       # probability that o_stream.ready is low in a cycle
+    mem_stall: float        # probability that write/read_addr ready is low in a cycle
+    max_read_latency: int   # read data comes 1..max cycles after its request
+
+
+PATTERNS = {
+    "full_speed": Pattern(0.0, 0.0, 0.0, 1),
+    "random": Pattern(0.35, 0.5, 0.5, 4),
+}
+
+
+@pytest.fixture(params=sorted(PATTERNS))
+def pattern(request):
+    return PATTERNS[request.param]
+
+
+class LinkBench:
+    """Owns the DUT, the byte-stream drivers and the memory/accelerator models."""
+
+    def __init__(self, pattern, *, seed=0, run_latency=None, max_payload=MAX_PAYLOAD):
+        self.dut = L.HostLink(TIMEOUT, max_payload=max_payload, space_sizes=SIZES)
+        self.pattern = pattern
+        self.seed = seed
+        self.run_latency = run_latency      # None: the accelerator never signals done
+        self.memory = {P.Space(s.value): bytearray(size) for s, size in SIZES.items()}
+        self.write_beats = 0
+        self.pending_reads = deque()
+        self.decoder = P.FrameDecoder()
+        self.events = []                    # frames and FrameErrors, in arrival order
+        self.consumed = 0
+        self.rx_cycles = []                 # cycle of every received byte
+        self.starts = []                    # (cycle, program offset) of each start pulse
+        self.resets = []                    # cycle of each reset pulse
+        self.cycle = 0
+        self.last_sent_cycle = None
+
+    # --- script helpers ------------------------------------------------------------
+
+    async def send(self, ctx, data):
+        """Drive ``data`` into the DUT with the pattern's idle gaps."""
+        rng = self._send_rng
+        stream = self.dut.i_stream
+        for byte in data:
+            while rng.random() < self.pattern.send_gap:
+                await ctx.tick()
+            ctx.set(stream.valid, 1)
+            ctx.set(stream.payload, byte)
+            await ctx.tick().until(stream.ready)
+            ctx.set(stream.valid, 0)
+            self.last_sent_cycle = self.cycle
+
+    async def response(self, ctx, max_cycles=20_000):
+        """The next answer from the DUT; it must be a frame whose CRC verified."""
+        for _ in range(max_cycles):
+            if self.consumed < len(self.events):
+                event = self.events[self.consumed]
+                self.consumed += 1
+                assert isinstance(event, P.Frame), f"DUT sent an invalid frame: {event}"
+                return event
+            await ctx.tick()
+        raise AssertionError(f"no response within {max_cycles} cycles")
+
+    async def transact(self, ctx, frame):
+        """Send ``frame`` and return the answer."""
+        await self.send(ctx, frame.encode())
+        return await self.response(ctx)
+
+    async def expect_ack(self, ctx, frame):
+        """Send ``frame``; the answer must be a valid ACK to it. Returns its payload."""
+        return P.check_response(frame, await self.transact(ctx, frame))
+
+    async def status(self, ctx, seq):
+        return P.DeviceStatus.decode(await self.expect_ack(ctx, P.status_request(seq)))
+
+    def first_rx_cycle_after(self, cycle):
+        return next(c for c in self.rx_cycles if c > cycle)
+
+    # --- running ---------------------------------------------------------------------
+
+    def run(self, script):
+        """Run ``script(bench, ctx)`` with the models in the background, then check quiet."""
+        self._send_rng = random.Random(self.seed)
+        sim = Simulator(self.dut)
+        sim.add_clock(1e-8)
+
+        async def main(ctx):
+            await script(self, ctx)
+            await ctx.tick().repeat(4)
+
+        sim.add_testbench(main)
+        sim.add_testbench(self._counter, background=True)
+        sim.add_testbench(self._receiver, background=True)
+        sim.add_testbench(self._memory_model, background=True)
+        sim.add_testbench(self._accelerator_model, background=True)
+        sim.run()
+        # Scoreboard: every answer consumed, nothing half-received, no garbage.
+        assert self.consumed == len(self.events), self.events[self.consumed:]
+        assert self.decoder.pending == 0 and self.decoder.skipped == 0
+        assert not self.pending_reads
+
+    async def _counter(self, ctx):
+        async for _ in ctx.tick():
+            self.cycle += 1
+
+    async def _receiver(self, ctx):
+        rng = random.Random(self.seed + 1)
+        stream = self.dut.o_stream
+        ctx.set(stream.ready, 1)
+        async for _, _, valid, ready, byte in ctx.tick().sample(
+                stream.valid, stream.ready, stream.payload):
+            if valid and ready:
+                self.rx_cycles.append(self.cycle)
+                self.events += self.decoder.feed(bytes([byte]))
+            ctx.set(stream.ready, rng.random() >= self.pattern.recv_stall)
+
+    async def _memory_model(self, ctx):
+        rng = random.Random(self.seed + 2)
+        bus = self.dut.bus
+        w, ra, rd = bus.write, bus.read_addr, bus.read_data
+        cycle = 0
+        async for (_, _, w_valid, w_ready, w_addr, w_data, ra_valid, ra_ready, ra_addr,
+                   rd_valid, rd_ready) in ctx.tick().sample(
+                w.valid, w.ready, w.payload.addr.as_value(), w.payload.data,
+                ra.valid, ra.ready, ra.payload.as_value(), rd.valid, rd.ready):
+            cycle += 1
+            if w_valid and w_ready:
+                space, offset = self._locate(w_addr)
+                self.memory[space][offset] = w_data
+                self.write_beats += 1
+            if rd_valid and rd_ready:
+                self.pending_reads.popleft()
+            if ra_valid and ra_ready:
+                space, offset = self._locate(ra_addr)
+                latency = rng.randint(1, self.pattern.max_read_latency)
+                self.pending_reads.append((cycle + latency - 1, self.memory[space][offset]))
+            ready = lambda: rng.random() >= self.pattern.mem_stall
+            ctx.set(w.ready, ready())
+            ctx.set(ra.ready, ready())
+            head = self.pending_reads[0] if self.pending_reads else None
+            ctx.set(rd.valid, head is not None and head[0] <= cycle)
+            ctx.set(rd.payload, head[1] if head is not None else 0)
+
+    def _locate(self, addr):
+        space, offset = P.split_address(addr)
+        assert offset < len(self.memory[space]), f"DUT accessed {space.name} at {offset}"
+        return space, offset
+
+    async def _accelerator_model(self, ctx):
+        bus = self.dut.bus
+        ctx.set(bus.counters, COUNTERS)
+        cycle = -1
+        remaining = None
+        async for _, _, start, program, reset in ctx.tick().sample(
+                bus.start, bus.program, bus.reset):
+            cycle += 1
+            if reset:
+                self.resets.append(cycle)
+                remaining = None
+            if start:
+                self.starts.append((cycle, program))
+                remaining = self.run_latency
+            done = remaining == 0
+            ctx.set(bus.done, done)
+            remaining = None if remaining is None or done else remaining - 1
+
+
+def blank_memory():
+    return {P.Space(s.value): bytearray(size) for s, size in SIZES.items()}
+
+
+# --- definitions shared with host/protocol.py ---------------------------------------
+
+def test_codes_and_layouts_match_host_protocol():
+    for hw_enum, host_enum in [(L.Command, P.Command), (L.Reply, P.Reply),
+                               (L.NakCode, P.NakCode), (L.Space, P.Space),
+                               (L.StatusFlag, P.StatusFlag)]:
+        assert {m.name: m.value for m in hw_enum} == {m.name: m.value for m in host_enum}
+    assert (L.SYNC, L.MAX_PAYLOAD, L.PROTOCOL_VERSION) == (P.SYNC, P.MAX_PAYLOAD,
+                                                          P.PROTOCOL_VERSION)
+    assert L.N_COUNTERS == len(P.COUNTER_NAMES)
+    assert L.status_layout.size == 8 * P.STATUS_SIZE
+    assert L.header_layout.size == 8 * (P.HEADER_SIZE - 1)
+    assert L.address_layout.size == 32
+    assert L.address_layout["space"].offset == P.SPACE_SHIFT
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(timeout=1), "inter-byte timeout must be an integer in 2..4294967295, not 1"),
+    (dict(timeout=100, max_payload=2048), "max payload must be an integer in 1..1024, not 2048"),
+    (dict(timeout=100, space_sizes={L.Space.PARAMS: 0}),
+     "size of space PARAMS must be an integer in 1..268435456, not 0"),
+    (dict(timeout=100, space_sizes={"params": 4}),
+     "space_sizes keys must be Space members, not 'params'"),
+])
+def test_constructor_rejects_bad_parameters(kwargs, message):
+    with pytest.raises(ValueError) as exc:
+        L.HostLink(**kwargs)
+    assert str(exc.value) == message
+
+
+def test_converts_to_verilog():
+    text = verilog.convert(L.HostLink(1000, max_payload=16), name="host_link")
+    assert "module host_link" in text
+    for port in ("i_stream__payload", "o_stream__ready", "bus__write__valid",
+                 "bus__read_data__ready", "bus__start", "bus__counters"):
+        assert port in text
+
+
+# --- memory access ---------------------------------------------------------------------
+
+def test_write_then_read_back(pattern):
+    rng = random.Random(5)
+    writes = [
+        (P.Space.ACTIVATIONS, 0, rng.randbytes(MAX_PAYLOAD)),
+        (P.Space.WEIGHTS, 100, rng.randbytes(28)),        # ends exactly at the space's end
+        (P.Space.PARAMS, 3, rng.randbytes(1)),
+        (P.Space.PROGRAM, 8, rng.randbytes(9)),
+        (P.Space.ACTIVATIONS, 200, rng.randbytes(56)),
+    ]
+    expected = blank_memory()
+    for space, offset, data in writes:
+        expected[space][offset:offset + len(data)] = data
+
+    async def script(bench, ctx):
+        seq = 0
+        for space, offset, data in writes:
+            assert await bench.expect_ack(ctx, P.write_request(seq, space, offset, data)) == b""
+            seq += 1
+        for space, offset, data in writes:
+            got = await bench.expect_ack(ctx, P.read_request(seq, space, offset, len(data)))
+            assert got == bytes(expected[space][offset:offset + len(data)])
+            seq += 1
+
+    bench = LinkBench(pattern)
+    bench.run(script)
+    assert bench.memory == expected
+    assert bench.write_beats == sum(len(d) for _, _, d in writes)
+
+
+def test_acks_echo_seq_and_addr_exactly(pattern):
+    frame = P.write_request(0xFE, P.Space.PARAMS, 7, b"\x00\xA5\xFF")
+
+    async def script(bench, ctx):
+        response = await bench.transact(ctx, frame)
+        assert response == P.ack(0xFE, frame.addr)
+        assert (await bench.transact(ctx, P.read_request(0xFF, P.Space.PARAMS, 7, 3))
+                == P.ack(0xFF, frame.addr, b"\x00\xA5\xFF"))
+
+    LinkBench(pattern).run(script)
+
+
+# --- refused frames leave memory untouched -----------------------------------------
+
+def corrupt(frame, index):
+    data = bytearray(frame.encode())
+    data[index] ^= 0x10
+    return bytes(data)
+
+
+@pytest.mark.parametrize("where", ["payload", "crc", "addr"])
+def test_bad_crc_naks_and_leaves_memory_untouched(pattern, where):
+    frame = P.write_request(9, P.Space.WEIGHTS, 4, bytes(range(1, 21)))
+    index = {"payload": P.HEADER_SIZE + 5, "crc": len(frame.encode()) - 1, "addr": 4}[where]
+
+    async def script(bench, ctx):
+        await bench.send(ctx, corrupt(frame, index))
+        assert await bench.response(ctx) == P.nak(9, P.NakCode.BAD_CRC)
+        assert bench.write_beats == 0
+        assert bench.memory == blank_memory()
+        # The host resends with the same seq.
+        assert await bench.transact(ctx, frame) == P.ack(9, frame.addr)
+
+    bench = LinkBench(pattern)
+    bench.run(script)
+    assert bench.memory[P.Space.WEIGHTS][4:24] == bytes(range(1, 21))
+
+
+def test_unknown_command_naks(pattern):
+    async def script(bench, ctx):
+        for seq, cmd in enumerate([0x00, 0x06, 0x42, P.Reply.ACK, 0xFF]):
+            frame = P.Frame(cmd, seq, P.make_address(P.Space.ACTIVATIONS, 0), b"xyz")
+            assert await bench.transact(ctx, frame) == P.nak(seq, P.NakCode.UNKNOWN_COMMAND)
+        assert bench.write_beats == 0
+
+    LinkBench(pattern).run(script)
+
+
+@pytest.mark.parametrize("stop_after", [1, 3, 11, 14, 30])
+def test_truncated_frame_naks_after_timeout(pattern, stop_after):
+    frame = P.write_request(0x33, P.Space.ACTIVATIONS, 16, bytes(range(20)))
+    wire = frame.encode()
+    # The NAK echoes the seq once the seq byte (index 2) arrived.
+    seq = 0x33 if stop_after > 2 else 0
+
+    async def script(bench, ctx):
+        await bench.send(ctx, wire[:stop_after])
+        stopped = bench.last_sent_cycle
+        assert await bench.response(ctx) == P.nak(seq, P.NakCode.TRUNCATED)
+        assert bench.first_rx_cycle_after(stopped) - stopped >= TIMEOUT
+        assert bench.write_beats == 0
+        assert await bench.transact(ctx, frame) == P.ack(0x33, frame.addr)
+
+    LinkBench(pattern).run(script)
+
+
+def test_gaps_shorter_than_the_timeout_are_fine():
+    frame = P.write_request(1, P.Space.PARAMS, 0, b"slow")
+
+    async def script(bench, ctx):
+        for byte in frame.encode():
+            await bench.send(ctx, bytes([byte]))
+            await ctx.tick().repeat(TIMEOUT - 2)
+        assert await bench.response(ctx) == P.ack(1, frame.addr)
+
+    bench = LinkBench(PATTERNS["full_speed"])
+    bench.run(script)
+    assert bench.memory[P.Space.PARAMS][:4] == b"slow"
+
+
+def test_garbage_before_sync_is_skipped(pattern):
+    frame = P.write_request(4, P.Space.PROGRAM, 0, b"\x11\x22")
+
+    async def script(bench, ctx):
+        await bench.send(ctx, bytes([0x00, 0xFF, 0x5A, 0xA4, 0x01]) + frame.encode())
+        assert await bench.response(ctx) == P.ack(4, frame.addr)
+
+    bench = LinkBench(pattern)
+    bench.run(script)
+    assert bench.memory[P.Space.PROGRAM][:2] == b"\x11\x22"
+
+
+def test_false_sync_in_garbage_costs_one_nak_then_resync(pattern):
+    frame = P.write_request(1, P.Space.ACTIVATIONS, 0x10, b"abcde")
+
+    async def script(bench, ctx):
+        # The stray 0xA5 starts a frame whose header is the real frame's bytes
+        # shifted by one: its len field (0x500) exceeds the staging RAM.
+        await bench.send(ctx, b"\xA5" + frame.encode())
+        assert await bench.response(ctx) == P.nak(P.Command.WRITE, P.NakCode.BAD_LENGTH)
+        assert bench.write_beats == 0
+        assert await bench.transact(ctx, frame) == P.ack(1, frame.addr)
+
+    LinkBench(pattern).run(script)
+
+
+def test_length_beyond_staging_ram_is_drained_and_refused(pattern):
+    big = P.write_request(2, P.Space.ACTIVATIONS, 0, bytes(MAX_PAYLOAD + 1))
+
+    async def script(bench, ctx):
+        await bench.send(ctx, big.encode())
+        stopped = bench.last_sent_cycle
+        assert await bench.response(ctx) == P.nak(2, P.NakCode.BAD_LENGTH)
+        # The NAK waits for the line to go quiet, so the frame's tail is not
+        # mistaken for a new frame.
+        assert bench.first_rx_cycle_after(stopped) - stopped >= TIMEOUT
+        assert bench.write_beats == 0
+        status = await bench.status(ctx, 3)
+        assert status.max_payload == MAX_PAYLOAD
+
+    LinkBench(pattern).run(script)
+
+
+def test_bad_lengths_addresses_and_arguments_are_refused(pattern):
+    act = P.make_address(P.Space.ACTIVATIONS, 0)
+    cases = [
+        (P.Frame(P.Command.WRITE, 0, act), P.NakCode.BAD_LENGTH),              # empty write
+        (P.write_request(1, P.Space.PARAMS, 60, bytes(5)), P.NakCode.BAD_ADDRESS),  # past end
+        (P.Frame(P.Command.WRITE, 2, 0x7000_0000, b"x"), P.NakCode.BAD_ADDRESS),  # no space 7
+        (P.Frame(P.Command.READ, 3, act, struct.pack("<I", 0)), P.NakCode.BAD_LENGTH),
+        (P.Frame(P.Command.READ, 4, act, struct.pack("<I", MAX_PAYLOAD + 1)),
+         P.NakCode.BAD_LENGTH),
+        (P.Frame(P.Command.READ, 5, act, b"\x01\x00"), P.NakCode.BAD_LENGTH),  # short count
+        (P.read_request(6, P.Space.PROGRAM, 30, 3), P.NakCode.BAD_ADDRESS),
+        (P.Frame(P.Command.RUN, 7, P.make_address(P.Space.WEIGHTS, 0), struct.pack("<I", 9)),
+         P.NakCode.BAD_ADDRESS),                                              # not PROGRAM
+        (P.run_request(8, 32, 100), P.NakCode.BAD_ADDRESS),                   # past PROGRAM
+        (P.Frame(P.Command.RUN, 9, P.make_address(P.Space.PROGRAM, 0), bytes(4)),
+         P.NakCode.BAD_ARGUMENT),                                             # watchdog 0
+        (P.Frame(P.Command.STATUS, 10, 0, b"\x00"), P.NakCode.BAD_LENGTH),
+        (P.Frame(P.Command.RESET, 11, 0, b"\x00"), P.NakCode.BAD_LENGTH),
+    ]
+
+    async def script(bench, ctx):
+        for frame, code in cases:
+            assert await bench.transact(ctx, frame) == P.nak(frame.seq, code), str(frame)
+        assert bench.write_beats == 0
+        assert bench.starts == [] and bench.resets == []
+
+    LinkBench(pattern).run(script)
+
+
+# --- run, status, watchdog, reset ---------------------------------------------------
+
+def test_run_status_busy_and_duplicate_run(pattern):
+    latency = 3000
+
+    async def script(bench, ctx):
+        status = await bench.status(ctx, 0)
+        assert status == P.DeviceStatus(max_payload=MAX_PAYLOAD,
+                                        counters=dict(zip(P.COUNTER_NAMES, COUNTERS)))
+        run = P.run_request(1, 12, 10_000)
+        assert await bench.expect_ack(ctx, run) == b""
+        assert bench.starts[0][1] == 12
+        # The ACK of a RUN may be lost; the resend (same seq, nothing in between)
+        # is acknowledged again without starting a second run.
+        assert await bench.expect_ack(ctx, run) == b""
+        assert len(bench.starts) == 1
+        assert (await bench.status(ctx, 2)).flags == P.StatusFlag.RUNNING
+        # Memory belongs to the accelerator while it runs.
+        busy = P.write_request(3, P.Space.ACTIVATIONS, 0, b"x")
+        assert await bench.transact(ctx, busy) == P.nak(3, P.NakCode.BUSY)
+        assert (await bench.transact(ctx, P.read_request(4, P.Space.ACTIVATIONS, 0, 1))
+                == P.nak(4, P.NakCode.BUSY))
+        assert await bench.transact(ctx, P.run_request(5, 0, 10)) == P.nak(5, P.NakCode.BUSY)
+        # Once another frame came in between, the same seq is a new request.
+        assert await bench.transact(ctx, run) == P.nak(1, P.NakCode.BUSY)
+        assert len(bench.starts) == 1
+        while (status := await bench.status(ctx, 7)).flags & P.StatusFlag.RUNNING:
+            await ctx.tick().repeat(500)
+        assert status.flags == P.StatusFlag.DONE
+        assert status.run_cycles == latency
+        assert status.counters == dict(zip(P.COUNTER_NAMES, COUNTERS))
+        assert bench.resets == []
+        # A new seq starts a new run.
+        assert await bench.expect_ack(ctx, P.run_request(8, 4, 10_000)) == b""
+        assert [program for _, program in bench.starts] == [12, 4]
+        assert await bench.expect_ack(ctx, P.reset_request(9)) == b""
+
+    LinkBench(pattern, run_latency=latency).run(script)
+
+
+def test_watchdog_aborts_a_run_that_never_finishes(pattern):
+    limit = 150
+
+    async def script(bench, ctx):
+        assert await bench.expect_ack(ctx, P.run_request(1, 0, limit)) == b""
+        await ctx.tick().repeat(limit + 20)
+        status = await bench.status(ctx, 2)
+        assert status.flags == P.StatusFlag.WATCHDOG
+        assert status.run_cycles == limit
+        start_cycle = bench.starts[0][0]
+        assert bench.resets == [start_cycle + 1 + limit]
+        # The link is usable again.
+        assert await bench.expect_ack(ctx, P.write_request(3, P.Space.PARAMS, 0, b"ok")) == b""
+
+    LinkBench(pattern, run_latency=None).run(script)
+
+
+def test_reset_aborts_a_run_and_clears_flags(pattern):
+    async def script(bench, ctx):
+        assert await bench.expect_ack(ctx, P.run_request(1, 0, 100_000)) == b""
+        assert await bench.expect_ack(ctx, P.reset_request(2)) == b""
+        assert len(bench.resets) == 1
+        status = await bench.status(ctx, 3)
+        assert status.flags == P.StatusFlag(0) and status.run_cycles == 0
+        await ctx.tick().repeat(30)
+        assert (await bench.status(ctx, 4)).flags == P.StatusFlag(0)
+        assert await bench.expect_ack(ctx, P.write_request(5, P.Space.PARAMS, 0, b"ok")) == b""
+
+    LinkBench(pattern, run_latency=None).run(script)
