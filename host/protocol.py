@@ -31,7 +31,7 @@ __all__ = [
     "Frame", "DeviceStatus", "FrameDecoder",
     "crc32", "encode_frame", "make_address", "split_address",
     "write_request", "read_request", "run_request", "status_request", "reset_request",
-    "ack", "nak", "check_response",
+    "ack", "nak", "check_response", "RETRYABLE",
 ]
 
 SYNC = 0xA5
@@ -277,22 +277,26 @@ def check_response(request: Frame, response: Frame) -> bytes:
     Raises :class:`NakError` for a NAK and :class:`ResponseError` for an answer
     to some other request or one whose shape does not fit the command.
     """
-    if response.seq != request.seq:
-        raise ResponseError(f"response seq {response.seq} does not answer request seq "
-                            f"{request.seq}; it is stale, drop it and keep waiting")
     if response.cmd == Reply.NAK:
         code = response.payload[0] if len(response.payload) == 1 else None
         if code not in NakCode._value2member_map_:
             raise ResponseError(f"NAK to {request} carries {response.payload.hex() or 'nothing'}"
                                 f" instead of one NakCode byte")
         code = NakCode(code)
-        raise NakError(f"device refused {request} with NAK {code.name} ({code:#04x}): "
-                       f"{_NAK_HELP[code]}", code)
+        # A frame refused for corruption or truncation may have lost its seq on
+        # the line, so such a NAK applies to whatever request is outstanding.
+        if response.seq == request.seq or code in RETRYABLE:
+            raise NakError(f"device refused {request} with NAK {code.name} ({code:#04x}): "
+                           f"{_NAK_HELP[code]}", code)
+    if response.seq != request.seq:
+        raise ResponseError(f"response seq {response.seq} does not answer request seq "
+                            f"{request.seq}; it is stale, drop it and keep waiting")
     if response.cmd != Reply.ACK:
         raise ResponseError(f"response to {request} has cmd {response.cmd:#04x}, "
                             f"expected ACK {Reply.ACK:#04x} or NAK {Reply.NAK:#04x}")
     if response.addr != request.addr:
-        raise ResponseError(f"ACK to {request} echoes addr {response.addr:#010x}")
+        raise ResponseError(f"ACK to {request} echoes addr {response.addr:#010x} "
+                            f"instead of {request.addr:#010x}")
     expected = _expected_ack_length(request)
     if expected is not None and len(response.payload) != expected:
         raise ResponseError(f"ACK to {request} carries {len(response.payload)} bytes, "
