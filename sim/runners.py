@@ -21,10 +21,12 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,8 @@ SIMULATORS = ("verilator", "icarus")
 TIMESCALE = ("1ns", "1ps")
 
 _REPO = Path(__file__).resolve().parent.parent
+
+_log = logging.getLogger(__name__)
 
 
 class SimulatorNotFound(RuntimeError):
@@ -111,6 +115,10 @@ def _tool_environment(simulator):
     """Temporarily give ``os.environ`` what the simulator needs (the runner copies it)."""
     saved = dict(os.environ)
     try:
+        # cocotb's own WAVES/GUI would override the waves flag that is part of
+        # the cache key, so a cached "no waves" build could silently trace.
+        os.environ.pop("WAVES", None)
+        os.environ.pop("GUI", None)
         if simulator == "verilator":
             root = _verilator_root()
             if root is not None:
@@ -141,6 +149,7 @@ def check_simulator(simulator):
             raise SimulatorNotFound(f"{tool} not found (Verilator needs it); {fix}")
 
 
+@functools.cache
 def _simulator_version(simulator):
     if simulator == "icarus":
         out = subprocess.run(["iverilog", "-V"], capture_output=True, text=True).stdout
@@ -226,6 +235,8 @@ def build(source, toplevel, simulator, *, waves=None, cache_dir=None):
         verilog_file = directory / f"{toplevel}.v"
         verilog_file.write_text(source)
         log = directory / "build.log"
+        _log.info("building %s for %s in %s", toplevel, simulator, directory)
+        started = time.monotonic()
         with _tool_environment(simulator):
             runner = get_runner(simulator)
             try:
@@ -238,6 +249,7 @@ def build(source, toplevel, simulator, *, waves=None, cache_dir=None):
                     f"{simulator} build of {toplevel} failed ({exc}); log {log}:\n{_tail(log)}"
                 ) from None
         stamp.write_text(f"{toplevel} {simulator} {key}\n")
+        _log.info("built %s for %s in %.1f s", toplevel, simulator, time.monotonic() - started)
     return result
 
 
