@@ -102,8 +102,8 @@ def test_pe_pipeline_and_swap():
     n = 60
     acts = rng.integers(-128, 128, size=n)
     psums = rng.integers(-2**31, 2**31, size=n)
-    loads = {3: -128, 10: 127, 25: 5, 40: -7}       # cycle -> shadow weight written
-    swaps = {5, 11, 12, 30, 31}                       # includes back-to-back swaps
+    loads = {3: -128, 10: 127, 12: 99, 25: 5, 40: -7}   # cycle -> shadow weight written
+    swaps = {5, 11, 12, 30, 31}   # back-to-back swaps; the one in 12 must not see 99
     acts[:4] = [-128, 127, -128, 127]
     dut = ProcessingElement()
     trace = []
