@@ -43,3 +43,11 @@ class NakError(LinkError):
 
 class ResponseError(LinkError):
     """A verified response does not answer the request it was read for."""
+
+
+class NoResponseError(LinkError):
+    """No verified answer to a request arrived after every allowed attempt."""
+
+
+class WatchdogError(LinkError):
+    """The device aborted a run because it exceeded its watchdog limit."""

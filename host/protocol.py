@@ -17,12 +17,15 @@ sync byte is excluded because it carries no information.
 from __future__ import annotations
 
 import enum
+import logging
 import struct
+import time
 import zlib
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from .errors import (BadCrcError, FrameError, FrameLengthError, NakError, RequestError,
-                     ResponseError, TruncatedFrameError)
+from .errors import (BadCrcError, FrameError, FrameLengthError, NakError, NoResponseError,
+                     RequestError, ResponseError, TruncatedFrameError, WatchdogError)
 
 __all__ = [
     "SYNC", "HEADER_SIZE", "CRC_SIZE", "MAX_PAYLOAD", "PROTOCOL_VERSION",
@@ -31,8 +34,10 @@ __all__ = [
     "Frame", "DeviceStatus", "FrameDecoder",
     "crc32", "encode_frame", "make_address", "split_address",
     "write_request", "read_request", "run_request", "status_request", "reset_request",
-    "ack", "nak", "check_response", "RETRYABLE",
+    "ack", "nak", "check_response", "RETRYABLE", "Transport", "LinkClient",
 ]
+
+logger = logging.getLogger(__name__)
 
 SYNC = 0xA5
 #: Sync, cmd, seq, addr, len.
@@ -403,3 +408,127 @@ class FrameDecoder:
             events.append(Frame(cmd, seq, addr, body[HEADER_SIZE - 1:]))
             del buf[:total]
         return events
+
+
+# --- stop-and-wait client -----------------------------------------------------------
+
+class Transport(Protocol):
+    """A byte pipe to the device: a serial port, a simulator, a test double."""
+
+    def send(self, data: bytes) -> None:
+        """Queue ``data`` for the device."""
+
+    def receive(self, timeout: float) -> bytes:
+        """Bytes from the device, waiting up to ``timeout`` s; ``b""`` if none came."""
+
+
+class LinkClient:
+    """The host end of the link: one request at a time, resent until verified.
+
+    A request is resent unchanged (same seq) after a NAK BAD_CRC/TRUNCATED or
+    when no verified answer came within ``response_timeout`` seconds, at most
+    ``attempts`` times in all. Only a response whose CRC verified and that
+    :func:`check_response` matched to the request is ever returned.
+    """
+
+    def __init__(self, transport: Transport, *, attempts: int = 5,
+                 response_timeout: float = 0.5, max_payload: int = MAX_PAYLOAD):
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise RequestError(f"attempts must be a positive integer, not {attempts!r}")
+        if not 1 <= max_payload <= MAX_PAYLOAD:
+            raise RequestError(f"max_payload must be in 1..{MAX_PAYLOAD}, not {max_payload!r};"
+                               f" use the device's DeviceStatus.max_payload")
+        self.transport = transport
+        self.attempts = attempts
+        self.response_timeout = response_timeout
+        self.max_payload = max_payload
+        self.resends = 0
+        self._seq = 0
+        self._decoder = FrameDecoder()
+
+    def request(self, build) -> bytes:
+        """Send ``build(seq)`` (a request :class:`Frame`); return its verified ACK payload."""
+        frame = build(self._seq)
+        self._seq = (self._seq + 1) & 0xFF
+        problem = "no bytes came back"
+        for attempt in range(self.attempts):
+            if attempt:
+                self.resends += 1
+                logger.debug("resending %s (attempt %d): %s", frame, attempt + 1, problem)
+            self._decoder.reset()
+            self.transport.send(frame.encode())
+            deadline = time.monotonic() + self.response_timeout
+            while True:
+                remaining = deadline - time.monotonic()
+                data = self.transport.receive(remaining) if remaining > 0 else b""
+                events = self._decoder.feed(data) if data else self._decoder.expire()
+                verdict = self._judge(frame, events)
+                if isinstance(verdict, bytes):
+                    return verdict
+                if verdict is not None:
+                    problem = verdict
+                    if verdict.startswith("NAK"):
+                        break
+                if not data:
+                    break
+        raise NoResponseError(f"no verified answer to {frame} after {self.attempts} attempts "
+                              f"(last problem: {problem}); check the link's wiring and baud "
+                              f"rate, or raise response_timeout")
+
+    @staticmethod
+    def _judge(frame, events):
+        """A payload to return, a problem worth a resend (str), or None to keep waiting."""
+        problem = None
+        for event in events:
+            if isinstance(event, FrameError):
+                problem = str(event)
+                continue
+            is_nak = event.cmd == Reply.NAK and len(event.payload) == 1
+            retryable = is_nak and event.payload[0] in {int(code) for code in RETRYABLE}
+            if event.seq != frame.seq and not retryable:
+                continue                  # a late answer to an earlier attempt
+            try:
+                return check_response(frame, event)
+            except NakError as error:
+                if error.code not in RETRYABLE:
+                    raise
+                return f"NAK {error.code.name}"
+        return problem
+
+    def write(self, space: Space, offset: int, data: bytes):
+        """Store ``data`` at ``offset`` in ``space``, in frames of ``max_payload`` bytes."""
+        for start in range(0, len(data), self.max_payload):
+            chunk = data[start:start + self.max_payload]
+            self.request(lambda seq: write_request(seq, space, offset + start, chunk))
+
+    def read(self, space: Space, offset: int, count: int) -> bytes:
+        """``count`` bytes from ``offset`` in ``space``."""
+        out = bytearray()
+        while len(out) < count:
+            n = min(self.max_payload, count - len(out))
+            at = offset + len(out)
+            out += self.request(lambda seq: read_request(seq, space, at, n))
+        return bytes(out)
+
+    def status(self) -> DeviceStatus:
+        """The device's flags and counters."""
+        return DeviceStatus.decode(self.request(status_request))
+
+    def reset(self):
+        """Abort any run and clear the status flags."""
+        self.request(reset_request)
+
+    def run(self, program_offset: int, watchdog_cycles: int, *,
+            poll_interval: float = 0.01) -> DeviceStatus:
+        """Run the program at ``program_offset`` to completion; return the final status.
+
+        Raises :class:`WatchdogError` if the device aborted the run.
+        """
+        self.request(lambda seq: run_request(seq, program_offset, watchdog_cycles))
+        while (status := self.status()).flags & StatusFlag.RUNNING:
+            time.sleep(poll_interval)
+        if status.flags & StatusFlag.WATCHDOG:
+            raise WatchdogError(f"the device aborted the program at {program_offset:#x} after "
+                                f"{status.run_cycles} cycles, its watchdog limit; raise "
+                                f"watchdog_cycles if the cycle model underestimates the run")
+        return status
