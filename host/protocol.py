@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections import deque
 import struct
 import time
 import zlib
@@ -73,28 +74,34 @@ class Reply(enum.IntEnum):
 
 class NakCode(enum.IntEnum):
     """The single payload byte of a NAK frame."""
+    # Framing errors: the frame was not verified, so a resend may succeed.
     BAD_CRC = 0x01          # the frame's CRC did not match; memory untouched
     TRUNCATED = 0x02        # the frame stopped for longer than the inter-byte timeout
-    UNKNOWN_COMMAND = 0x03  # cmd is not a Command
-    BAD_LENGTH = 0x04       # len (or a READ count) is not allowed for this command
-    BAD_ADDRESS = 0x05      # unknown space, or the access runs past the end of the space
-    BAD_ARGUMENT = 0x06     # a payload argument is out of range (RUN watchdog of 0)
-    BUSY = 0x07             # WRITE/READ/RUN while a run is in progress
+    TOO_LONG = 0x03         # len exceeds the device's max payload; frame drained unverified
+    # Refusals of a verified frame: resending the same frame gives the same answer.
+    UNKNOWN_COMMAND = 0x04  # cmd is not a Command
+    BAD_LENGTH = 0x05       # len (or a READ count) is not allowed for this command
+    BAD_ADDRESS = 0x06      # unknown space, or the access runs past the end of the space
+    BAD_ARGUMENT = 0x07     # a payload argument is out of range (RUN watchdog of 0)
+    BUSY = 0x08             # WRITE/READ/RUN while a run is in progress
 
 
 _NAK_HELP = {
     NakCode.BAD_CRC: "the request was corrupted on the line; resend it with the same seq",
     NakCode.TRUNCATED: "the request stopped mid-frame; resend it with the same seq",
+    NakCode.TOO_LONG: "the frame's length exceeds the device's max payload (see STATUS) or "
+                      "was corrupted on the line; resend, or split the transfer",
     NakCode.UNKNOWN_COMMAND: "the device does not know this command; check the protocol version",
-    NakCode.BAD_LENGTH: "the length is not allowed for this command or exceeds the device's "
-                        "max payload; split the transfer",
+    NakCode.BAD_LENGTH: "the length is not allowed for this command or a READ count exceeds "
+                        "the device's max payload; split the transfer",
     NakCode.BAD_ADDRESS: "the address is outside the memory space; check the space size",
     NakCode.BAD_ARGUMENT: "a payload argument is out of range",
     NakCode.BUSY: "a run is in progress; poll STATUS until it finishes or send RESET",
 }
 
-#: NAKs worth resending unchanged: the request never reached the device intact.
-RETRYABLE = frozenset({NakCode.BAD_CRC, NakCode.TRUNCATED})
+#: NAKs worth resending unchanged: the request was not verified, it may have
+#: been damaged on the line.
+RETRYABLE = frozenset({NakCode.BAD_CRC, NakCode.TRUNCATED, NakCode.TOO_LONG})
 
 
 class Space(enum.IntEnum):
@@ -425,7 +432,7 @@ class Transport(Protocol):
 class LinkClient:
     """The host end of the link: one request at a time, resent until verified.
 
-    A request is resent unchanged (same seq) after a NAK BAD_CRC/TRUNCATED or
+    A request is resent unchanged (same seq) after a NAK in :data:`RETRYABLE` or
     when no verified answer came within ``response_timeout`` seconds, at most
     ``attempts`` times in all. Only a response whose CRC verified and that
     :func:`check_response` matched to the request is ever returned.
@@ -443,6 +450,8 @@ class LinkClient:
         self.response_timeout = response_timeout
         self.max_payload = max_payload
         self.resends = 0
+        #: Why recent requests were resent, oldest first.
+        self.problems = deque(maxlen=100)
         self._seq = 0
         self._decoder = FrameDecoder()
 
@@ -454,6 +463,7 @@ class LinkClient:
         for attempt in range(self.attempts):
             if attempt:
                 self.resends += 1
+                self.problems.append(problem)
                 logger.debug("resending %s (attempt %d): %s", frame, attempt + 1, problem)
             self._decoder.reset()
             self.transport.send(frame.encode())
@@ -492,7 +502,7 @@ class LinkClient:
             except NakError as error:
                 if error.code not in RETRYABLE:
                     raise
-                return f"NAK {error.code.name}"
+                return f"NAK {error.code.name}: {_NAK_HELP[error.code]}"
         return problem
 
     def write(self, space: Space, offset: int, data: bytes):

@@ -48,11 +48,12 @@ class NakCode(enum.Enum, shape=8):
     """Payload byte of a NAK."""
     BAD_CRC = 0x01
     TRUNCATED = 0x02
-    UNKNOWN_COMMAND = 0x03
-    BAD_LENGTH = 0x04
-    BAD_ADDRESS = 0x05
-    BAD_ARGUMENT = 0x06
-    BUSY = 0x07
+    TOO_LONG = 0x03
+    UNKNOWN_COMMAND = 0x04
+    BAD_LENGTH = 0x05
+    BAD_ADDRESS = 0x06
+    BAD_ARGUMENT = 0x07
+    BUSY = 0x08
 
 
 class Space(enum.Enum, shape=4):
@@ -300,7 +301,7 @@ class HostLink(wiring.Component):
                 # A length the staging RAM cannot hold cannot be received; the
                 # frame's end is unknown, so wait for the line to go quiet.
                 with m.If(hdr.len > self.max_payload):
-                    drain_then_nak(NakCode.BAD_LENGTH)
+                    drain_then_nak(NakCode.TOO_LONG)
                 with m.Elif(hdr.len == 0):
                     m.next = "CRC"
                 with m.Else():

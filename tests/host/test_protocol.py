@@ -49,7 +49,7 @@ def test_requests_carry_their_arguments_in_the_payload():
     assert run.payload == struct.pack("<I", 1_000_000)
     assert P.status_request(3) == P.Frame(P.Command.STATUS, 3, 0, b"")
     assert P.reset_request(4) == P.Frame(P.Command.RESET, 4, 0, b"")
-    assert P.nak(5, P.NakCode.BUSY) == P.Frame(P.Reply.NAK, 5, 0, b"\x07")
+    assert P.nak(5, P.NakCode.BUSY) == P.Frame(P.Reply.NAK, 5, 0, b"\x08")
 
 
 def test_device_status_round_trip():
@@ -230,7 +230,7 @@ def test_nak_raises_with_code_and_advice():
         P.check_response(write, P.nak(9, P.NakCode.BAD_ADDRESS))
     assert exc.value.code is P.NakCode.BAD_ADDRESS
     assert str(exc.value) == ("device refused WRITE seq 9 addr 0x10000004 len 1 with NAK "
-                              "BAD_ADDRESS (0x05): the address is outside the memory space; "
+                              "BAD_ADDRESS (0x06): the address is outside the memory space; "
                               "check the space size")
 
 
@@ -239,7 +239,7 @@ def test_retryable_nak_applies_whatever_its_seq():
     with pytest.raises(NakError) as exc:
         P.check_response(status, P.nak(0, P.NakCode.TRUNCATED))
     assert exc.value.code is P.NakCode.TRUNCATED
-    assert P.NakCode.TRUNCATED in P.RETRYABLE and P.NakCode.BAD_CRC in P.RETRYABLE
+    assert P.RETRYABLE == {P.NakCode.BAD_CRC, P.NakCode.TRUNCATED, P.NakCode.TOO_LONG}
     assert P.NakCode.BUSY not in P.RETRYABLE
     # A NAK for another reason with another seq is stale.
     with pytest.raises(ResponseError):

@@ -6,8 +6,10 @@ Each test runs at full speed and with random idle/backpressure on both byte
 streams and on the memory bus.
 """
 
+import queue
 import random
 import struct
+import threading
 from collections import deque
 from dataclasses import dataclass
 
@@ -107,8 +109,11 @@ class LinkBench:
 
     # --- running ---------------------------------------------------------------------
 
-    def run(self, script):
-        """Run ``script(bench, ctx)`` with the models in the background, then check quiet."""
+    def run(self, script, *, host_side=True):
+        """Run ``script(bench, ctx)`` with the models in the background, then check quiet.
+
+        ``host_side=False`` leaves ``o_stream`` to the script.
+        """
         self._send_rng = random.Random(self.seed)
         sim = Simulator(self.dut)
         sim.add_clock(1e-8)
@@ -119,7 +124,8 @@ class LinkBench:
 
         sim.add_testbench(main)
         sim.add_testbench(self._counter, background=True)
-        sim.add_testbench(self._receiver, background=True)
+        if host_side:
+            sim.add_testbench(self._receiver, background=True)
         sim.add_testbench(self._memory_model, background=True)
         sim.add_testbench(self._accelerator_model, background=True)
         sim.run()
@@ -366,7 +372,7 @@ def test_false_sync_in_garbage_costs_one_nak_then_resync(pattern):
         # The stray 0xA5 starts a frame whose header is the real frame's bytes
         # shifted by one: its len field (0x500) exceeds the staging RAM.
         await bench.send(ctx, b"\xA5" + frame.encode())
-        assert await bench.response(ctx) == P.nak(P.Command.WRITE, P.NakCode.BAD_LENGTH)
+        assert await bench.response(ctx) == P.nak(P.Command.WRITE, P.NakCode.TOO_LONG)
         assert bench.write_beats == 0
         assert await bench.transact(ctx, frame) == P.ack(1, frame.addr)
 
@@ -379,7 +385,7 @@ def test_length_beyond_staging_ram_is_drained_and_refused(pattern):
     async def script(bench, ctx):
         await bench.send(ctx, big.encode())
         stopped = bench.last_sent_cycle
-        assert await bench.response(ctx) == P.nak(2, P.NakCode.BAD_LENGTH)
+        assert await bench.response(ctx) == P.nak(2, P.NakCode.TOO_LONG)
         # The NAK waits for the line to go quiet, so the frame's tail is not
         # mistaken for a new frame.
         assert bench.first_rx_cycle_after(stopped) - stopped >= TIMEOUT
@@ -488,3 +494,107 @@ def test_reset_aborts_a_run_and_clears_flags(pattern):
         assert await bench.expect_ack(ctx, P.write_request(5, P.Space.PARAMS, 0, b"ok")) == b""
 
     LinkBench(pattern, run_latency=None).run(script)
+
+
+# --- the host client against the gateware -------------------------------------------
+
+class SimLine:
+    """Transport from a LinkClient thread to the simulated link, with injected faults.
+
+    ``down_faults``/``up_faults`` map byte indices (counted over the whole run)
+    on the host → device / device → host direction to ``"flip"`` or ``"drop"``.
+    """
+
+    def __init__(self, down_faults, up_faults):
+        self.to_device = queue.Queue()
+        self.to_host = queue.Queue()
+        self.down_faults, self.up_faults = dict(down_faults), dict(up_faults)
+        self.down_count = self.up_count = 0
+
+    def _apply(self, faults, index, byte):
+        fault = faults.pop(index, None)
+        return None if fault == "drop" else byte ^ 0x08 if fault == "flip" else byte
+
+    def send(self, data):
+        out = []
+        for byte in data:
+            byte = self._apply(self.down_faults, self.down_count, byte)
+            self.down_count += 1
+            if byte is not None:
+                out.append(byte)
+        self.to_device.put(bytes(out))   # one item, so a frame is not split by scheduling
+
+    def receive(self, timeout):
+        try:
+            data = bytearray(self.to_host.get(timeout=timeout))
+        except queue.Empty:
+            return b""
+        while True:
+            try:
+                data += self.to_host.get_nowait()
+            except queue.Empty:
+                return bytes(data)
+
+    def from_device(self, byte):
+        byte = self._apply(self.up_faults, self.up_count, byte)
+        self.up_count += 1
+        if byte is not None:
+            self.to_host.put(bytes([byte]))
+
+
+def test_client_against_the_gateware_over_a_faulty_line():
+    """LinkClient resends through a flipped request byte, a dropped request byte and
+    a flipped answer byte, and still returns exactly what the memory holds."""
+    rng = random.Random(11)
+    weights = rng.randbytes(150)
+    assert weights[0] != 0
+    # The first WRITE is bytes 0..78: byte 20 is in its payload (BAD_CRC). Its
+    # resend is 79..157: dropping 83, an addr byte, shifts the first payload
+    # byte into the top of len (TOO_LONG). Answers: two 16-byte NAKs, two
+    # 15-byte ACKs, then the first READ's answer, whose data starts at 73.
+    line = SimLine(down_faults={20: "flip", 83: "drop"}, up_faults={80: "flip"})
+    client = P.LinkClient(line, response_timeout=1.0, max_payload=MAX_PAYLOAD)
+    outcome = {}
+
+    def host():
+        try:
+            client.write(P.Space.WEIGHTS, 0, weights[:120])
+            outcome["read"] = client.read(P.Space.WEIGHTS, 0, 120)
+            outcome["status"] = client.run(4, 10_000, poll_interval=0)
+        except BaseException as error:      # re-raised in the test's thread
+            outcome["error"] = error
+
+    async def bridge(bench, ctx):
+        i, o = bench.dut.i_stream, bench.dut.o_stream
+        thread = threading.Thread(target=host, daemon=True)
+        thread.start()
+        pending = deque()
+        ctx.set(o.ready, 1)
+        while thread.is_alive():
+            if not pending:
+                try:
+                    pending.extend(line.to_device.get_nowait())
+                except queue.Empty:
+                    pass
+            ctx.set(i.valid, bool(pending))
+            ctx.set(i.payload, pending[0] if pending else 0)
+            _, _, taken, o_valid, o_byte = await ctx.tick().sample(i.ready, o.valid, o.payload)
+            if pending and taken:
+                pending.popleft()
+            if o_valid:
+                line.from_device(o_byte)
+        thread.join()
+
+    bench = LinkBench(PATTERNS["random"], run_latency=200)
+    bench.run(bridge, host_side=False)
+    if "error" in outcome:
+        raise outcome["error"]
+    assert outcome["read"] == weights[:120]
+    assert bench.memory[P.Space.WEIGHTS][:120] == weights[:120]
+    assert outcome["status"].flags == P.StatusFlag.DONE
+    assert outcome["status"].run_cycles == 200
+    assert [program for _, program in bench.starts] == [4]
+    assert client.resends == 3
+    assert [p.split(":")[0] for p in client.problems][:2] == ["NAK BAD_CRC", "NAK TOO_LONG"]
+    assert client.problems[2].startswith("frame ")     # a FrameError from the decoder
+    assert not line.down_faults and not line.up_faults    # every fault was injected
