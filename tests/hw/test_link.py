@@ -339,18 +339,26 @@ def test_truncated_frame_naks_after_timeout(pattern, stop_after):
     LinkBench(pattern).run(script)
 
 
-def test_gaps_shorter_than_the_timeout_are_fine():
+@pytest.mark.parametrize("gap", [TIMEOUT - 1, TIMEOUT])
+def test_timeout_is_exactly_that_many_idle_cycles(gap):
     frame = P.write_request(1, P.Space.PARAMS, 0, b"slow")
+    wire = frame.encode()
 
     async def script(bench, ctx):
-        for byte in frame.encode():
-            await bench.send(ctx, bytes([byte]))
-            await ctx.tick().repeat(TIMEOUT - 2)
-        assert await bench.response(ctx) == P.ack(1, frame.addr)
+        if gap < TIMEOUT:
+            for byte in wire:
+                await bench.send(ctx, bytes([byte]))
+                await ctx.tick().repeat(gap)          # cycles with valid low
+            assert await bench.response(ctx) == P.ack(1, frame.addr)
+        else:
+            await bench.send(ctx, wire[:5])
+            await ctx.tick().repeat(gap - 1)
+            assert bench.rx_cycles == []              # one cycle short: still waiting
+            assert await bench.response(ctx) == P.nak(1, P.NakCode.TRUNCATED)
 
     bench = LinkBench(PATTERNS["full_speed"])
     bench.run(script)
-    assert bench.memory[P.Space.PARAMS][:4] == b"slow"
+    assert bench.memory[P.Space.PARAMS][:4] == (b"slow" if gap < TIMEOUT else bytes(4))
 
 
 def test_garbage_before_sync_is_skipped(pattern):
