@@ -246,7 +246,7 @@ class HostLink(wiring.Component):
         program_ok = ((hdr.addr.space == Space.PROGRAM)
                       & (hdr.addr.offset < self.space_sizes[Space.PROGRAM]))
 
-        def receive(m, on_byte, on_timeout):
+        def receive(on_byte, on_timeout):
             """Accept a byte per cycle; ``on_timeout`` after ``timeout`` idle cycles."""
             m.d.comb += i.ready.eq(1)
             with m.If(i.valid):
@@ -294,7 +294,7 @@ class HostLink(wiring.Component):
                                  cnt.eq(cnt + 1)]
                     with m.If(cnt == _HEADER_BYTES - 1):
                         m.next = "LENGTH"
-                receive(m, header_byte, truncated)
+                receive(header_byte, truncated)
 
             with m.State("LENGTH"):
                 m.d.sync += cnt.eq(0)
@@ -316,7 +316,7 @@ class HostLink(wiring.Component):
                     with m.If(cnt == hdr.len - 1):
                         m.d.sync += cnt.eq(0)
                         m.next = "CRC"
-                receive(m, payload_byte, truncated)
+                receive(payload_byte, truncated)
 
             with m.State("CRC"):
                 def crc_byte():
@@ -324,10 +324,10 @@ class HostLink(wiring.Component):
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(cnt == _CRC_BYTES - 1):
                         m.next = "EXECUTE"
-                receive(m, crc_byte, truncated)
+                receive(crc_byte, truncated)
 
             with m.State("DRAIN"):
-                receive(m, lambda: None, lambda: send_nak(nak_code))
+                receive(lambda: None, lambda: send_nak(nak_code))
 
             with m.State("EXECUTE"):
                 m.d.sync += resp_addr.eq(hdr.addr)
