@@ -75,6 +75,7 @@ DESCRIPTOR = data.StructLayout({
     "op":        Opcode,
     "in_signed": unsigned(1),        # activations read are signed (else zero-extended)
     "out_raw":   unsigned(1),        # write int32 accumulators (4 words/channel group)
+    "bipolar":   unsigned(1),        # outputs map the clamped {0, 1} to {-1, +1}
     "relu":      unsigned(1),        # informative: lo == 0
     "src":       unsigned(ADDR_BITS),  # input tensor base word
     "src2":      unsigned(ADDR_BITS),  # second input (ADD)
@@ -90,6 +91,8 @@ DESCRIPTOR = data.StructLayout({
     "stride":    unsigned(3),
     "pad_t":     unsigned(3),
     "pad_l":     unsigned(3),
+    "pad_b":     unsigned(3),
+    "pad_r":     unsigned(3),
     "pool_k":    unsigned(3),        # pool-on-write window (1: none)
     "pool_s":    unsigned(3),
     "tile_px":   unsigned(12),       # pixels per accumulator tile

@@ -25,6 +25,8 @@ from hw import isa, layout
 from hw.array import ArrayTiming
 from hw.isa import Opcode
 
+from . import machine
+
 DESCRIPTOR_FETCH = 4    # cycles to read and decode one descriptor
 POST_PIPELINE = 6       # bias add, multiply, offset add, round/shift, clamp, pool RMW
 
@@ -68,8 +70,7 @@ class Estimate:
 
 def conv_cycles(d: isa.Descriptor, rows: int, cols: int) -> tuple[int, int, str, dict]:
     timing = ArrayTiming(rows, cols)
-    conv_h = (d.in_h + 2 * d.pad_t - d.kh) // d.stride + 1
-    conv_w = (d.in_w + 2 * d.pad_l - d.kw) // d.stride + 1
+    conv_h, conv_w = machine.conv_size(d)
     pixels = conv_h * conv_w
     tile_px = d.tile_px or pixels
     oc_tiles = layout.ceil_div(d.out_c, cols)

@@ -16,26 +16,20 @@ import numpy as np
 
 from hw import isa, layout
 from hw.isa import Opcode
+from sim.reference import round_half_even_shift
 
 
 class MachineError(RuntimeError):
     """The program did something the hardware would refuse (or hang on)."""
 
 
-def round_shift(v: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """v / 2**shift rounded half to even, for int64 `v` and per-element `shift` >= 0."""
-    shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), v.shape)
-    q = v >> shift
-    r = v - (q << shift)
-    half = np.int64(1) << np.maximum(shift - 1, 0)
-    up = (shift > 0) & ((r > half) | ((r == half) & ((q & 1) == 1)))
-    return q + up
-
-
-def requantize(acc: np.ndarray, params: dict, lo: int, hi: int) -> np.ndarray:
-    """Post-processing of int32 accumulators (..., C) with per-channel PARAM values."""
+def requantize(acc: np.ndarray, params: dict, lo: int, hi: int, bipolar: bool = False
+               ) -> np.ndarray:
+    """Post-processing of int32 accumulators (..., C) with per-channel PARAM values,
+    by the reference's rounding rule."""
     v = (acc + params["bias"]) * params["mult"] + params["offset"]
-    return np.clip(round_shift(v, params["shift"]), lo, hi)
+    y = np.clip(round_half_even_shift(v, params["shift"]), lo, hi)
+    return 2 * y - 1 if bipolar else y
 
 
 def _read_tensor(act, base, shape_hwc, rows, signed):
@@ -61,11 +55,10 @@ def conv(image: layout.MemoryImage, d: isa.Descriptor) -> None:
     kt = layout.ceil_div(d.in_c, R)
     oct_ = layout.ceil_div(d.out_c, C)
     # Zero padding, and K padded to whole tiles (unused rows multiply by zero weights).
-    xp = np.zeros((d.in_h + 2 * d.pad_t + d.kh, d.in_w + 2 * d.pad_l + d.kw, kt * R),
+    xp = np.zeros((d.in_h + d.pad_t + d.pad_b + d.kh, d.in_w + d.pad_l + d.pad_r + d.kw, kt * R),
                   dtype=np.int64)
     xp[d.pad_t:d.pad_t + d.in_h, d.pad_l:d.pad_l + d.in_w, :d.in_c] = x
-    conv_h = _conv_out(d.in_h, d.kh, d.stride, d.pad_t)
-    conv_w = _conv_out(d.in_w, d.kw, d.stride, d.pad_l)
+    conv_h, conv_w = conv_size(d)
     pixels = conv_h * conv_w
     oh, ow = np.divmod(np.arange(pixels), conv_w)
 
@@ -97,7 +90,7 @@ def conv(image: layout.MemoryImage, d: isa.Descriptor) -> None:
         out = acc_out + p["bias"]
         _write_tensor(image.act, d.dst, out.reshape(conv_h, conv_w, d.out_c), R, raw=True)
         return
-    y = requantize(acc_out, p, d.lo, d.hi).reshape(conv_h, conv_w, d.out_c)
+    y = requantize(acc_out, p, d.lo, d.hi, bool(d.bipolar)).reshape(conv_h, conv_w, d.out_c)
     k, s = max(d.pool_k, 1), max(d.pool_s, 1)
     if k > 1:
         # Pool on write: only pixels inside a full window of the floor-mode pool land.
@@ -110,7 +103,7 @@ def maxpool(image: layout.MemoryImage, d: isa.Descriptor) -> None:
     R = image.rows
     x = _read_tensor(image.act, d.src, (d.in_h, d.in_w, d.in_c), R, bool(d.in_signed))
     k, s = d.pool_k, d.pool_s
-    padded = np.full((d.in_h + 2 * d.pad_t + k, d.in_w + 2 * d.pad_l + k, d.in_c),
+    padded = np.full((d.in_h + d.pad_t + d.pad_b + k, d.in_w + d.pad_l + d.pad_r + k, d.in_c),
                      np.iinfo(np.int64).min, dtype=np.int64)
     padded[d.pad_t:d.pad_t + d.in_h, d.pad_l:d.pad_l + d.in_w] = x
     out = np.full((d.out_h, d.out_w, d.in_c), np.iinfo(np.int64).min, dtype=np.int64)
@@ -120,8 +113,10 @@ def maxpool(image: layout.MemoryImage, d: isa.Descriptor) -> None:
     _write_tensor(image.act, d.dst, out, R, raw=False)
 
 
-def _conv_out(size, kernel, stride, pad):
-    return (size + 2 * pad - kernel) // stride + 1
+def conv_size(d: isa.Descriptor) -> tuple[int, int]:
+    """(height, width) of a CONV descriptor's output before pool-on-write."""
+    return ((d.in_h + d.pad_t + d.pad_b - d.kh) // d.stride + 1,
+            (d.in_w + d.pad_l + d.pad_r - d.kw) // d.stride + 1)
 
 
 EXECUTE = {

@@ -10,7 +10,7 @@ from sim.cycles import DESCRIPTOR_FETCH, POST_PIPELINE
 
 def conv(**fields):
     base = dict(op=isa.Opcode.CONV, in_h=1, in_w=1, in_c=1, out_c=1, kh=1, kw=1, stride=1,
-                pad_t=0, pad_l=0, tile_px=0, pool_k=1, pool_s=1)
+                pad_t=0, pad_l=0, pad_b=0, pad_r=0, tile_px=0, pool_k=1, pool_s=1)
     return isa.Descriptor({**base, **fields})
 
 
@@ -31,7 +31,7 @@ def test_one_tile_one_pixel_tile():
 def test_edge_tiles_round_up():
     # 5 in channels -> 2 K-tiles, 6 out channels -> 2 oc tiles, 3x3 kernel with pad 1 on
     # 6x6 -> 36 pixels, pixel tiles of 20 + 16.
-    d = conv(in_h=6, in_w=6, in_c=5, out_c=6, kh=3, kw=3, pad_t=1, pad_l=1, tile_px=20)
+    d = conv(in_h=6, in_w=6, in_c=5, out_c=6, kh=3, kw=3, pad_t=1, pad_l=1, pad_b=1, pad_r=1, tile_px=20)
     layer = cycles.estimate([d], 4, 4).layers[0]
     steps = 9 * 2
     assert layer.cycles == 2 * steps * (20 + 16) + fixed(4, 4, 16)
@@ -54,7 +54,7 @@ def test_k_packed_first_layer_uses_rows():
     # A 3x3 conv of a 1-channel image, im2col-packed by the host into a 1x1 conv of
     # 9 channels: 2 K-tiles on 8 rows instead of 9 taps x 1 K-tile.
     packed = conv(in_h=28, in_w=28, in_c=9, out_c=8, tile_px=1024)
-    plain = conv(in_h=28, in_w=28, in_c=1, out_c=8, kh=3, kw=3, pad_t=1, pad_l=1, tile_px=1024)
+    plain = conv(in_h=28, in_w=28, in_c=1, out_c=8, kh=3, kw=3, pad_t=1, pad_l=1, pad_b=1, pad_r=1, tile_px=1024)
     a = cycles.estimate([packed], 8, 8).layers[0]
     b = cycles.estimate([plain], 8, 8).layers[0]
     assert a.macs == b.macs

