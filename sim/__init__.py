@@ -1,1 +1,1 @@
-"""samoyed sim package."""
+"""samoyed sim package: the integer reference, program simulator and testbenches."""
