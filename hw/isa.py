@@ -98,8 +98,8 @@ DESCRIPTOR = data.StructLayout({
     "tile_px":   unsigned(12),       # pixels per accumulator tile
     "wgt":       unsigned(ADDR_BITS),  # first weight word
     "prm":       unsigned(14),       # first PARAM record
-    "lo":        signed(8),          # clamp bounds of int8 outputs
-    "hi":        signed(8),
+    "lo":        signed(10),         # clamp bounds of 8-bit outputs (signed or unsigned)
+    "hi":        signed(10),
 })
 DESCRIPTOR_BITS = 256  # padded so the program memory word is a power of two
 DESCRIPTOR_BYTES = DESCRIPTOR_BITS // 8

@@ -26,7 +26,7 @@ def test_descriptor_fits_its_word():
 
 @pytest.mark.parametrize("field, value, message", [
     ("kh", 16, r"field kh=16 does not fit unsigned\(4\) \[0, 15\]"),
-    ("lo", -129, r"field lo=-129 does not fit signed\(8\) \[-128, 127\]"),
+    ("lo", -513, r"field lo=-513 does not fit signed\(10\) \[-512, 511\]"),
     ("in_c", -1, r"field in_c=-1 does not fit unsigned\(12\)"),
 ])
 def test_out_of_range_fields_are_named(field, value, message):
