@@ -4,9 +4,9 @@ Passes, in order (each a function over the previous one's result):
 
 1. `plan_layers`: one `LayerPlan` per IR compute node — the descriptor fields, the weight
    tiles and PARAM records — with K-packing of the first convolution (the host writes its
-   input im2col-packed, so it becomes a 1×1 convolution over kh·kw·C_in channels) and
-   linear layers mapped onto convolutions over their unflattened input (flatten never
-   moves data);
+   input im2col-packed, so it becomes a 1×1 convolution over kh·kw·C_in channels; a first
+   linear layer likewise gets its input as one pixel of C·H·W channels) and linear layers
+   mapped onto convolutions over their unflattened input (flatten never moves data);
 2. `allocate`: activation tensors get bank addresses (first fit over live ranges), weight
    and PARAM blocks get consecutive addresses; every memory is checked against the
    config and a model that does not fit raises `MemoryFitError` naming the layer, the
@@ -147,28 +147,30 @@ def _clamp_fields(node) -> dict:
     return {"lo": rq.lo, "hi": rq.hi, "bipolar": int(rq.bipolar), "relu": int(rq.lo == 0)}
 
 
-def _conv_plan(node: ir.Conv, src: Tensor, config, first: bool) -> tuple[LayerPlan, InputPacking | None]:
+def _conv_like_plan(node, weight: np.ndarray, stride, padding, pool, src: Tensor, config,
+                    first: bool) -> tuple[LayerPlan, InputPacking | None]:
+    """A CONV descriptor for `node` (a Conv, or a Linear seen as a convolution whose kernel
+    covers its whole input)."""
     R, C = config.rows, config.cols
-    weight = np.asarray(node.weight, dtype=np.int64)
     o, i, kh, kw = weight.shape
-    (sh, sw), (t, l, b, r) = node.stride, node.padding
+    (sh, sw), (t, l, b, r) = stride, padding
     _, h, w = src.shape
-    conv_h, conv_w = ir.conv_out_hw(h, w, (kh, kw), node.stride, node.padding)
+    conv_h, conv_w = ir.conv_out_hw(h, w, (kh, kw), stride, padding)
     packing = None
     if first and i < R and (kh, kw) != (1, 1):
         # K-packing: the host sends the image im2col-packed and the layer becomes a 1×1
         # convolution, so its kh*kw*C_in products fill the rows instead of C_in of R.
         packing = InputPacking((kh, kw), (sh, sw), (t, l, b, r), im2col=True)
         weight = weight.transpose(0, 2, 3, 1).reshape(o, kh * kw * i, 1, 1)
-        src = Tensor(src.name, (kh * kw * i, conv_h, conv_w), src.signed)
         i, kh, kw, sh, sw, t, l, b, r, h, w = kh * kw * i, 1, 1, 1, 1, 0, 0, 0, 0, conv_h, conv_w
+        src = Tensor(src.name, (i, h, w), src.signed)
     if sh != sw:
-        raise UnsupportedError(f"layer {node.name}: stride {node.stride} is not square; the "
+        raise UnsupportedError(f"layer {node.name}: stride {stride} is not square; the "
                                "accelerator supports equal strides")
-    pool_k, pool_s = node.pool if node.pool else (1, 1)
+    pool_k, pool_s = pool if pool else (1, 1)
     if pool_k != pool_s:
         raise UnsupportedError(f"layer {node.name}: pool-on-write needs kernel == stride, "
-                               f"not {node.pool}")
+                               f"not {pool}")
     out_h, out_w = conv_h // pool_s, conv_w // pool_s
     fields = dict(op=Opcode.CONV, in_signed=int(src.signed), in_h=h, in_w=w, in_c=i, out_c=o,
                   kh=kh, kw=kw, stride=sh, pad_t=t, pad_l=l, pad_b=b, pad_r=r,
@@ -181,20 +183,17 @@ def _conv_plan(node: ir.Conv, src: Tensor, config, first: bool) -> tuple[LayerPl
     return plan, packing
 
 
-def _linear_plan(node: ir.Linear, src: Tensor, config) -> LayerPlan:
-    R, C = config.rows, config.cols
-    c, h, w = src.shape
-    weight = np.asarray(node.weight, dtype=np.int64)
-    o = weight.shape[0]
+def _conv_plan(node: ir.Conv, src: Tensor, config, first: bool):
+    return _conv_like_plan(node, np.asarray(node.weight, dtype=np.int64), node.stride,
+                           node.padding, node.pool, src, config, first)
+
+
+def _linear_plan(node: ir.Linear, src: Tensor, config, first: bool):
     # torch.flatten order is C-major: feature c*H*W + y*W + x is weight[:, c, y, x] of a
-    # convolution whose kernel covers the whole H×W input.
-    weight = weight.reshape(o, c, h, w)
-    fields = dict(op=Opcode.CONV, in_signed=int(src.signed), in_h=h, in_w=w, in_c=c, out_c=o,
-                  kh=h, kw=w, stride=1, pool_k=1, pool_s=1, out_h=1, out_w=1, tile_px=1,
-                  **_clamp_fields(node))
-    out = Tensor(node.name, (o, 1, 1), node.out.lo < 0, raw=node.requant is None)
-    return LayerPlan(node.name, fields, [src.name], out,
-                     layout.weight_tiles(weight, R, C).view(np.uint8), _params(node, o))
+    # convolution whose kernel covers the whole H×W input, so flatten moves no data.
+    c, h, w = src.shape
+    weight = np.asarray(node.weight, dtype=np.int64).reshape(-1, c, h, w)
+    return _conv_like_plan(node, weight, (1, 1), (0, 0, 0, 0), None, src, config, first)
 
 
 def _maxpool_plan(node: ir.MaxPool, src: Tensor) -> LayerPlan:
@@ -221,16 +220,15 @@ def plan_layers(graph: ir.Graph, config) -> tuple[list[LayerPlan], Tensor, Input
         if isinstance(node, ir.Flatten):
             tensors[node.name] = src  # a view: the consumer reads the unflattened tensor
             continue
-        if isinstance(node, ir.Conv):
+        if isinstance(node, (ir.Conv, ir.Linear)):
             first = src.name == inp.name and len(graph.consumers(inp.name)) == 1
-            plan, pack = _conv_plan(node, src, config, first)
+            make = _conv_plan if isinstance(node, ir.Conv) else _linear_plan
+            plan, pack = make(node, src, config, first)
             if pack is not None:
                 packing = pack
                 f = plan.fields
                 tensors[inp.name] = Tensor(inp.name, (f["in_c"], f["in_h"], f["in_w"]),
                                            src.signed)
-        elif isinstance(node, ir.Linear):
-            plan = _linear_plan(node, src, config)
         elif isinstance(node, ir.MaxPool):
             plan = _maxpool_plan(node, src)
         else:

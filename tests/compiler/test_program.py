@@ -1,0 +1,118 @@
+"""The back end: programs run by the program simulator give exactly the reference's
+integers, for zoo nets and random nets, on several array shapes."""
+
+import numpy as np
+import pytest
+import torch
+from compiler_nets import random_net
+
+import compiler
+from compiler.program import MemoryFitError, im2col, InputPacking, lower
+from hw import AcceleratorConfig
+from models import zoo
+from sim import cycles, machine
+
+
+CONFIGS = [(4, 4), (8, 8), (16, 16), (3, 5)]
+
+
+def big(rows, cols, **kw):
+    return AcceleratorConfig(rows=rows, cols=cols, act_depth=8192, weight_depth=1 << 16, **kw)
+
+
+def run_program(program, x_int):
+    outs = []
+    for frame in x_int:
+        image = program.image.copy()
+        program.load_input(image.act, frame)
+        machine.run(image)
+        outs.append(program.read_output(image.act))
+    return np.stack(outs)
+
+
+@torch.no_grad()
+def calibrated(name, **kw):
+    torch.manual_seed(0)
+    net = zoo.build(name, **kw)
+    net.train()
+    for _ in range(3):
+        net(zoo.example_input(name, 16))
+    net.eval()
+    return net
+
+
+@pytest.fixture(scope="module")
+def zoo_models():
+    out = {}
+    for name, kw in [("digits-cnn", {}), ("fmnist-cnn", {}), ("lenet5", {}),
+                     ("tfc", {"weight_bits": 2, "act_bits": 2}), ("cnv", {})]:
+        out[name] = compiler.compile(calibrated(name, **kw))
+    return out
+
+
+@pytest.mark.parametrize("rows, cols", CONFIGS)
+@pytest.mark.parametrize("name", ["digits-cnn", "fmnist-cnn", "lenet5", "tfc"])
+def test_zoo_machine_equals_reference(zoo_models, name, rows, cols):
+    cm = zoo_models[name]
+    x = cm.quantize_input(zoo.example_input(name, 3).numpy())
+    program = lower(cm.graph, big(rows, cols))
+    assert np.array_equal(run_program(program, x), cm.reference(x))
+
+
+@pytest.mark.slow
+def test_cnv_machine_equals_reference(zoo_models):
+    cm = zoo_models["cnv"]
+    x = cm.quantize_input(zoo.example_input("cnv", 1).numpy())
+    program = lower(cm.graph, AcceleratorConfig(rows=8, cols=8, act_depth=1 << 14,
+                                                weight_depth=1 << 18))
+    assert np.array_equal(run_program(program, x), cm.reference(x))
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+@pytest.mark.parametrize("seed", range(6))
+def test_random_nets_machine_equals_reference(seed, batch_norm):
+    net, shape = random_net(seed, batch_norm=batch_norm)
+    cm = compiler.compile(net, input_shape=shape)
+    rng = np.random.default_rng(seed)
+    x = cm.quantize_input((rng.random((4, *shape)) * 2 - 0.5).astype(np.float32))
+    ref = cm.reference(x)
+    for rows, cols in CONFIGS:
+        program = lower(cm.graph, big(rows, cols))
+        assert np.array_equal(run_program(program, x), ref), (rows, cols)
+
+
+def test_first_conv_is_k_packed(zoo_models):
+    program = lower(zoo_models["fmnist-cnn"].graph, big(8, 8))
+    first = program.descriptors[0]
+    assert (first.kh, first.kw, first.in_c, first.in_h) == (1, 1, 9, 28)
+    assert program.packing.im2col and program.packing.kernel == (3, 3)
+
+
+def test_first_linear_is_k_packed(zoo_models):
+    program = lower(zoo_models["tfc"].graph, big(8, 8))
+    first = program.descriptors[0]
+    assert (first.kh, first.kw, first.in_c, first.in_h) == (1, 1, 784, 1)
+
+
+def test_im2col_order():
+    x = np.arange(2 * 3 * 3).reshape(2, 3, 3)
+    cols = im2col(x, InputPacking((2, 2), (1, 1), (0, 0, 0, 0), True))
+    assert cols.shape == (8, 2, 2)
+    # channel (i*kw + j)*C + c holds x[c, oy + i, ox + j]
+    assert cols[(1 * 2 + 0) * 2 + 1, 0, 1] == x[1, 1, 1]
+
+
+def test_model_that_does_not_fit_names_layer_memory_and_fix(zoo_models):
+    cfg = AcceleratorConfig(rows=8, cols=8, act_depth=8192, weight_depth=4096)
+    with pytest.raises(MemoryFitError, match=r"layer 16 does not fit the weight memory: needs "
+                                             r"12,992 words, 4,096 available; the smallest "
+                                             r"config that fits sets weight_depth=16384"):
+        lower(zoo_models["fmnist-cnn"].graph, cfg)
+
+
+def test_fmnist_estimate_reports_layers(zoo_models):
+    program = lower(zoo_models["fmnist-cnn"].graph, big(8, 8))
+    est = cycles.estimate(program.descriptors, 8, 8)
+    assert est.macs == 3_010_304
+    assert [layer.bound for layer in est.layers[:5]] == ["compute"] * 3 + ["weight load"] * 2
+    assert 0 < est.utilization <= 1
