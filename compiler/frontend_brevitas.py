@@ -57,6 +57,16 @@ class _Pre:
     flat: bool = False
 
 
+def _is_binary(proxy) -> bool:
+    """Whether an act quant proxy is Brevitas's binary (bipolar, ±1) quantizer.
+
+    A signed 1-bit *integer* quantizer is not bipolar: its range is [-1, 0].
+    """
+    fused = getattr(proxy, "fused_activation_quant_proxy", None)
+    quant = getattr(fused, "tensor_quant", None)
+    return quant is not None and "Binary" in type(quant).__name__
+
+
 def _scalar(value) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -226,7 +236,10 @@ class _Converter(fx.Interpreter):
         if scale.size != 1:
             raise UnsupportedError(f"layer {n.target!r} ({type(m).__name__}) has per-channel "
                                    "activation scales; activations need one scale per tensor")
-        bipolar = bits == 1 and signed
+        bipolar = _is_binary(proxy)
+        if bipolar and not (bits == 1 and signed):
+            raise UnsupportedError(f"layer {n.target!r}: binary quantizer of {bits} bits, "
+                                   f"signed={signed}")
         if bipolar:
             lo, hi = -1, 1
         else:
