@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +46,24 @@ class CompiledModel:
     name: str = ""
     source: str = ""
     meta: dict = field(default_factory=dict)
+
+    @functools.cached_property
+    def program(self):
+        """The accelerator program for `config` (compiler.program.Program); raises
+        MemoryFitError naming the layer and memory when the network does not fit."""
+        from .program import lower
+        return lower(self.graph, self.config)
+
+    @property
+    def memory_image(self):
+        """Weights, parameters and descriptors as the host loads them (hw.layout.MemoryImage)."""
+        return self.program.image
+
+    def estimate(self):
+        """Modelled cycles of one frame on `config` (sim.cycles.Estimate): `.cycles`,
+        `.utilization`, `.layers`."""
+        from sim import cycles
+        return cycles.estimate(self.program.descriptors, self.config.rows, self.config.cols)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -51,3 +51,7 @@ class NoResponseError(LinkError):
 
 class WatchdogError(LinkError):
     """The device aborted a run because it exceeded its watchdog limit."""
+
+
+class BackendError(HostError):
+    """A backend is unknown, unavailable, or was given input it cannot run."""

@@ -24,7 +24,7 @@ class AcceleratorConfig:
     data_bits: int = 8
     acc_bits: int = 32
     act_depth: int = 4096       # words per activation bank
-    weight_depth: int = 8192    # weight memory words (C bytes each)
+    weight_depth: int = 16384   # weight memory words (C bytes each): 128 KiB at 8x8
     clock_mhz: float = 50.0
 
     def __post_init__(self):
