@@ -8,6 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.samoyed-installed
 DEMO_OUT ?= runs/demo
+DEMO_ARGS ?=
 
 .PHONY: demo test setup system-deps clean
 
@@ -18,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 demo: $(STAMP)
-	$(VENV)/bin/samoyed demo --out $(DEMO_OUT)
+	$(VENV)/bin/samoyed demo --out $(DEMO_OUT) $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
