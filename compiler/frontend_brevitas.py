@@ -139,7 +139,8 @@ class _Converter(fx.Interpreter):
         return v
 
     def _unsupported(self, n: fx.Node, kind: str):
-        raise UnsupportedError(f"layer {n.name!r} ({kind}) is not supported; supported: {SUPPORTED}")
+        name = n.target if n.op == "call_module" else n.name
+        raise UnsupportedError(f"layer {name!r} ({kind}) is not supported; supported: {SUPPORTED}")
 
     # -- interpreter hooks ----------------------------------------------------------
 
@@ -548,6 +549,9 @@ def from_module(net: nn.Module, input_shape: tuple[int, ...], name: str | None =
         conv = _Converter(gm, name, tuple(input_shape))
         with torch.no_grad():
             conv.run(torch.rand(2, *input_shape))
+    except CompileError as e:
+        # torch.fx appends "While executing ..." to the message; ours already names the layer.
+        raise type(e)(str(e).split("\n\nWhile executing")[0]) from None
     finally:
         net.train(was_training)
     if not conv.nodes or not isinstance(conv.nodes[0], ir.Input):
