@@ -89,6 +89,8 @@ class _Builder:
 
     def node(self, n):
         args = [self.val.get(i) if i else None for i in n.input]
+        args = [np.asarray(a, np.float64) if isinstance(a, (float, np.floating)) else a
+                for a in args]
         if any(i and i not in self.val for i in n.input):
             missing = [i for i in n.input if i and i not in self.val]
             raise CompileError(f"ONNX node {n.name!r} reads undefined tensors {missing}")
@@ -101,7 +103,8 @@ class _Builder:
         if op in ("Quant", "BipolarQuant"):
             return self.quant(n, args)
         if consts and op != "Transpose":
-            self.val[n.output[0]] = self.fold(n, args)
+            for name, value in zip(n.output, [self.fold(n, args)]):
+                self.val[name] = np.asarray(value, np.float64)
             return
         handler = getattr(self, "op_" + op, None)
         if handler is None:
@@ -111,13 +114,24 @@ class _Builder:
     def fold(self, n, args):
         a = self.attrs(n)
         f = {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract, "Div": np.divide,
-             "Pow": np.power, "Sqrt": np.sqrt, "Neg": np.negative}.get(n.op_type)
+             "Pow": np.power, "Sqrt": np.sqrt, "Neg": np.negative, "Log": np.log,
+             "Exp": np.exp, "Ceil": np.ceil, "Floor": np.floor, "Round": np.rint,
+             "Abs": np.abs, "Sign": np.sign, "Reciprocal": np.reciprocal,
+             "Max": np.maximum, "Min": np.minimum}.get(n.op_type)
         if f is not None:
-            return f(*args)
+            return f(*[x for x in args if x is not None])
+        if n.op_type == "Clip":
+            lo = args[1] if len(args) > 1 and args[1] is not None else -np.inf
+            hi = args[2] if len(args) > 2 and args[2] is not None else np.inf
+            return np.clip(args[0], lo, hi)
         if n.op_type == "Reshape":
             return args[0].reshape(args[1].astype(np.int64))
         if n.op_type in ("Identity", "Cast"):
             return args[0]
+        if n.op_type == "Greater":
+            return args[0] > args[1]
+        if n.op_type == "Where":
+            return np.where(args[0], args[1], args[2])
         if n.op_type == "Shape":
             return np.array(args[0].shape, np.float64)
         if n.op_type == "Unsqueeze" and "axes" in a:
@@ -400,10 +414,13 @@ def from_onnx(path: Path, input_shape=None) -> ir.Graph:
     b = _Builder(model, input_shape)
     for n in model.graph.node:
         b.node(n)
-    if len(model.graph.output) != 1:
-        raise UnsupportedError(f"the ONNX graph has {len(model.graph.output)} outputs; samoyed "
+    # A QuantTensor output is exported as (value, scale, zero point, bit width...): the
+    # value comes first and the metadata are constants; anything else is ambiguous.
+    outs = [o.name for o in model.graph.output if isinstance(b.val.get(o.name), str)]
+    if len(outs) != 1:
+        raise UnsupportedError(f"the ONNX graph has {len(outs)} computed outputs; samoyed "
                                "needs one")
-    out = b.val.get(model.graph.output[0].name)
+    out = b.val.get(outs[0])
     if not isinstance(out, str):
         raise UnsupportedError("the ONNX graph's output is not computed from its quantized input")
     if not b.nodes or not isinstance(b.nodes[0], ir.Input):
