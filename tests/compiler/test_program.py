@@ -116,3 +116,24 @@ def test_fmnist_estimate_reports_layers(zoo_models):
     assert est.macs == 3_010_304
     assert [layer.bound for layer in est.layers[:5]] == ["compute"] * 3 + ["weight load"] * 2
     assert 0 < est.utilization <= 1
+
+
+def test_inspect_shows_modelled_cycles(zoo_models, tmp_path, capsys):
+    from host import cli
+    cm = zoo_models["digits-cnn"]
+    path = tmp_path / "net.samoyed"
+    cm.save(path)
+    assert cli.main(["inspect", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "accelerator 8x8: modelled cycles per frame" in text
+    assert f"total: {cm.estimate().cycles:,} cycles/frame" in text
+
+
+def test_inspect_reports_a_model_that_does_not_fit(zoo_models, tmp_path, capsys):
+    from host import cli
+    cm = compiler.compile(calibrated("fmnist-cnn"),
+                          config=AcceleratorConfig(rows=8, cols=8, weight_depth=1024))
+    path = tmp_path / "net.samoyed"
+    cm.save(path)
+    assert cli.main(["inspect", str(path)]) == 0
+    assert "accelerator: layer 8 does not fit the weight memory" in capsys.readouterr().out
