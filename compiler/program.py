@@ -35,16 +35,6 @@ class MemoryFitError(CompileError):
     """The network does not fit the accelerator's memories."""
 
 
-# Memories the config does not size yet get these depths (issue 4 makes them fields).
-DEFAULT_PARAM_DEPTH = 2048
-DEFAULT_PROGRAM_DEPTH = 256
-DEFAULT_ACC_DEPTH = 512
-
-
-def _depth(config, name, default):
-    return int(getattr(config, name, default))
-
-
 @dataclass
 class Tensor:
     """An activation tensor in the banks: (C, H, W) at word `base`."""
@@ -175,7 +165,7 @@ def _conv_like_plan(node, weight: np.ndarray, stride, padding, pool, src: Tensor
     fields = dict(op=Opcode.CONV, in_signed=int(src.signed), in_h=h, in_w=w, in_c=i, out_c=o,
                   kh=kh, kw=kw, stride=sh, pad_t=t, pad_l=l, pad_b=b, pad_r=r,
                   pool_k=pool_k, pool_s=pool_s, out_h=out_h, out_w=out_w,
-                  tile_px=min(conv_h * conv_w, _depth(config, "acc_depth", DEFAULT_ACC_DEPTH)),
+                  tile_px=min(conv_h * conv_w, config.acc_depth),
                   **_clamp_fields(node))
     out = Tensor(node.name, (o, out_h, out_w), node.out.lo < 0, raw=node.requant is None)
     plan = LayerPlan(node.name, fields, [src.name], out,
@@ -287,11 +277,8 @@ def allocate(plans: list[LayerPlan], inp: Tensor, config) -> dict:
              "descriptors": len(plans) + 1}
     limits = {"act_words": ("activation banks", config.act_depth, "act_depth"),
               "weight_words": ("weight memory", config.weight_depth, "weight_depth"),
-              "param_records": ("parameter memory",
-                                _depth(config, "param_depth", DEFAULT_PARAM_DEPTH), "param_depth"),
-              "descriptors": ("program memory",
-                              _depth(config, "program_depth", DEFAULT_PROGRAM_DEPTH),
-                              "program_depth")}
+              "param_records": ("parameter memory", config.param_depth, "param_depth"),
+              "descriptors": ("program memory", config.program_depth, "program_depth")}
     for key, (memory, available, field_name) in limits.items():
         if usage[key] > available:
             culprit = _culprit(plans, key, available, R, config.cols)

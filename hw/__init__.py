@@ -4,6 +4,6 @@ Only light things are imported here; Amaranth modules load when their submodule 
 imported.
 """
 
-from .config import AcceleratorConfig, ConfigError
+from .config import AcceleratorConfig, ConfigError, Derived, derive
 
-__all__ = ["AcceleratorConfig", "ConfigError"]
+__all__ = ["AcceleratorConfig", "ConfigError", "Derived", "derive"]

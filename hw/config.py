@@ -1,7 +1,8 @@
 """`AcceleratorConfig`: the one frozen description of an accelerator instance.
 
-Issue 4 derives the hardware parameters, the compiler's target and the host's constants
-from it; for now it is a validated, JSON-round-trippable record.
+Everything else is derived from it by the pure function `derive`: the hardware's
+widths and memory sizes, the compiler's target (memory depths, accumulator tile) and the
+host's constants (the size of each memory space on the link).
 """
 
 from __future__ import annotations
@@ -15,9 +16,27 @@ class ConfigError(ValueError):
     """An accelerator configuration value is out of range."""
 
 
+# Field limits: (minimum, maximum). Maxima follow from the descriptor's field widths
+# (hw/isa.py) and what one FPGA can hold.
+_LIMITS = {
+    "rows": (1, 64),
+    "cols": (1, 64),
+    "act_depth": (16, 1 << 20),       # descriptor src/dst fields are 20 bits
+    "weight_depth": (16, 1 << 20),    # descriptor wgt field is 20 bits
+    "param_depth": (16, 1 << 14),     # descriptor prm field is 14 bits
+    "program_depth": (2, 1 << 12),
+    "acc_depth": (1, 1 << 12),        # descriptor tile_px field is 12 bits
+}
+
+
 @dataclass(frozen=True)
 class AcceleratorConfig:
-    """Size and widths of the accelerator (rows R × cols C systolic array)."""
+    """Size and widths of the accelerator (rows R × cols C systolic array).
+
+    Depths are in words: an activation word is one byte in each of the R banks, a weight
+    word one array row of C bytes, a parameter word one 16-byte PARAM record, a program
+    word one 32-byte descriptor, an accumulator word one pixel of C int32 lanes.
+    """
 
     rows: int = 8
     cols: int = 8
@@ -25,19 +44,36 @@ class AcceleratorConfig:
     acc_bits: int = 32
     act_depth: int = 4096       # words per activation bank
     weight_depth: int = 16384   # weight memory words (C bytes each): 128 KiB at 8x8
+    param_depth: int = 1024     # PARAM records (one per output channel of every layer)
+    program_depth: int = 64     # descriptors
+    acc_depth: int = 512        # pixels per accumulator tile (each C × 32 bits, doubled)
     clock_mhz: float = 50.0
 
     def __post_init__(self):
-        for name in ("rows", "cols", "act_depth", "weight_depth"):
+        for name, (lo, hi) in _LIMITS.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ConfigError(f"{name} must be an integer from {lo} to {hi}, not {value!r}")
         if self.data_bits != 8:
             raise ConfigError(f"data_bits must be 8 (int8 datapath), not {self.data_bits!r}")
         if self.acc_bits != 32:
             raise ConfigError(f"acc_bits must be 32 (int32 accumulators), not {self.acc_bits!r}")
-        if not isinstance(self.clock_mhz, (int, float)) or self.clock_mhz <= 0:
-            raise ConfigError(f"clock_mhz must be a positive number, not {self.clock_mhz!r}")
+        if (isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float))
+                or not 0 < self.clock_mhz <= 1000):
+            raise ConfigError(f"clock_mhz must be a number in (0, 1000], not {self.clock_mhz!r}")
+
+    @classmethod
+    def parse(cls, text: str, **overrides) -> "AcceleratorConfig":
+        """A config from 'RxC' (e.g. '8x8'), with other fields as keyword overrides."""
+        try:
+            rows, cols = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise ConfigError(f"config {text!r} is not ROWSxCOLS, e.g. 8x8") from None
+        return cls(rows=rows, cols=cols, **overrides)
+
+    @property
+    def label(self) -> str:
+        return f"{self.rows}x{self.cols}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -56,3 +92,36 @@ class AcceleratorConfig:
     @classmethod
     def from_json(cls, text: str) -> "AcceleratorConfig":
         return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What the RTL, the compiler and the host need, derived from a config."""
+
+    act_width: int            # PE activation operand: 9 bits so unsigned 8-bit values fit
+    weight_width: int
+    act_bytes: int            # memory sizes in bytes, per space
+    weight_bytes: int
+    param_bytes: int
+    program_bytes: int
+    acc_bytes: int            # accumulator storage (double-buffered)
+    space_sizes: dict         # host-link space name -> bytes
+    macs_per_cycle: int
+
+
+def derive(config: AcceleratorConfig) -> Derived:
+    """The derived parameters of `config` (a pure function)."""
+    from .isa import DESCRIPTOR_BYTES, PARAM_BYTES, Space
+    act = config.act_depth * config.rows
+    weight = config.weight_depth * config.cols
+    param = config.param_depth * PARAM_BYTES
+    program = config.program_depth * DESCRIPTOR_BYTES
+    return Derived(
+        act_width=config.data_bits + 1,
+        weight_width=config.data_bits,
+        act_bytes=act, weight_bytes=weight, param_bytes=param, program_bytes=program,
+        acc_bytes=2 * config.acc_depth * config.cols * config.acc_bits // 8,
+        space_sizes={Space.ACT.name: act, Space.WGT.name: weight, Space.PRM.name: param,
+                     Space.PRG.name: program},
+        macs_per_cycle=config.rows * config.cols,
+    )

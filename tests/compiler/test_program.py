@@ -64,7 +64,7 @@ def test_cnv_machine_equals_reference(zoo_models):
     cm = zoo_models["cnv"]
     x = cm.quantize_input(zoo.example_input("cnv", 1).numpy())
     program = lower(cm.graph, AcceleratorConfig(rows=8, cols=8, act_depth=1 << 14,
-                                                weight_depth=1 << 18))
+                                                weight_depth=1 << 18, param_depth=4096))
     assert np.array_equal(run_program(program, x), cm.reference(x))
 
 
