@@ -279,13 +279,17 @@ def allocate(plans: list[LayerPlan], inp: Tensor, config) -> dict:
               "weight_words": ("weight memory", config.weight_depth, "weight_depth"),
               "param_records": ("parameter memory", config.param_depth, "param_depth"),
               "descriptors": ("program memory", config.program_depth, "program_depth")}
+    word_bytes = {"act_words": R, "weight_words": config.cols,
+                  "param_records": isa.PARAM_BYTES, "descriptors": isa.DESCRIPTOR_BYTES}
     for key, (memory, available, field_name) in limits.items():
         if usage[key] > available:
             culprit = _culprit(plans, key, available, R, config.cols)
             smallest = 1 << (usage[key] - 1).bit_length()
+            size = word_bytes[key]
             raise MemoryFitError(
-                f"{culprit}does not fit the {memory}: needs {usage[key]:,} words, "
-                f"{available:,} available; the smallest config that fits sets "
+                f"{culprit}does not fit the {memory}: needs {usage[key]:,} words "
+                f"({usage[key] * size:,} bytes), {available:,} available "
+                f"({available * size:,} bytes); the smallest config that fits sets "
                 f"{field_name}={smallest}")
     return usage
 

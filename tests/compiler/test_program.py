@@ -105,8 +105,9 @@ def test_im2col_order():
 def test_model_that_does_not_fit_names_layer_memory_and_fix(zoo_models):
     cfg = AcceleratorConfig(rows=8, cols=8, act_depth=8192, weight_depth=4096)
     with pytest.raises(MemoryFitError, match=r"layer 16 does not fit the weight memory: needs "
-                                             r"12,992 words, 4,096 available; the smallest "
-                                             r"config that fits sets weight_depth=16384"):
+                                             r"12,992 words \(103,936 bytes\), 4,096 available "
+                                             r"\(32,768 bytes\); the smallest config that fits "
+                                             r"sets weight_depth=16384"):
         lower(zoo_models["fmnist-cnn"].graph, cfg)
 
 
