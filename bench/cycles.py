@@ -20,7 +20,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 import compiler  # noqa: E402
 from hw import AcceleratorConfig  # noqa: E402
@@ -34,14 +33,7 @@ def load_net(model_dir: str | None):
     if model_dir:
         from models.train import load_trained
         return load_trained(model_dir)[0]
-    torch.manual_seed(0)
-    net = zoo.build("fmnist-cnn")
-    net.train()
-    with torch.no_grad():
-        for _ in range(3):
-            net(zoo.example_input("fmnist-cnn", 32))
-    net.eval()
-    return net
+    return zoo.calibrate(zoo.build("fmnist-cnn"), "fmnist-cnn", batch=32)
 
 
 def main() -> int:
@@ -79,16 +71,10 @@ def main() -> int:
 
     cm = compiler.compile(net, config=AcceleratorConfig(rows=8, cols=8))
     x = cm.quantize_input(zoo.example_input("fmnist-cnn", args.frames).numpy())
-    program = cm.program
     start = time.perf_counter()
-    outs = []
-    for frame in x:
-        image = program.image.copy()
-        program.load_input(image.act, frame)
-        machine.run(image)
-        outs.append(program.read_output(image.act))
+    outs = machine.run_frames(cm.program, x)
     seconds = (time.perf_counter() - start) / len(x)
-    exact = bool(np.array_equal(np.stack(outs), cm.reference(x)))
+    exact = bool(np.array_equal(outs, cm.reference(x)))
     figures["simulator_seconds_per_frame"] = seconds
     figures["simulator_equals_reference"] = exact
     print(f"program simulator: {seconds * 1000:.1f} ms/frame on 8x8 "

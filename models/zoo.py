@@ -278,6 +278,19 @@ def load_float_weights(quant_net: nn.Module, float_net: nn.Module) -> None:
 
 
 @torch.no_grad()
+def calibrate(net: nn.Module, name: str, batches: int = 3, batch: int = 16,
+              seed: int = 0) -> nn.Module:
+    """Set an untrained net's activation scales and BN statistics from a few train-mode
+    passes on random inputs, then switch it to eval; for tests and benchmarks that need a
+    realistic quantized net without training one."""
+    torch.manual_seed(seed)
+    net.train()
+    for _ in range(batches):
+        net(example_input(name, batch))
+    return net.eval()
+
+
+@torch.no_grad()
 def example_input(name: str, batch: int = 1) -> torch.Tensor:
     """A random input of the model's shape, in [0, 1] like the data sets."""
     return torch.rand(batch, *info(name).input_shape)

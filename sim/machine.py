@@ -125,6 +125,18 @@ EXECUTE = {
 }
 
 
+def run_frames(program, x_int: np.ndarray) -> np.ndarray:
+    """Outputs of `program` (a compiler.program.Program) for a batch of int frames, each
+    run on a fresh copy of its memory image."""
+    outputs = []
+    for frame in x_int:
+        image = program.image.copy()
+        program.load_input(image.act, frame)
+        run(image)
+        outputs.append(program.read_output(image.act))
+    return np.stack(outputs)
+
+
 def run(image: layout.MemoryImage, max_descriptors: int = 4096) -> list[isa.Descriptor]:
     """Execute the program in `image.prg` up to END; returns the descriptors executed."""
     program = isa.unpack_program(image.prg)

@@ -17,16 +17,9 @@ class SimBackend(Backend):
 
     def __init__(self, cm):
         self.program = cm.program
-        self.last_run = None
 
     def run_ints(self, x_int: np.ndarray) -> np.ndarray:
-        outputs = []
-        for frame in x_int:
-            image = self.program.image.copy()
-            self.program.load_input(image.act, frame)
-            machine.run(image)
-            outputs.append(self.program.read_output(image.act))
-        return np.stack(outputs)
+        return machine.run_frames(self.program, x_int)
 
 
 def create(cm, arg: str) -> SimBackend:

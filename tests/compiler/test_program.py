@@ -3,7 +3,6 @@ integers, for zoo nets and random nets, on several array shapes."""
 
 import numpy as np
 import pytest
-import torch
 from compiler_nets import random_net
 
 import compiler
@@ -20,25 +19,8 @@ def big(rows, cols, **kw):
     return AcceleratorConfig(rows=rows, cols=cols, act_depth=8192, weight_depth=1 << 16, **kw)
 
 
-def run_program(program, x_int):
-    outs = []
-    for frame in x_int:
-        image = program.image.copy()
-        program.load_input(image.act, frame)
-        machine.run(image)
-        outs.append(program.read_output(image.act))
-    return np.stack(outs)
-
-
-@torch.no_grad()
 def calibrated(name, **kw):
-    torch.manual_seed(0)
-    net = zoo.build(name, **kw)
-    net.train()
-    for _ in range(3):
-        net(zoo.example_input(name, 16))
-    net.eval()
-    return net
+    return zoo.calibrate(zoo.build(name, **kw), name)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +38,7 @@ def test_zoo_machine_equals_reference(zoo_models, name, rows, cols):
     cm = zoo_models[name]
     x = cm.quantize_input(zoo.example_input(name, 3).numpy())
     program = lower(cm.graph, big(rows, cols))
-    assert np.array_equal(run_program(program, x), cm.reference(x))
+    assert np.array_equal(machine.run_frames(program, x), cm.reference(x))
 
 
 @pytest.mark.slow
@@ -65,7 +47,7 @@ def test_cnv_machine_equals_reference(zoo_models):
     x = cm.quantize_input(zoo.example_input("cnv", 1).numpy())
     program = lower(cm.graph, AcceleratorConfig(rows=8, cols=8, act_depth=1 << 14,
                                                 weight_depth=1 << 18, param_depth=4096))
-    assert np.array_equal(run_program(program, x), cm.reference(x))
+    assert np.array_equal(machine.run_frames(program, x), cm.reference(x))
 
 
 @pytest.mark.parametrize("batch_norm", [False, True])
@@ -78,7 +60,7 @@ def test_random_nets_machine_equals_reference(seed, batch_norm):
     ref = cm.reference(x)
     for rows, cols in CONFIGS:
         program = lower(cm.graph, big(rows, cols))
-        assert np.array_equal(run_program(program, x), ref), (rows, cols)
+        assert np.array_equal(machine.run_frames(program, x), ref), (rows, cols)
 
 
 def test_first_conv_is_k_packed(zoo_models):

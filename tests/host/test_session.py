@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 import compiler
 import host
@@ -12,14 +11,7 @@ from models import zoo
 
 @pytest.fixture(scope="module")
 def cm():
-    torch.manual_seed(0)
-    net = zoo.build("digits-cnn")
-    net.train()
-    with torch.no_grad():
-        for _ in range(3):
-            net(zoo.example_input("digits-cnn", 16))
-    net.eval()
-    return compiler.compile(net)
+    return compiler.compile(zoo.calibrate(zoo.build("digits-cnn"), "digits-cnn"))
 
 
 def test_sim_session_matches_reference(cm):
