@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 # Backend names and the modules implementing them; later issues add rtl, torch, board.
 _BACKENDS = {
     "sim": "host.backends.sim",
+    "torch": "host.backends.torch_backend",
 }
 
 
@@ -23,13 +24,21 @@ def names() -> list[str]:
     return list(_BACKENDS)
 
 
+def _auto() -> tuple[str, str]:
+    """A board if one answers (not yet probed: issue 6), else CUDA, else the CPU."""
+    import torch
+    if torch.cuda.is_available():
+        log.info("backend auto: chose torch:cuda (no board backend yet)")
+        return "torch", "cuda"
+    log.info("backend auto: chose torch:cpu (no board backend yet; CUDA is not available)")
+    return "torch", "cpu"
+
+
 def create(cm, spec: str) -> Backend:
     """The backend named by `spec` ("sim", later "rtl", "torch:cpu", "board:URL", "auto")."""
     name, _, arg = spec.partition(":")
     if name == "auto":
-        # Only the program simulator exists so far; the board/GPU probes join it later.
-        log.info("backend auto: chose sim (no board or torch backend is available yet)")
-        name, arg = "sim", ""
+        name, arg = _auto()
     module = _BACKENDS.get(name)
     if module is None:
         raise BackendError(f"unknown backend {spec!r}; choose one of: "

@@ -120,3 +120,13 @@ def test_inspect_reports_a_model_that_does_not_fit(zoo_models, tmp_path, capsys)
     cm.save(path)
     assert cli.main(["inspect", str(path)]) == 0
     assert "accelerator: layer 8 does not fit the weight memory" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_torch_backend_is_bit_exact_on_random_nets(seed):
+    import host
+    net, shape = random_net(seed, batch_norm=bool(seed % 2))
+    cm = compiler.compile(net, input_shape=shape)
+    rng = np.random.default_rng(seed)
+    x = cm.quantize_input((rng.random((16, *shape)) * 2 - 0.5).astype(np.float32))
+    assert np.array_equal(host.Session(cm, "torch:cpu").run(x).ints, cm.reference(x))

@@ -28,10 +28,26 @@ def test_session_accepts_quantized_ints(cm):
     assert np.array_equal(host.Session(cm, "sim").run(x).ints, cm.reference(x))
 
 
-def test_auto_falls_back_to_sim(cm, caplog):
+def test_auto_falls_back_to_the_cpu(cm, caplog):
     caplog.set_level("INFO")
-    host.Session(cm, backend="auto")
-    assert "backend auto: chose sim" in caplog.text
+    sess = host.Session(cm, backend="auto")
+    assert "backend auto: chose torch:cpu" in caplog.text
+    assert sess.backend.name == "torch:cpu"
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "fmnist-cnn", "lenet5", "tfc"])
+def test_torch_backend_is_bit_exact_on_zoo_nets(name):
+    model = compiler.compile(zoo.calibrate(zoo.build(name), name))
+    x = model.quantize_input(zoo.example_input(name, 64).numpy())
+    assert np.array_equal(host.Session(model, "torch:cpu").run(x).ints, model.reference(x))
+
+
+def test_torch_cuda_without_a_gpu_is_a_clear_error(cm):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(BackendError, match="no CUDA device is available; use torch:cpu"):
+        host.Session(cm, "torch:cuda")
 
 
 @pytest.mark.parametrize("images, message", [
@@ -47,5 +63,5 @@ def test_bad_input_is_one_clear_error(cm, images, message):
 
 
 def test_unknown_backend(cm):
-    with pytest.raises(BackendError, match="unknown backend 'fpga'; choose one of: auto, sim"):
+    with pytest.raises(BackendError, match="unknown backend 'fpga'; choose one of: auto, sim, torch"):
         host.Session(cm, "fpga")
