@@ -25,6 +25,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from hw import isa as _isa
+
 from .errors import (BadCrcError, FrameError, FrameLengthError, NakError, NoResponseError,
                      RequestError, ResponseError, TruncatedFrameError, WatchdogError)
 
@@ -104,12 +106,9 @@ _NAK_HELP = {
 RETRYABLE = frozenset({NakCode.BAD_CRC, NakCode.TRUNCATED, NakCode.TOO_LONG})
 
 
-class Space(enum.IntEnum):
-    """Memory spaces, selected by the top 4 bits of ``addr``."""
-    ACTIVATIONS = 0
-    WEIGHTS = 1
-    PARAMS = 2
-    PROGRAM = 3
+#: Memory spaces, selected by the top 4 bits of ``addr``: hw.isa.Space as integers.
+Space = enum.IntEnum("Space", {space.name: space.value for space in _isa.Space})
+Space.__doc__ = "Memory spaces, selected by the top 4 bits of ``addr``."
 
 
 class StatusFlag(enum.IntFlag):

@@ -105,7 +105,7 @@ class Derived:
     param_bytes: int
     program_bytes: int
     acc_bytes: int            # accumulator storage (double-buffered)
-    space_sizes: dict         # host-link space name -> bytes
+    space_sizes: dict         # hw.isa.Space -> bytes (what HostLink(space_sizes=) takes)
     macs_per_cycle: int
 
 
@@ -121,7 +121,7 @@ def derive(config: AcceleratorConfig) -> Derived:
         weight_width=config.data_bits,
         act_bytes=act, weight_bytes=weight, param_bytes=param, program_bytes=program,
         acc_bytes=2 * config.acc_depth * config.cols * config.acc_bits // 8,
-        space_sizes={Space.ACT.name: act, Space.WGT.name: weight, Space.PRM.name: param,
-                     Space.PRG.name: program},
+        space_sizes={Space.ACTIVATIONS: act, Space.WEIGHTS: weight, Space.PARAMS: param,
+                     Space.PROGRAM: program},
         macs_per_cycle=config.rows * config.cols,
     )

@@ -46,13 +46,14 @@ class Opcode(enum.Enum, shape=4):
     ADD = 4
 
 
-class Space(py_enum.IntEnum):
-    """Memory spaces, selected by the top bits of a host-link address."""
+class Space(enum.Enum, shape=4):
+    """Memory spaces, selected by the top 4 bits of a host-link address. The one
+    definition: the link gateware (hw/link.py) and the host protocol use it too."""
 
-    ACT = 0   # activations: R banks × act_depth bytes
-    WGT = 1   # weights: words of C bytes, one array row each; R words per tile
-    PRM = 2   # per-output-channel post-processing records (PARAM)
-    PRG = 3   # descriptors (DESCRIPTOR)
+    ACTIVATIONS = 0   # R banks × act_depth bytes
+    WEIGHTS = 1       # words of C bytes, one array row each; R words per tile
+    PARAMS = 2        # per-output-channel post-processing records (PARAM)
+    PROGRAM = 3       # descriptors (DESCRIPTOR)
 
 
 SPACE_SHIFT = 28  # a host address is (space << 28) | byte offset in that space
@@ -62,7 +63,7 @@ def space_address(space: Space, offset: int) -> int:
     """The 32-bit host-link address of byte `offset` of `space`."""
     if not 0 <= offset < 1 << SPACE_SHIFT:
         raise IsaError(f"offset {offset} does not fit a {SPACE_SHIFT}-bit space offset")
-    return (int(space) << SPACE_SHIFT) | offset
+    return (Space(space).value << SPACE_SHIFT) | offset
 
 
 # Field widths bound what one descriptor can express; the compiler checks every value

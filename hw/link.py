@@ -13,6 +13,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .crc import CRC32
+from .isa import Space
 
 __all__ = [
     "Command", "Reply", "NakCode", "Space", "StatusFlag",
@@ -54,14 +55,6 @@ class NakCode(enum.Enum, shape=8):
     BAD_ADDRESS = 0x06
     BAD_ARGUMENT = 0x07
     BUSY = 0x08
-
-
-class Space(enum.Enum, shape=4):
-    """Memory space: the top 4 bits of a frame address."""
-    ACTIVATIONS = 0
-    WEIGHTS = 1
-    PARAMS = 2
-    PROGRAM = 3
 
 
 class StatusFlag(enum.Flag, shape=8):

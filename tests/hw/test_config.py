@@ -39,6 +39,7 @@ def test_derived_sizes():
     assert d.act_bytes == 4096 * 8 and d.weight_bytes == 16384 * 8
     assert d.param_bytes == 1024 * 16 and d.program_bytes == 64 * 32
     assert d.acc_bytes == 2 * 512 * 8 * 4
-    assert d.space_sizes == {"ACT": d.act_bytes, "WGT": d.weight_bytes,
-                             "PRM": d.param_bytes, "PRG": d.program_bytes}
+    assert {space.name: size for space, size in d.space_sizes.items()} == {
+        "ACTIVATIONS": d.act_bytes, "WEIGHTS": d.weight_bytes, "PARAMS": d.param_bytes,
+        "PROGRAM": d.program_bytes}
     assert d.macs_per_cycle == 64

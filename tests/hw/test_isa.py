@@ -65,6 +65,6 @@ def test_params_round_trip_extremes():
 
 
 def test_space_addresses():
-    assert isa.space_address(isa.Space.WGT, 0x10) == 0x1000_0010
+    assert isa.space_address(isa.Space.WEIGHTS, 0x10) == 0x1000_0010
     with pytest.raises(isa.IsaError, match="does not fit"):
-        isa.space_address(isa.Space.ACT, 1 << 28)
+        isa.space_address(isa.Space.ACTIVATIONS, 1 << 28)
