@@ -17,7 +17,7 @@ from models.errors import DataError, ZooError
 from .errors import HostError, UsageError
 
 # Stage modules in the order `samoyed --help` lists them.
-STAGES = ["demo", "train", "compile", "inspect"]
+STAGES = ["demo", "train", "compile", "inspect", "virtual-board"]
 
 # Exit codes by error class; the first matching class wins. 1 is left for crashes.
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for stage in STAGES:
-        importlib.import_module(f"host.commands.{stage}").register(sub, HelpFormatter)
+        importlib.import_module(f"host.commands.{stage.replace('-', '_')}").register(
+            sub, HelpFormatter)
     return parser
 
 

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 _BACKENDS = {
     "sim": "host.backends.sim",
     "torch": "host.backends.torch_backend",
+    "board": "host.backends.board",
 }
 
 

@@ -1,0 +1,105 @@
+"""`board:URL`: a board (or the virtual board) over the framed host-link protocol.
+
+URL is any pyserial URL: `/dev/ttyUSB0`, `socket://127.0.0.1:5555`, `loop://`. The
+backend loads the weights, parameters and program once, then per frame writes the
+(K-packed) input into the activation banks, runs the program, polls STATUS until done and
+reads the output back; every byte it returns came in a CRC-verified frame.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .. import protocol as P
+from ..errors import BackendError, LinkError
+from .base import Backend
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BAUD = 1_000_000
+
+
+class SerialTransport:
+    """`host.protocol.Transport` over a pyserial port or URL."""
+
+    def __init__(self, url: str, baudrate: int = DEFAULT_BAUD):
+        import serial
+        try:
+            self.port = serial.serial_for_url(url, baudrate=baudrate, timeout=0)
+        except (serial.SerialException, ValueError, OSError) as error:
+            raise BackendError(f"cannot open board port {url!r}: {error}; check the device "
+                               "path or start `samoyed virtual-board --port PORT` and use "
+                               "board:socket://127.0.0.1:PORT") from None
+        self.url = url
+
+    def send(self, data: bytes) -> None:
+        self.port.write(data)
+
+    def receive(self, timeout: float) -> bytes:
+        self.port.timeout = max(timeout, 0)
+        first = self.port.read(1)
+        if not first:
+            return b""
+        self.port.timeout = 0
+        return first + self.port.read(65536)
+
+    def close(self) -> None:
+        self.port.close()
+
+
+class BoardBackend(Backend):
+    """Runs a compiled program on whatever answers the link protocol at `url`."""
+
+    def __init__(self, cm, url: str, *, response_timeout: float = 0.5, attempts: int = 5):
+        self.name = f"board:{url}"
+        self.program = cm.program
+        self.config = cm.config
+        self.transport = SerialTransport(url)
+        self.link = P.LinkClient(self.transport, response_timeout=response_timeout,
+                                 attempts=attempts)
+        self.estimate = cm.estimate()
+        try:
+            status = self.link.status()
+            if status.version != P.PROTOCOL_VERSION:
+                raise BackendError(f"board at {url} speaks protocol version {status.version}, "
+                                   f"this host {P.PROTOCOL_VERSION}; update one of them")
+            self.link.max_payload = min(self.link.max_payload, status.max_payload)
+            self._load_static()
+        except LinkError as error:
+            self.transport.close()
+            raise BackendError(f"board at {url} did not answer: {error}") from None
+
+    def _load_static(self) -> None:
+        image = self.program.image
+        self.link.write(P.Space.WEIGHTS, 0, image.wgt.tobytes())
+        self.link.write(P.Space.PARAMS, 0, image.prm.tobytes())
+        self.link.write(P.Space.PROGRAM, 0, image.prg.tobytes())
+
+    def run_ints(self, x_int: np.ndarray) -> np.ndarray:
+        R = self.config.rows
+        inp, out = self.program.input, self.program.output
+        out_words = out.words(R)
+        watchdog = 2 * self.estimate.cycles + 10_000
+        results = []
+        for frame in x_int:
+            words = self.program.pack_input(frame)
+            self.link.write(P.Space.ACTIVATIONS, inp.base * R, words.tobytes())
+            self.link.run(0, watchdog)
+            raw = self.link.read(P.Space.ACTIVATIONS, out.base * R, out_words * R)
+            act = np.zeros((out.base + out_words, R), dtype=np.uint8)
+            act[out.base:] = np.frombuffer(raw, np.uint8).reshape(out_words, R)
+            results.append(self.program.read_output(act))
+        return np.stack(results)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def create(cm, arg: str) -> BoardBackend:
+    if not arg:
+        raise BackendError("backend board needs a port: board:/dev/ttyUSB0 or "
+                           "board:socket://HOST:PORT")
+    return BoardBackend(cm, arg)
+

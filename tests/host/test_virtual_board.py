@@ -1,0 +1,125 @@
+"""The board backend against the virtual board over TCP, clean and behind a faulty line."""
+
+import random
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+import compiler
+import host
+from host import protocol as P
+from host.errors import BackendError
+from host.virtual_board import MachineDevice, serve
+from hw import AcceleratorConfig
+from models import zoo
+
+
+@pytest.fixture(scope="module")
+def cm():
+    return compiler.compile(zoo.calibrate(zoo.build("digits-cnn"), "digits-cnn"))
+
+
+@pytest.fixture
+def board():
+    ready, stop = threading.Event(), threading.Event()
+    thread = threading.Thread(target=serve, args=(MachineDevice(AcceleratorConfig()), 0),
+                              kwargs=dict(ready=ready, stop=stop), daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    yield ready.port
+    stop.set()
+    thread.join(5)
+
+
+class FaultyProxy:
+    """Forwards bytes between a client and the board, flipping and dropping some."""
+
+    def __init__(self, target_port, seed, flip=0.002, drop=0.002):
+        self.rng = random.Random(seed)
+        self.flip, self.drop = flip, drop
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.target_port = target_port
+        self.faults = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _mangle(self, data):
+        out = bytearray()
+        for byte in data:
+            r = self.rng.random()
+            if r < self.drop:
+                self.faults += 1
+                continue
+            if r < self.drop + self.flip:
+                self.faults += 1
+                byte ^= 1 << self.rng.randrange(8)
+            out.append(byte)
+        return bytes(out)
+
+    def _pump(self, src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(self._mangle(data))
+        except OSError:
+            pass
+
+    def _accept(self):
+        client, _ = self.server.accept()
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+        threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+
+def test_board_backend_matches_reference(cm, board):
+    x = cm.quantize_input(zoo.example_input("digits-cnn", 4).numpy())
+    with host.Session(cm, f"board:socket://127.0.0.1:{board}") as sess:
+        assert np.array_equal(sess.run(x).ints, cm.reference(x))
+        status = sess.backend.link.status()
+        assert status.flags & P.StatusFlag.DONE
+        assert status.run_cycles == cm.estimate().cycles
+        assert status.counters["macs"] == 4 * cm.estimate().macs
+
+
+def test_faulty_line_gives_right_answers_or_a_clear_error(cm, board):
+    proxy = FaultyProxy(board, seed=1)
+    x = cm.quantize_input(zoo.example_input("digits-cnn", 3).numpy())
+    try:
+        with host.Session(cm, f"board:socket://127.0.0.1:{proxy.port}") as sess:
+            sess.backend.link.attempts = 10
+            out = sess.run(x).ints
+    except (BackendError, host.errors.LinkError) as error:
+        assert "did not answer" in str(error) or "no verified answer" in str(error)
+    else:
+        assert np.array_equal(out, cm.reference(x))
+    assert proxy.faults > 0
+
+
+def test_no_board_is_one_clear_error(cm):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(BackendError, match=f"cannot open board port 'socket://127.0.0.1:{port}'"):
+        host.Session(cm, f"board:socket://127.0.0.1:{port}")
+    with pytest.raises(BackendError, match="backend board needs a port"):
+        host.Session(cm, "board")
+
+
+def test_device_refuses_bad_frames_without_touching_memory():
+    dev = MachineDevice(AcceleratorConfig())
+    good = P.write_request(1, P.Space.WEIGHTS, 0, b"\x01\x02\x03")
+    wire = bytearray(good.encode())
+    wire[12] ^= 0xFF  # corrupt the payload
+    answer = P.FrameDecoder().feed(dev.feed(bytes(wire)))
+    assert answer[0].cmd == P.Reply.NAK and answer[0].payload == bytes([P.NakCode.BAD_CRC])
+    assert dev.memory[P.Space.WEIGHTS][:3] == b"\x00\x00\x00"
+    unknown = P.Frame(0x42, 7)
+    answer = P.FrameDecoder().feed(dev.feed(unknown.encode()))
+    assert answer[0].payload == bytes([P.NakCode.UNKNOWN_COMMAND]) and answer[0].seq == 7
+    half = good.encode()[:8]
+    assert dev.feed(half) == b""
+    answer = P.FrameDecoder().feed(dev.expire())
+    assert answer[0].payload == bytes([P.NakCode.TRUNCATED])
+    answer = P.FrameDecoder().feed(dev.feed(good.encode()))
+    assert answer[0].cmd == P.Reply.ACK and dev.memory[P.Space.WEIGHTS][:3] == b"\x01\x02\x03"
