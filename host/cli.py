@@ -17,7 +17,7 @@ from models.errors import DataError, ZooError
 from .errors import HostError, UsageError
 
 # Stage modules in the order `samoyed --help` lists them.
-STAGES = ["demo", "train", "compile", "inspect", "virtual-board"]
+STAGES = ["demo", "train", "compile", "inspect", "report", "virtual-board"]
 
 # Exit codes by error class; the first matching class wins. 1 is left for crashes.
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
@@ -55,8 +55,10 @@ def exit_code(error: BaseException) -> int | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    # Our packages log at INFO (or DEBUG with -v); third-party libraries only warnings.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for package in ("models", "compiler", "hw", "sim", "host", "boards"):
+        logging.getLogger(package).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:
