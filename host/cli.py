@@ -17,7 +17,7 @@ from models.errors import DataError, ZooError
 from .errors import HostError, UsageError
 
 # Stage modules in the order `samoyed --help` lists them.
-STAGES = ["demo", "train", "compile", "inspect", "report", "virtual-board"]
+STAGES = ["demo", "train", "compile", "inspect", "run", "report", "virtual-board"]
 
 # Exit codes by error class; the first matching class wins. 1 is left for crashes.
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
