@@ -198,6 +198,30 @@ def _maxpool_plan(node: ir.MaxPool, src: Tensor) -> LayerPlan:
     return LayerPlan(node.name, fields, [src.name], Tensor(node.name, (c, oh, ow), src.signed))
 
 
+def _elementwise_plan(node, srcs: list[Tensor], op: Opcode) -> LayerPlan:
+    """ADD (two inputs) or AVGPOOL (one): post-processing with PARAM records, no weights."""
+    src = srcs[0]
+    c, h, w = src.shape
+    out_shape = node.out.shape + (1,) * (3 - len(node.out.shape))
+    fields = dict(op=op, in_signed=int(src.signed), in_h=h, in_w=w, in_c=c, out_c=c,
+                  out_h=out_shape[1], out_w=out_shape[2], **_clamp_fields(node))
+    if len(srcs) > 1:
+        if srcs[1].shape != src.shape:
+            raise UnsupportedError(f"layer {node.name}: adds tensors of shapes "
+                                   f"{src.shape} and {srcs[1].shape}")
+        fields["in2_signed"] = int(srcs[1].signed)
+    out = Tensor(node.name, tuple(out_shape), node.out.lo < 0, raw=node.requant is None)
+    return LayerPlan(node.name, fields, [t.name for t in srcs], out, None,
+                     _params(_NoBias(node), c))
+
+
+class _NoBias:
+    """A node seen with a zero bias (ADD and AVGPOOL have none)."""
+
+    def __init__(self, node):
+        self.requant, self.bias = node.requant, None
+
+
 def plan_layers(graph: ir.Graph, config) -> tuple[list[LayerPlan], Tensor, InputPacking]:
     """Pass 1: a LayerPlan per compute node of a lowered graph."""
     inp = graph.input
@@ -221,10 +245,14 @@ def plan_layers(graph: ir.Graph, config) -> tuple[list[LayerPlan], Tensor, Input
                                            src.signed)
         elif isinstance(node, ir.MaxPool):
             plan = _maxpool_plan(node, src)
+        elif isinstance(node, ir.Add):
+            plan = _elementwise_plan(node, [tensors[n] for n in node.inputs], Opcode.ADD)
+        elif isinstance(node, ir.AvgPool):
+            plan = _elementwise_plan(node, [src], Opcode.AVGPOOL)
         else:
             raise UnsupportedError(f"layer {node.name}: {type(node).__name__} is not supported "
-                                   "by the accelerator back end yet (supported: Conv, Linear, "
-                                   "MaxPool, Flatten)")
+                                   "by the accelerator back end (supported: Conv, Linear, "
+                                   "MaxPool, AvgPool, Add, Flatten)")
         plans.append(plan)
         tensors[node.name] = plan.output
     return plans, tensors[inp.name], packing
@@ -264,6 +292,8 @@ def allocate(plans: list[LayerPlan], inp: Tensor, config) -> dict:
         live = [(s, e, n) for s, e, n in live if last_use[n] >= index]
         place(plan.output)
         plan.fields["src"] = producers[plan.inputs[0]].base
+        if len(plan.inputs) > 1:
+            plan.fields["src2"] = producers[plan.inputs[1]].base
         plan.fields["dst"] = plan.output.base
 
     wgt = prm = 0
@@ -271,6 +301,7 @@ def allocate(plans: list[LayerPlan], inp: Tensor, config) -> dict:
         if plan.weights is not None:
             plan.fields["wgt"] = wgt
             wgt += len(plan.weights)
+        if plan.params is not None:
             plan.fields["prm"] = prm
             prm += len(plan.params) // isa.PARAM_BYTES
     usage = {"act_words": peak, "weight_words": wgt, "param_records": prm,

@@ -75,6 +75,7 @@ CHAN_BITS = 12
 DESCRIPTOR = data.StructLayout({
     "op":        Opcode,
     "in_signed": unsigned(1),        # activations read are signed (else zero-extended)
+    "in2_signed": unsigned(1),       # the same for the second input (ADD)
     "out_raw":   unsigned(1),        # write int32 accumulators (4 words/channel group)
     "bipolar":   unsigned(1),        # outputs map the clamped {0, 1} to {-1, +1}
     "relu":      unsigned(1),        # informative: lo == 0

@@ -12,7 +12,8 @@ tile is post-processed while the next accumulates). The layer adds the first wei
 tile's load (R cycles), the array's fill/drain latency (`ArrayTiming.latency`), the last
 pixel tile's post-processing (`n` cycles) and the post-processing pipeline depth.
 MAXPOOL reads every window element once per channel group: `out_px * k * k` cycles per
-group of R channels.
+group of R channels; AVGPOOL reads each input word once (`in_px` cycles per group) and
+post-processes one word per group; ADD reads two words per output word.
 
 Every descriptor also costs `DESCRIPTOR_FETCH` cycles to fetch and decode.
 """
@@ -95,9 +96,24 @@ def maxpool_cycles(d: isa.Descriptor, rows: int, cols: int) -> tuple[int, int, s
     return cycles, 0, "memory", {"groups": groups}
 
 
+def avgpool_cycles(d: isa.Descriptor, rows: int, cols: int) -> tuple[int, int, str, dict]:
+    groups = layout.ceil_div(d.in_c, rows)
+    cycles = d.in_h * d.in_w * groups + groups + POST_PIPELINE
+    return cycles, 0, "memory", {"groups": groups}
+
+
+def add_cycles(d: isa.Descriptor, rows: int, cols: int) -> tuple[int, int, str, dict]:
+    groups = layout.ceil_div(d.in_c, rows)
+    # Two bank reads per output word: one per input tensor.
+    cycles = 2 * d.in_h * d.in_w * groups + POST_PIPELINE
+    return cycles, 0, "memory", {"groups": groups}
+
+
 MODELS = {
     Opcode.CONV: conv_cycles,
     Opcode.MAXPOOL: maxpool_cycles,
+    Opcode.AVGPOOL: avgpool_cycles,
+    Opcode.ADD: add_cycles,
 }
 
 

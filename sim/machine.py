@@ -119,9 +119,35 @@ def conv_size(d: isa.Descriptor) -> tuple[int, int]:
             (d.in_w + d.pad_l + d.pad_r - d.kw) // d.stride + 1)
 
 
+def _post(image, d, acc_hwc):
+    """Bias + requantize + clamp (or raw int32) of accumulators, written to `dst`."""
+    params = isa.unpack_params(image.prm, d.out_c, d.prm)
+    if d.out_raw:
+        _write_tensor(image.act, d.dst, acc_hwc + params["bias"], image.rows, raw=True)
+    else:
+        y = requantize(acc_hwc, params, d.lo, d.hi, bool(d.bipolar))
+        _write_tensor(image.act, d.dst, y, image.rows, raw=False)
+
+
+def avgpool(image: layout.MemoryImage, d: isa.Descriptor) -> None:
+    """Global average pool: the int sum over H×W per channel, then post-processing."""
+    x = _read_tensor(image.act, d.src, (d.in_h, d.in_w, d.in_c), image.rows, bool(d.in_signed))
+    _post(image, d, x.sum(axis=(0, 1), keepdims=True))
+
+
+def add(image: layout.MemoryImage, d: isa.Descriptor) -> None:
+    """Residual add of two tensors of one scale, then post-processing."""
+    shape = (d.in_h, d.in_w, d.in_c)
+    a = _read_tensor(image.act, d.src, shape, image.rows, bool(d.in_signed))
+    b = _read_tensor(image.act, d.src2, shape, image.rows, bool(d.in2_signed))
+    _post(image, d, a + b)
+
+
 EXECUTE = {
     Opcode.CONV: conv,
     Opcode.MAXPOOL: maxpool,
+    Opcode.AVGPOOL: avgpool,
+    Opcode.ADD: add,
 }
 
 

@@ -129,6 +129,29 @@ class _Layer:
         return acc if self.requant is None else self.requant(acc)
 
 
+class _Elementwise:
+    """Residual add or global average pool: an exact float64 sum, then requantization."""
+
+    def __init__(self, node, in_types: list[ir.TensorType], device):
+        self.node = node
+        self.requant = None
+        if node.requant is not None:
+            # The largest |sum| the inputs' ranges allow decides whether requantization
+            # may run in float64.
+            peak = [max(abs(t.lo), abs(t.hi)) for t in in_types]
+            if isinstance(node, ir.Add):
+                largest = sum(peak)
+            else:
+                largest = peak[0] * int(np.prod(in_types[0].shape[1:]))
+            bound = np.full(node.out.channels, largest, dtype=object)
+            self.requant = _Requant(node.requant, bound, 4, device)
+
+    def __call__(self, *args: torch.Tensor) -> torch.Tensor:
+        x = [a.to(torch.float64) for a in args]
+        acc = x[0] + x[1] if isinstance(self.node, ir.Add) else x[0].sum(dim=(2, 3), keepdim=True)
+        return acc if self.requant is None else self.requant(acc)
+
+
 def _max_pool(x: torch.Tensor, kernel, stride, padding) -> torch.Tensor:
     # Activations are small exact integers in a float tensor; padded cells must never win.
     t, l, b, r = padding
@@ -150,19 +173,23 @@ class TorchBackend(Backend):
         torch.backends.cudnn.allow_tf32 = False
         graph = cm.graph
         types = {n.name: n.out for n in graph}
+        self.input = graph.input.name
         self.steps = []
         for node in graph.nodes[1:]:
+            in_type = types[node.inputs[0]]
             if isinstance(node, (ir.Conv, ir.Linear)):
-                self.steps.append((node, _Layer(node, types[node.inputs[0]], self.device)))
+                step = _Layer(node, in_type, self.device)
             elif isinstance(node, ir.MaxPool):
-                self.steps.append((node, lambda x, n=node: _max_pool(x, n.kernel, n.stride,
-                                                                     n.padding)))
+                step = lambda x, n=node: _max_pool(x, n.kernel, n.stride, n.padding)  # noqa: E731
             elif isinstance(node, ir.Flatten):
-                self.steps.append((node, lambda x: x.reshape(len(x), -1)))
+                step = lambda x: x.reshape(len(x), -1)  # noqa: E731
+            elif isinstance(node, (ir.Add, ir.AvgPool)):
+                step = _Elementwise(node, [types[name] for name in node.inputs], self.device)
             else:
                 raise BackendError(f"layer {node.name}: {type(node).__name__} is not supported "
-                                   "by the torch backend yet (supported: Conv, Linear, "
-                                   "MaxPool, Flatten)")
+                                   "by the torch backend (supported: Conv, Linear, MaxPool, "
+                                   "AvgPool, Add, Flatten)")
+            self.steps.append((node, step))
         self.output = graph.output
         log.debug("torch backend layer dtypes: %s", {n.name: str(s.dtype) for n, s in self.steps
                                                      if isinstance(s, _Layer)})
@@ -176,9 +203,10 @@ class TorchBackend(Backend):
             if x.dim() == 4:
                 # NHWC makes the CPU convolutions and pools markedly faster.
                 x = x.contiguous(memory_format=torch.channels_last)
-            for _, step in self.steps:
-                x = step(x)
-            outs.append(x.to(torch.int64).cpu().numpy())
+            values = {self.input: x}
+            for node, step in self.steps:
+                values[node.name] = step(*(values[name] for name in node.inputs))
+            outs.append(values[self.output].to(torch.int64).cpu().numpy())
         return np.concatenate(outs)
 
     def close(self) -> None:

@@ -3,6 +3,7 @@ integers, for zoo nets and random nets, on several array shapes."""
 
 import numpy as np
 import pytest
+import torch
 from compiler_nets import random_net
 
 import compiler
@@ -130,3 +131,55 @@ def test_torch_backend_is_bit_exact_on_random_nets(seed):
     rng = np.random.default_rng(seed)
     x = cm.quantize_input((rng.random((16, *shape)) * 2 - 0.5).astype(np.float32))
     assert np.array_equal(host.Session(cm, "torch:cpu").run(x).ints, cm.reference(x))
+
+
+class ResidualNet(torch.nn.Module):
+    """conv → relu → conv → relu, a residual add of the two, global average pool, linear."""
+
+    def __init__(self, signed_branch=False):
+        import brevitas.nn as qnn
+        import brevitas.quant as bq
+        from brevitas.quant import Int32Bias
+        super().__init__()
+        act = dict(act_quant=bq.Uint8ActPerTensorFixedPoint, return_quant_tensor=True)
+        wq = dict(weight_quant=bq.Int8WeightPerTensorFixedPoint, bias=True, bias_quant=Int32Bias)
+        self.inp = qnn.QuantIdentity(**act)
+        self.conv1 = qnn.QuantConv2d(3, 10, 3, padding=1, **wq)
+        self.act1 = qnn.QuantReLU(**act)
+        self.conv2 = qnn.QuantConv2d(10, 10, 3, padding=1, **wq)
+        self.act2 = qnn.QuantReLU(act_quant=self.act1.act_quant, return_quant_tensor=True)
+        self.post = qnn.QuantReLU(**act)
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.pool_q = qnn.QuantIdentity(**act)
+        self.fc = qnn.QuantLinear(10, 5, **wq)
+
+    def forward(self, x):
+        x = self.inp(x)
+        y = self.act1(self.conv1(x))
+        z = self.act2(self.conv2(y))
+        return self.fc(self.pool_q(self.pool(self.post(y + z))).flatten(1))
+
+
+@torch.no_grad()
+def test_residual_add_and_average_pool_run_exactly():
+    import host
+    torch.manual_seed(0)
+    net = ResidualNet()
+    net.train()
+    for _ in range(3):
+        net(torch.rand(8, 3, 9, 9))
+    net.eval()
+    cm = compiler.compile(net, input_shape=(3, 9, 9))
+    ops = [type(n).__name__ for n in cm.graph.nodes]
+    assert "Add" in ops and "AvgPool" in ops
+    x = cm.quantize_input(np.random.default_rng(0).random((6, 3, 9, 9)).astype(np.float32))
+    ref = cm.reference(x)
+    for rows, cols in CONFIGS:
+        program = lower(cm.graph, big(rows, cols))
+        assert np.array_equal(machine.run_frames(program, x), ref), (rows, cols)
+    assert [d.op.name for d in program.descriptors] == ["CONV", "CONV", "ADD", "AVGPOOL",
+                                                        "CONV", "END"]
+    assert np.array_equal(host.Session(cm, "torch:cpu").run(x).ints, ref)
+    est = cycles.estimate(program.descriptors, 3, 5)
+    add = est.layers[2]
+    assert add.cycles == 2 * 81 * 4 + cycles.POST_PIPELINE + cycles.DESCRIPTOR_FETCH
