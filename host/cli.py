@@ -17,13 +17,14 @@ from models.errors import DataError, ZooError
 from .errors import HostError, UsageError
 
 # Stage modules in the order `samoyed --help` lists them.
-STAGES = ["demo", "train", "compile", "inspect", "run", "report", "virtual-board"]
+STAGES = ["demo", "train", "compile", "inspect", "run", "report", "virtual-board", "boards"]
 
 # Exit codes by error class; the first matching class wins. 1 is left for crashes.
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (UsageError, 2),
     (DataError, 3),
     (ZooError, 4),
+    (importlib.import_module("boards.registry").BoardError, 6),
     (importlib.import_module("compiler.errors").CompileError, 5),
     (HostError, 10),
 ]
