@@ -122,7 +122,8 @@ def im2col(x_chw: np.ndarray, packing: InputPacking) -> np.ndarray:
 # --- pass 1: plan ----------------------------------------------------------------------
 
 def _params(node, out_channels: int) -> np.ndarray:
-    bias = np.zeros(out_channels, dtype=np.int64) if node.bias is None else node.bias
+    bias = getattr(node, "bias", None)  # ADD and AVGPOOL have none
+    bias = np.zeros(out_channels, dtype=np.int64) if bias is None else bias
     rq = node.requant
     if rq is None:  # raw int32 output: acc + bias only
         ones, zeros = np.ones(out_channels, np.int64), np.zeros(out_channels, np.int64)
@@ -211,15 +212,7 @@ def _elementwise_plan(node, srcs: list[Tensor], op: Opcode) -> LayerPlan:
                                    f"{src.shape} and {srcs[1].shape}")
         fields["in2_signed"] = int(srcs[1].signed)
     out = Tensor(node.name, tuple(out_shape), node.out.lo < 0, raw=node.requant is None)
-    return LayerPlan(node.name, fields, [t.name for t in srcs], out, None,
-                     _params(_NoBias(node), c))
-
-
-class _NoBias:
-    """A node seen with a zero bias (ADD and AVGPOOL have none)."""
-
-    def __init__(self, node):
-        self.requant, self.bias = node.requant, None
+    return LayerPlan(node.name, fields, [t.name for t in srcs], out, None, _params(node, c))
 
 
 def plan_layers(graph: ir.Graph, config) -> tuple[list[LayerPlan], Tensor, InputPacking]:

@@ -1,9 +1,10 @@
 """Host link protocol: frame format, codes and an incremental decoder.
 
-This module is the executable definition of ``docs/protocol.md``. It is pure
-Python on purpose: the host runtime, the tests of the gateware (``hw/link.py``)
-and any device model all build and check frames with these functions, so both
-ends of the link are proven against one definition.
+This module is the executable definition of ``docs/protocol.md``. It needs no
+simulator or hardware: the host runtime, the tests of the gateware
+(``hw/link.py``) and the virtual board all build and check frames with these
+functions, so both ends of the link are proven against one definition. The
+memory-space codes come from ``hw.isa.Space``, their one definition.
 
 A frame on the wire::
 
