@@ -19,10 +19,11 @@ class ScheduleError(ValueError):
 
 @dataclass
 class Beat:
-    """Inputs of one cycle; ``None`` fields are idle."""
+    """Inputs of one cycle; ``None`` fields are idle. ``load`` is ``(group, rows)``
+    with ``load_rows`` rows of ``cols`` weights."""
     act: "list[int] | None" = None
     swap: bool = False
-    load: "tuple[int, list[int]] | None" = None
+    load: "tuple[int, list[list[int]]] | None" = None
 
 
 @dataclass
@@ -30,7 +31,12 @@ class Schedule:
     """Stimulus for an R×C array: ``beats[cycle]`` holds that cycle's inputs."""
     rows: int
     cols: int
+    load_rows: "int | None" = None
     beats: dict = field(default_factory=dict)
+
+    @property
+    def timing(self):
+        return ArrayTiming(self.rows, self.cols, self.load_rows)
 
     @property
     def length(self):
@@ -50,35 +56,39 @@ def wrap(values, width):
 
 
 def check(schedule):
-    """Raise :class:`ScheduleError` if a load falls in a swap's blackout window."""
-    timing = ArrayTiming(schedule.rows, schedule.cols)
-    swaps = sorted(t for t, b in schedule.beats.items() if b.swap)
+    """Raise :class:`ScheduleError` if a load beat does not have the port's shape.
+
+    There is no timing rule to break: every load belongs to exactly one swap
+    (:meth:`ArrayTiming.load_window`). Group indices past the last group are legal
+    and ignored, as in the hardware.
+    """
+    timing = schedule.timing
     for cycle, beat in sorted(schedule.beats.items()):
         if beat.load is None:
             continue
-        row, weights = beat.load
-        if len(weights) != schedule.cols:
-            raise ScheduleError(f"load in cycle {cycle} has {len(weights)} weights, "
-                                f"expected {schedule.cols}")
-        for swap in swaps:
-            blackout = timing.row_blackout(row, swap)
-            if cycle in blackout:
-                raise ScheduleError(
-                    f"load of row {row} in cycle {cycle} falls in the blackout of the swap "
-                    f"in cycle {swap} (cycles {blackout.start}..{blackout.stop - 1}); load it "
-                    f"by cycle {timing.row_deadline(row, swap)} or from cycle {blackout.stop} on")
+        group, rows = beat.load
+        if not isinstance(group, int) or group < 0:
+            raise ScheduleError(f"load in cycle {cycle} has group {group!r}; "
+                                f"expected a non-negative integer")
+        shape = np.shape(np.asarray(rows, dtype=object))
+        if shape != (timing.load_rows, schedule.cols):
+            raise ScheduleError(
+                f"load in cycle {cycle} has weights of shape {shape}, expected "
+                f"({timing.load_rows}, {schedule.cols}): load_rows rows of cols weights")
 
 
 def tiles(schedule):
-    """Map each swap cycle to the R×C weight tile it activates (per the row deadlines)."""
-    timing = ArrayTiming(schedule.rows, schedule.cols)
+    """Map each swap cycle to the R×C weight tile it activates: per group, the last
+    load in a cycle up to :meth:`ArrayTiming.load_deadline`."""
+    timing = schedule.timing
     loads = sorted((t, b.load) for t, b in schedule.beats.items() if b.load is not None)
     result = {}
     for swap in sorted(t for t, b in schedule.beats.items() if b.swap):
         tile = np.zeros((schedule.rows, schedule.cols), dtype=object)
-        for cycle, (row, weights) in loads:
-            if row < schedule.rows and cycle <= timing.row_deadline(row, swap):
-                tile[row] = weights
+        for cycle, (group, rows) in loads:
+            if group < timing.load_cycles and cycle <= timing.load_deadline(group, swap):
+                first = group * timing.load_rows
+                tile[first:first + timing.load_rows] = np.asarray(rows, dtype=object)
         result[swap] = tile
     return result
 
@@ -86,7 +96,7 @@ def tiles(schedule):
 def expected_sums(schedule, acc_width=32):
     """``{output cycle: [C sums]}`` the array must produce for ``schedule``."""
     check(schedule)
-    timing = ArrayTiming(schedule.rows, schedule.cols)
+    timing = schedule.timing
     by_swap = tiles(schedule)
     active = np.zeros((schedule.rows, schedule.cols), dtype=object)
     out = {}
@@ -102,17 +112,19 @@ def expected_sums(schedule, acc_width=32):
     return out
 
 
-def tile_stream(rows, cols, weight_tiles, pixel_tiles, *, rng=None, gap_prob=0.0,
-                load_start=0):
+def tile_stream(rows, cols, weight_tiles, pixel_tiles, *, load_rows=None, rng=None,
+                gap_prob=0.0, load_start=0):
     """Schedule that runs ``pixel_tiles[k]`` (P_k × R) against ``weight_tiles[k]`` (R × C).
 
-    Every tile is loaded in row order as early as the protocol allows and swapped
-    in as early as its load allows, so with ``gap_prob=0`` and at least
-    ``max(R, C)`` pixels per tile the activation stream has no gap at all.
+    Every tile is loaded in group order in consecutive cycles, as early as the
+    protocol allows (not before the previous swap), and swapped in as early as its
+    load and the previous tile's pixels allow. With ``gap_prob=0`` and at least
+    ``min_swap_interval`` pixels per tile the activation stream has no gap at all.
     ``gap_prob`` inserts idle cycles between pixels at random.
     """
-    timing = ArrayTiming(rows, cols)
-    sched = Schedule(rows, cols)
+    timing = ArrayTiming(rows, cols, load_rows)
+    B = timing.load_rows
+    sched = Schedule(rows, cols, load_rows)
     load_free = load_start      # first cycle the load port is free
     pixels_done = 0             # first cycle after the previous tile's pixels
     prev_swap = None
@@ -120,9 +132,10 @@ def tile_stream(rows, cols, weight_tiles, pixel_tiles, *, rng=None, gap_prob=0.0
         start = load_free
         if prev_swap is not None:
             start = max(start, timing.first_load_after_swap(prev_swap))
-        for r in range(rows):
-            sched.beat(start + r).load = (r, [int(w) for w in weights[r]])
-        load_free = start + rows
+        for g in range(timing.load_cycles):
+            sched.beat(start + g).load = (g, [[int(w) for w in row]
+                                              for row in weights[g * B:(g + 1) * B]])
+        load_free = start + timing.load_cycles
         swap = max(start + 1, pixels_done)
         sched.beat(swap).swap = True
         cycle = swap
