@@ -12,7 +12,7 @@ import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
 
-from hw.array import ArrayTiming, weight_row_layout
+from hw.array import ArrayTiming, weight_beat_layout
 from sim.tb import TB
 
 from array_model import expected_sums, tile_stream
@@ -37,14 +37,15 @@ class ArrayTB(TB):
     with the model's.
     """
 
-    def __init__(self, dut, rows, cols):
+    def __init__(self, dut, rows, cols, load_rows=None):
         super().__init__(dut)
         self.rows, self.cols = rows, cols
-        self.timing = ArrayTiming(rows, cols)
+        self.timing = ArrayTiming(rows, cols, load_rows)
         self.act_width = len(dut.act__payload) // rows
         self.acc_width = len(dut.sums__payload) // cols
-        self.row_bits = weight_row_layout(rows, cols)["weights"].offset
-        self.weight_width = (len(dut.load__payload) - self.row_bits) // cols
+        self.group_bits = weight_beat_layout(rows, cols, 8, load_rows)["weights"].offset
+        self.weight_width = ((len(dut.load__payload) - self.group_bits)
+                             // (self.timing.load_rows * cols))
         self.got = {}
 
     def idle(self):
@@ -93,32 +94,25 @@ class ArrayTB(TB):
                 put("swap", dut.swap, int(beat.swap))
                 put("load", dut.load__valid, int(beat.load is not None))
                 if beat.load is not None:
-                    row, weights = beat.load
+                    group, rows = beat.load
+                    flat = [w for row in rows for w in row]    # weights[i][c] at i*C + c
                     dut.load__payload.value = \
-                        row | (_pack(weights, self.weight_width) << self.row_bits)
+                        group | (_pack(flat, self.weight_width) << self.group_bits)
             await RisingEdge(self.clk)
         self.idle()
 
 
-@cocotb.test()
-async def array_matches_model(dut):
-    """Back-to-back double-buffered tiles with idle gaps and edge values, checked exactly."""
+def _shape():
     rows, cols = int(os.environ["ARRAY_ROWS"]), int(os.environ["ARRAY_COLS"])
-    n_tiles = int(os.environ.get("ARRAY_TILES", "6"))
-    pixels = int(os.environ.get("ARRAY_PIXELS", "24"))
-    rng = np.random.default_rng(int(os.environ.get("ARRAY_SEED", "1")))
+    load_rows = os.environ.get("ARRAY_LOAD_ROWS")
+    return rows, cols, (int(load_rows) if load_rows else None)
 
-    weights = [rng.integers(-128, 128, size=(rows, cols)) for _ in range(n_tiles)]
-    acts = [rng.integers(-128, 128, size=(pixels, rows)) for _ in range(n_tiles)]
-    weights[0][:] = -128
-    acts[0][:2] = -128                      # largest product, largest column sum
-    weights[1][:] = 127
-    acts[1][:2] = [[127] * rows, [-128] * rows]
-    sched = tile_stream(rows, cols, weights, acts, rng=rng,
-                        gap_prob=float(os.environ.get("ARRAY_GAP_PROB", "0.1")))
+
+async def _run_and_check(dut, sched):
+    """Play ``sched``, record every ``sums`` beat, and require exactly the model's
+    outputs at exactly the model's cycles; return the recorded ``{cycle: sums}``."""
     want = expected_sums(sched)
-
-    tb = ArrayTB(dut, rows, cols)
+    tb = ArrayTB(dut, sched.rows, sched.cols, sched.load_rows)
     assert (tb.act_width, tb.weight_width, tb.acc_width) == (8, 8, 32)
     tb.idle()
     await tb.start()
@@ -134,9 +128,52 @@ async def array_matches_model(dut):
                 cycles / (time.perf_counter() - wall))
 
     first_in = min(c for c, b in sched.beats.items() if b.act is not None)
-    assert min(tb.got) == first_in + rows + cols + 1
+    assert min(tb.got) == first_in + tb.timing.latency
     missing = sorted(set(want) - set(tb.got))
     extra = sorted(set(tb.got) - set(want))
     assert not missing and not extra, f"missing outputs at {missing[:5]}, extra at {extra[:5]}"
     for cycle in sorted(want):
         assert tb.got[cycle] == want[cycle], f"cycle {cycle}: {tb.got[cycle]} != {want[cycle]}"
+    return tb.got
+
+
+@cocotb.test()
+async def long_tiles_with_gaps(dut):
+    """Back-to-back double-buffered tiles with idle gaps and edge values, checked exactly."""
+    rows, cols, load_rows = _shape()
+    n_tiles = int(os.environ.get("ARRAY_TILES", "6"))
+    pixels = int(os.environ.get("ARRAY_PIXELS", "24"))
+    rng = np.random.default_rng(int(os.environ.get("ARRAY_SEED", "1")))
+
+    weights = [rng.integers(-128, 128, size=(rows, cols)) for _ in range(n_tiles)]
+    acts = [rng.integers(-128, 128, size=(pixels, rows)) for _ in range(n_tiles)]
+    weights[0][:] = -128
+    acts[0][:2] = -128                      # largest product, largest column sum
+    weights[1][:] = 127
+    acts[1][:2] = [[127] * rows, [-128] * rows]
+    sched = tile_stream(rows, cols, weights, acts, load_rows=load_rows, rng=rng,
+                        gap_prob=float(os.environ.get("ARRAY_GAP_PROB", "0.1")))
+    await _run_and_check(dut, sched)
+
+
+@cocotb.test()
+async def one_pixel_tiles_every_cycle(dut):
+    """The linear-layer case: runs of one-pixel tiles, a new tile every cycle (every
+    ``load_cycles`` with a narrow port), around a longer tile; no idle input."""
+    rows, cols, load_rows = _shape()
+    rng = np.random.default_rng(int(os.environ.get("ARRAY_SEED", "1")) + 1)
+    lengths = [1] * 24 + [10] + [1] * 24
+    weights = [rng.integers(-128, 128, size=(rows, cols)) for _ in lengths]
+    acts = [rng.integers(-128, 128, size=(p, rows)) for p in lengths]
+    weights[0][:] = -128
+    acts[0][:] = -128
+    weights[1][:] = 127
+    acts[1][:] = -128
+    sched = tile_stream(rows, cols, weights, acts, load_rows=load_rows)
+    timing = ArrayTiming(rows, cols, load_rows)
+    swaps = sorted(c for c, b in sched.beats.items() if b.swap)
+    assert swaps == timing.swap_cycles(lengths)
+    got = await _run_and_check(dut, sched)
+    if timing.load_cycles == 1:
+        assert swaps[:25] == list(range(1, 26))
+        assert sorted(got) == list(range(1 + timing.latency, 1 + sum(lengths) + timing.latency))
