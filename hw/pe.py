@@ -4,7 +4,9 @@ A PE holds two weights: the *active* one it multiplies with, and a *shadow* one
 that the weight loader writes while the array computes. A ``swap`` flag travels
 with the activation wavefront; when it reaches the PE, the shadow weight is
 copied into the active register in the same edge that latches the activation, so
-the pixel carrying the flag is the first one multiplied by the new weight.
+the pixel carrying the flag is the first one multiplied by the new weight. The
+copy reads the shadow before that edge's ``load``, so the array may write the
+next weight in the same cycle (tiles swapped every cycle).
 
 Pipeline (one PE, cycles relative to the activation arriving on ``west``):
 

@@ -106,6 +106,8 @@ def test_swap_cycles_recurrence():
     narrow = ArrayTiming(6, 4, load_rows=2)
     assert narrow.swap_cycles([9, 1, 1, 1]) == [1, 10, 11, 14]
     assert narrow.swap_cycles([1, 1, 1]) == [1, 4, 7]
+    assert narrow.swap_cycles([2, 3, 2]) == [1, 4, 7]            # all P_k <= N
+    assert narrow.swap_cycles([5, 4, 3, 7]) == [1, 6, 10, 13]    # all P_k >= N
 
 
 def test_timing_formulas_narrow_port():
