@@ -1,0 +1,196 @@
+"""PoolWriter in the Amaranth simulator: the activation memory it leaves behind must be
+the one `sim.machine.conv`'s pool-on-write and `hw.layout` give, word for word."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Elaboratable, Module, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.sim import Simulator
+
+from hw import layout
+from hw.poolwrite import POOL_WRITE_LATENCY, PoolWriter, reciprocal
+from sim import runners
+
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+
+class Bench(Elaboratable):
+    """PoolWriter wired to an R-byte-wide memory with a non-transparent read port."""
+
+    def __init__(self, rows, depth, init):
+        self.dut = PoolWriter(rows, addr_width=max(1, (depth - 1).bit_length()))
+        self.mem = memory.MemoryData(shape=data.ArrayLayout(unsigned(8), rows), depth=depth,
+                                     init=[list(map(int, w)) for w in init])
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = self.dut
+        m.submodules.mem = mem = memory.Memory(data=self.mem)
+        wp = mem.write_port(granularity=1)
+        rp = mem.read_port(transparent_for=())
+        wiring.connect(m, self.dut.wr, wp)
+        wiring.connect(m, self.dut.rd, rp)
+        return m
+
+
+def beats_for(y_hwc, rows, lanes, *, raw=False):
+    """The writer's input for a (H, W, C) output: per tile of `lanes` channels (the
+    post-processor's columns), raster order, one beat per word the tile touches, with
+    only the tile's banks enabled (unused lanes of the last group enabled and 0)."""
+    h, w, c = y_hwc.shape
+    groups = layout.ceil_div(c, rows)
+    padded = np.zeros((h, w, groups * rows), dtype=np.int64)
+    padded[:, :, :c] = y_hwc
+    beats = []
+    for c0 in range(0, c, lanes):
+        chans = range(c0, min(c0 + lanes, c))
+        last = c0 + lanes >= c
+        for oh in range(h):
+            for ow in range(w):
+                for g in sorted({ch // rows for ch in chans}):
+                    en = 0
+                    for b in range(rows):
+                        ch = g * rows + b
+                        if ch in chans or (last and ch >= c):
+                            en |= 1 << b
+                    vals = padded[oh, ow, g * rows:(g + 1) * rows]
+                    for byte in (range(4) if raw else [0]):
+                        word = [(int(v) >> (8 * byte)) & 0xFF for v in vals]
+                        beats.append({"oh": oh, "ow": ow, "group": g, "byte": byte,
+                                      "data": word, "en": en})
+    return beats
+
+
+def run_writer(rows, depth, init, cfg, beats, rng, gap):
+    bench = Bench(rows, depth, init)
+    dut = bench.dut
+    writes = []
+
+    async def testbench(ctx):
+        ctx.set(dut.cfg, cfg)
+        await ctx.tick()                     # cfg one cycle ahead of the first beat
+        queue = list(beats)
+        cycle = 0
+        while queue or cycle < 1:
+            send = rng.random() >= gap
+            ctx.set(dut.pixels.valid, send)
+            if send:
+                ctx.set(dut.pixels.payload, queue.pop(0))
+            if ctx.get(dut.wr.en):
+                writes.append(cycle)
+            await ctx.tick()
+            cycle += 1
+        ctx.set(dut.pixels.valid, 0)
+        for _ in range(POOL_WRITE_LATENCY + 1):
+            if ctx.get(dut.wr.en):
+                writes.append(cycle)
+            await ctx.tick()
+            cycle += 1
+        final[:] = [[int(v) for v in ctx.get(bench.mem[i])] for i in range(depth)]
+
+    final = []
+    sim = Simulator(bench)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return np.array(final, dtype=np.uint8), writes
+
+
+def pool_case(rng, rows, lanes, conv_hw, channels, k, *, signed, gap, depth=None):
+    conv_h, conv_w = conv_hw
+    lo, hi = (-128, 127) if signed else (0, 255)
+    y = rng.integers(lo, hi + 1, size=(conv_h, conv_w, channels))
+    y[rng.random(y.shape) < 0.1] = lo              # ties with the memory's old bytes
+    k_model = max(k, 1)                            # as sim/machine.py reads pool_k
+    out_h, out_w = conv_h // k_model, conv_w // k_model
+    groups = layout.ceil_div(channels, rows)
+    words = out_h * out_w * groups
+    depth = depth or words + 24
+    dst = int(rng.integers(0, depth - words + 1))
+    init = rng.integers(0, 256, size=(depth, rows)).astype(np.uint8)
+    # The definition: sim/machine.py's pool on write, then hw/layout.py's banks.
+    pooled = y[:out_h * k_model, :out_w * k_model].reshape(
+        out_h, k_model, out_w, k_model, channels).max(axis=(1, 3))
+    want = init.copy()
+    want[dst:dst + words] = layout.to_banks(pooled, rows)
+    cfg = {"dst": dst, "out_h": out_h, "out_w": out_w, "groups": groups, "pool_k": k,
+           "signed": int(signed), "raw": 0}
+    got, writes = run_writer(rows, depth, init, cfg, beats_for(y, rows, lanes), rng, gap)
+    return got, want, writes, dst, words
+
+
+@pytest.mark.parametrize("rows, lanes, conv_hw, channels, k, signed, gap", [
+    (4, 4, (7, 9), 4, 2, True, 0.0),       # odd sizes: last row and column dropped
+    (4, 4, (7, 8), 6, 3, False, 0.3),      # uint8, channels not a multiple of R
+    (3, 3, (9, 7), 3, 3, True, 0.5),
+    (4, 4, (5, 5), 5, 1, True, 0.2),       # no pool: every pixel writes
+    (4, 4, (6, 6), 4, 0, False, 0.0),      # pool_k 0 means none too
+    (8, 4, (5, 7), 8, 2, True, 0.0),       # C < R: two tiles share a word (byte enables)
+    (2, 4, (4, 5), 7, 2, True, 0.1),       # C > R: one tile spans several groups
+    (4, 4, (14, 15), 4, 7, True, 0.0),     # the largest window
+])
+def test_pool_on_write_matches_machine(rows, lanes, conv_hw, channels, k, signed, gap):
+    rng = np.random.default_rng(abs(hash((rows, lanes, conv_hw, channels, k))) % 2**32)
+    got, want, _, dst, words = pool_case(rng, rows, lanes, conv_hw, channels, k,
+                                         signed=signed, gap=gap)
+    assert np.array_equal(got[dst:dst + words], want[dst:dst + words])
+    assert np.array_equal(got, want), "a word outside the output tensor was written"
+
+
+def test_no_pool_writes_once_per_word_and_on_time():
+    """k = 1: one write per beat, POOL_WRITE_LATENCY cycles after it."""
+    rng = np.random.default_rng(3)
+    got, want, writes, _, _ = pool_case(rng, 4, 4, (3, 5), 4, 1, signed=True, gap=0.0)
+    assert np.array_equal(got, want)
+    assert writes == [POOL_WRITE_LATENCY + i for i in range(15)]
+
+
+def test_dropped_pixels_never_write():
+    """A 3x3 conv output pooled by 2 keeps only the top-left 2x2: 4 of 9 beats write."""
+    rng = np.random.default_rng(4)
+    got, want, writes, _, _ = pool_case(rng, 4, 4, (3, 3), 4, 2, signed=True, gap=0.0)
+    assert np.array_equal(got, want)
+    assert len(writes) == 4
+
+
+def test_raw_int32_words():
+    rows, channels, h, w = 4, 6, 2, 3
+    rng = np.random.default_rng(6)
+    y = rng.integers(-(1 << 31), 1 << 31, size=(h, w, channels))
+    y[0, 0, 0], y[1, 2, 5] = -(1 << 31), (1 << 31) - 1
+    groups = layout.ceil_div(channels, rows)
+    words = h * w * groups * 4
+    depth, dst = words + 10, 7
+    init = rng.integers(0, 256, size=(depth, rows)).astype(np.uint8)
+    want = init.copy()
+    want[dst:dst + words] = layout.raw_to_banks(y, rows)
+    cfg = {"dst": dst, "out_h": h, "out_w": w, "groups": groups, "pool_k": 1, "signed": 1,
+           "raw": 1}
+    got, _ = run_writer(rows, depth, init, cfg, beats_for(y, rows, 4, raw=True), rng, 0.2)
+    assert np.array_equal(got, want)
+    assert np.array_equal(layout.raw_from_banks(got[dst:dst + words], y.shape, rows), y)
+
+
+def test_reciprocal_is_exact_division():
+    for divisor in range(1, 8):
+        mult, shift = reciprocal(divisor, 10)
+        assert [(x * mult) >> shift for x in range(1024)] == [x // divisor for x in range(1024)]
+
+
+@pytest.mark.parametrize("args, kwargs, message", [
+    ((0,), {}, "PoolWriter rows must be an integer from 1 to 64, not 0; "
+               "use the array's row count"),
+    ((4,), {"addr_width": 21}, "PoolWriter addr_width must be an integer from 1 to 20, "
+                               "not 21; the descriptor's dst field has 20 bits"),
+])
+def test_constructor_errors(args, kwargs, message):
+    with pytest.raises(ValueError) as info:
+        PoolWriter(*args, **kwargs)
+    assert str(info.value) == message
+
+
+def test_converts_to_verilog():
+    text = runners.verilog_source(PoolWriter(4, addr_width=12), name="poolwrite")
+    for port in ("cfg", "pixels__valid", "pixels__payload", "rd__addr", "rd__en",
+                 "rd__data", "wr__addr", "wr__data", "wr__en"):
+        assert f" {port}" in text
