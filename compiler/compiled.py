@@ -63,7 +63,8 @@ class CompiledModel:
         """Modelled cycles of one frame on `config` (sim.cycles.Estimate): `.cycles`,
         `.utilization`, `.layers`."""
         from sim import cycles
-        return cycles.estimate(self.program.descriptors, self.config.rows, self.config.cols)
+        return cycles.estimate(self.program.descriptors, self.config.rows, self.config.cols,
+                               self.config.load_rows)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -126,7 +126,7 @@ class MachineDevice:
         flags = P.StatusFlag.DONE
         try:
             program = isa.unpack_program(image.prg)
-            est = cycles.estimate(program, R, C)
+            est = cycles.estimate(program, R, C, self.config.load_rows)
             if est.cycles > watchdog:
                 # The hardware would be stopped by its watchdog part-way; nothing is written.
                 flags, run_cycles, macs = P.StatusFlag.WATCHDOG, watchdog, 0

@@ -34,7 +34,8 @@ class AcceleratorConfig:
     """Size and widths of the accelerator (rows R × cols C systolic array).
 
     Depths are in words: an activation word is one byte in each of the R banks, a weight
-    word one array row of C bytes, a parameter word one 16-byte PARAM record, a program
+    word one array row of C bytes (the memory reads `load_rows` of them per cycle: a whole
+    tile by default), a parameter word one 16-byte PARAM record, a program
     word one 32-byte descriptor, an accumulator word one pixel of C int32 lanes.
     """
 
@@ -47,6 +48,7 @@ class AcceleratorConfig:
     param_depth: int = 1024     # PARAM records (one per output channel of every layer)
     program_depth: int = 64     # descriptors
     acc_depth: int = 512        # pixels per accumulator tile (each C × 32 bits, doubled)
+    weight_load_rows: int | None = None  # array rows per weight-load beat; None: the whole tile
     clock_mhz: float = 50.0
 
     def __post_init__(self):
@@ -54,6 +56,12 @@ class AcceleratorConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise ConfigError(f"{name} must be an integer from {lo} to {hi}, not {value!r}")
+        load = self.weight_load_rows
+        if load is not None and (isinstance(load, bool) or not isinstance(load, int)
+                                 or load < 1 or self.rows % load):
+            divisors = [d for d in range(1, self.rows + 1) if self.rows % d == 0]
+            raise ConfigError(f"weight_load_rows must divide rows={self.rows}, not {load!r}; "
+                              f"use one of {', '.join(map(str, divisors))} (or None: {self.rows})")
         if self.data_bits != 8:
             raise ConfigError(f"data_bits must be 8 (int8 datapath), not {self.data_bits!r}")
         if self.acc_bits != 32:
@@ -70,6 +78,11 @@ class AcceleratorConfig:
         except ValueError:
             raise ConfigError(f"config {text!r} is not ROWSxCOLS, e.g. 8x8") from None
         return cls(rows=rows, cols=cols, **overrides)
+
+    @property
+    def load_rows(self) -> int:
+        """Array rows per weight-load beat (the weight memory reads this many rows at once)."""
+        return self.weight_load_rows or self.rows
 
     @property
     def label(self) -> str:

@@ -5,8 +5,11 @@ timing of `hw.array.ArrayTiming` (R×C weight-stationary, double-buffered weight
 
 CONV, per output-channel tile and pixel tile of `n` pixels, `steps = kh * kw * ceil(IC/R)`
 weight tiles are used in turn. A step streams the `n` pixels through the array; the next
-weight tile loads meanwhile (one row per cycle), so a step takes `max(n, S)` cycles, where
-`S = ArrayTiming.min_swap_interval` is the fewest cycles between two tile swaps. Pixel
+weight tile loads meanwhile (`load_rows` rows per beat: a whole tile per cycle by default),
+so a step takes `max(n, S)` cycles, where `S = ArrayTiming.min_swap_interval` is the number
+of load beats per tile (1 by default: a linear layer's one-pixel tiles follow each other
+every cycle). With S > 1 and tiles of mixed lengths, `max(n, S)` is an upper bound
+(`ArrayTiming.swap_cycles` is exact). Pixel
 tiles follow each other without a gap (the accumulators are double-buffered: one pixel
 tile is post-processed while the next accumulates). The layer adds the first weight
 tile's load (R cycles), the array's fill/drain latency (`ArrayTiming.latency`), the last
@@ -69,8 +72,9 @@ class Estimate:
         return self.macs / (self.cycles * self.rows * self.cols) if self.cycles else 0.0
 
 
-def conv_cycles(d: isa.Descriptor, rows: int, cols: int) -> tuple[int, int, str, dict]:
-    timing = ArrayTiming(rows, cols)
+def conv_cycles(d: isa.Descriptor, rows: int, cols: int, load_rows: int | None = None
+                ) -> tuple[int, int, str, dict]:
+    timing = ArrayTiming(rows, cols, load_rows)
     conv_h, conv_w = machine.conv_size(d)
     pixels = conv_h * conv_w
     tile_px = d.tile_px or pixels
@@ -90,19 +94,22 @@ def conv_cycles(d: isa.Descriptor, rows: int, cols: int) -> tuple[int, int, str,
                                  "steps": steps, "swap_interval": swap}
 
 
-def maxpool_cycles(d: isa.Descriptor, rows: int, cols: int) -> tuple[int, int, str, dict]:
+def maxpool_cycles(d: isa.Descriptor, rows: int, cols: int, load_rows=None
+                   ) -> tuple[int, int, str, dict]:
     groups = layout.ceil_div(d.in_c, rows)
     cycles = d.out_h * d.out_w * d.pool_k * d.pool_k * groups + POST_PIPELINE
     return cycles, 0, "memory", {"groups": groups}
 
 
-def avgpool_cycles(d: isa.Descriptor, rows: int, cols: int) -> tuple[int, int, str, dict]:
+def avgpool_cycles(d: isa.Descriptor, rows: int, cols: int, load_rows=None
+                   ) -> tuple[int, int, str, dict]:
     groups = layout.ceil_div(d.in_c, rows)
     cycles = d.in_h * d.in_w * groups + groups + POST_PIPELINE
     return cycles, 0, "memory", {"groups": groups}
 
 
-def add_cycles(d: isa.Descriptor, rows: int, cols: int) -> tuple[int, int, str, dict]:
+def add_cycles(d: isa.Descriptor, rows: int, cols: int, load_rows=None
+               ) -> tuple[int, int, str, dict]:
     groups = layout.ceil_div(d.in_c, rows)
     # Two bank reads per output word: one per input tensor.
     cycles = 2 * d.in_h * d.in_w * groups + POST_PIPELINE
@@ -117,14 +124,16 @@ MODELS = {
 }
 
 
-def estimate(program: list[isa.Descriptor], rows: int, cols: int) -> Estimate:
-    """Cycle estimate of a decoded program (up to its END) on an R×C array."""
+def estimate(program: list[isa.Descriptor], rows: int, cols: int,
+             load_rows: int | None = None) -> Estimate:
+    """Cycle estimate of a decoded program (up to its END) on an R×C array whose weight
+    port carries `load_rows` rows per beat (None: the whole tile)."""
     layers = []
     for index, d in enumerate(program):
         if d.op is Opcode.END:
             layers.append(LayerCycles(index, "END", DESCRIPTOR_FETCH, 0, "control"))
             break
-        cycles, macs, bound, detail = MODELS[d.op](d, rows, cols)
+        cycles, macs, bound, detail = MODELS[d.op](d, rows, cols, load_rows)
         layers.append(LayerCycles(index, d.op.name, cycles + DESCRIPTOR_FETCH, macs, bound,
                                   detail))
     return Estimate(rows, cols, layers)

@@ -98,7 +98,8 @@ def test_fmnist_estimate_reports_layers(zoo_models):
     program = lower(zoo_models["fmnist-cnn"].graph, big(8, 8))
     est = cycles.estimate(program.descriptors, 8, 8)
     assert est.macs == 3_010_304
-    assert [layer.bound for layer in est.layers[:5]] == ["compute"] * 3 + ["weight load"] * 2
+    assert [layer.bound for layer in est.layers[:5]] == ["compute"] * 5
+    assert est.utilization >= 0.85
     assert 0 < est.utilization <= 1
 
 

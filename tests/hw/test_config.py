@@ -20,6 +20,8 @@ def test_json_round_trip():
     (dict(param_depth=1 << 15), "param_depth must be an integer from 16 to 16384"),
     (dict(data_bits=4), "data_bits must be 8"),
     (dict(clock_mhz=0), r"clock_mhz must be a number in \(0, 1000\], not 0"),
+    (dict(rows=6, weight_load_rows=4), r"weight_load_rows must divide rows=6, not 4; use one "
+                                       r"of 1, 2, 3, 6 \(or None: 6\)"),
 ])
 def test_invalid_fields_are_named(kwargs, message):
     with pytest.raises(ConfigError, match=message):

@@ -15,7 +15,7 @@ def conv(**fields):
 
 
 def fixed(rows, cols, last_tile):
-    t = ArrayTiming(rows, cols)
+    t = ArrayTiming(rows, cols)  # whole-tile weight port: one load beat
     return t.load_cycles + t.latency + last_tile + POST_PIPELINE + DESCRIPTOR_FETCH
 
 
@@ -38,16 +38,26 @@ def test_edge_tiles_round_up():
     assert layer.macs == 36 * 6 * 9 * 5
 
 
-def test_one_pixel_layer_is_weight_load_bound():
-    # A linear layer 64 -> 16 on 8x8: 8 K-tiles x 2 oc tiles, each used for one pixel
-    # but swapped at most every max(R, C) cycles.
+def test_one_pixel_layer_gets_a_tile_per_cycle():
+    # A linear layer 64 -> 16 on 8x8: 8 K-tiles x 2 oc tiles, each used for one pixel; a
+    # whole tile loads per cycle, so tiles follow each other every cycle.
     d = conv(in_c=64, out_c=16, tile_px=512)
     est = cycles.estimate([d, isa.Descriptor(op=isa.Opcode.END)], 8, 8)
     layer = est.layers[0]
-    assert layer.cycles == 2 * 8 * 8 + fixed(8, 8, 1)
-    assert layer.bound == "weight load"
+    assert layer.cycles == 2 * 8 * 1 + fixed(8, 8, 1)
+    assert layer.bound == "compute"
     assert est.cycles == layer.cycles + DESCRIPTOR_FETCH
     assert est.utilization == pytest.approx(64 * 16 / (est.cycles * 64))
+
+
+def test_narrow_weight_port_makes_one_pixel_layers_load_bound():
+    # Two rows per beat: 4 beats per tile, so one-pixel tiles come every 4 cycles.
+    d = conv(in_c=64, out_c=16, tile_px=512)
+    layer = cycles.estimate([d], 8, 8, load_rows=2).layers[0]
+    t = ArrayTiming(8, 8, 2)
+    assert layer.cycles == 2 * 8 * 4 + t.load_cycles + t.latency + 1 + POST_PIPELINE + \
+        DESCRIPTOR_FETCH
+    assert layer.bound == "weight load"
 
 
 def test_k_packed_first_layer_uses_rows():
