@@ -67,7 +67,10 @@ def main() -> int:
             "frames_per_s_at_100MHz": 100e6 / est.cycles,
             "layers": layers,
         }
-        print(f"{rows}x{rows}: {est.cycles:,} cycles/frame, utilization {est.utilization:.3f}")
+        entry = figures["configs"][f"{rows}x{rows}"]
+        print(f"{rows}x{rows}: {est.cycles:,} cycles/frame, utilization {est.utilization:.3f} "
+              f"(first conv {entry['first_conv_utilization']:.3f}, FC head "
+              f"{entry['fc_head_utilization']:.3f})")
 
     cm = compiler.compile(net, config=AcceleratorConfig(rows=8, cols=8))
     x = cm.quantize_input(zoo.example_input("fmnist-cnn", args.frames).numpy())
