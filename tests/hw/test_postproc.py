@@ -7,6 +7,9 @@ from amaranth.sim import Simulator
 from hw.postproc import PARAM_BLACKOUT, POST_LATENCY, PostProcessor
 from sim import machine, runners
 
+# Constructors that refuse their arguments leave unelaborated objects behind.
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
 INT32 = (-(1 << 31), (1 << 31) - 1)
 INT56 = (-(1 << 55), (1 << 55) - 1)
 
@@ -253,7 +256,6 @@ def test_swap_in_gap_and_back_to_back_swaps():
     check_run(dut, segments, *run_segments(dut, segments, rng, gap=0.5, load_gap=0))
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 @pytest.mark.parametrize("args, kwargs, message", [
     ((0,), {}, "PostProcessor cols must be an integer from 1 to 64, not 0; "
                "use the array's column count"),

@@ -1,0 +1,224 @@
+"""Im2col activation feeder: one pixel of a K-tile per cycle from the activation banks.
+
+One command is one step of a CONV descriptor: a pixel tile of ``n`` output pixels
+starting at output pixel (oh0, ow0), kernel tap (i, j) and K-tile ``k``. For output
+pixel (oh, ow) the feeder reads input pixel
+
+    ih = oh * stride + i - pad_t,   iw = ow * stride + j - pad_l
+
+at word ``src + (ih * in_w + iw) * ceil(in_c / R) + k`` of the R banks (hw/layout.py),
+and sends the R bytes, sign- or zero-extended to ``act_width`` bits, to the array; a
+pixel in the padding (ih or iw outside the input) is sent as zeros without a read.
+Output pixels advance in raster order, wrapping at ``conv_w``.
+
+All R banks are read at one address (the layout puts a K-tile in one word), so the
+banks are one R-byte-wide memory with byte write enables: one read port, one address
+decoder, and synthesis splits it into block RAMs as it likes.
+
+Pipeline: a command accepted in cycle a issues its first pixel in a + 1; each pixel
+goes through (edge after issue) bounds check and ih * in_w, + iw, * groups, + src + k,
+then the read; its activations are on ``act`` :data:`FEED_LATENCY` cycles after the
+command was accepted, one pixel per cycle. ``cmd.ready`` rises in the cycle a
+command issues its last pixel (or its last padding cycle), so back-to-back commands
+stream without a bubble.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .poolwrite import reciprocal
+
+__all__ = ["Feeder", "FEED_LATENCY", "feed_command_layout"]
+
+FEED_LATENCY = 6      # command accepted in cycle a -> its first pixel on `act` in a + 6
+
+DIM_BITS = 10         # descriptor in_h / in_w / out_w fields
+CHAN_BITS = 12
+COORD = signed(DIM_BITS + 3)   # ih, iw: -pad .. (in - 1) * stride + kernel
+
+
+def feed_command_layout(addr_width):
+    """One step of a CONV descriptor: descriptor fields plus the step's tile and tap."""
+    return data.StructLayout({
+        "src":       unsigned(addr_width),
+        "in_h":      unsigned(DIM_BITS),
+        "in_w":      unsigned(DIM_BITS),
+        "in_c":      unsigned(CHAN_BITS),
+        "stride":    unsigned(3),
+        "pad_t":     unsigned(3),
+        "pad_l":     unsigned(3),
+        "in_signed": unsigned(1),
+        "conv_w":    unsigned(DIM_BITS),   # convolution output width (before pooling)
+        "oh0":       unsigned(DIM_BITS),   # first output pixel of the tile
+        "ow0":       unsigned(DIM_BITS),
+        "n":         unsigned(CHAN_BITS),  # pixels in the tile (tile_px field width)
+        "i":         unsigned(4),          # kernel tap
+        "j":         unsigned(4),
+        "k":         unsigned(CHAN_BITS),  # K-tile: channels k*R .. k*R + R - 1
+        "swap":      unsigned(1),          # raise the array's swap with the first pixel
+    })
+
+
+def _check_int(what, value, lo, hi, fix):
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ValueError(f"{what} must be an integer from {lo} to {hi}, not {value!r}; {fix}")
+
+
+class Feeder(wiring.Component):
+    """Im2col address generator and bank reader feeding the systolic array.
+
+    Parameters
+    ----------
+    rows : int
+        R, the array's rows and the number of byte banks.
+    act_width : int
+        Width of the array's activation operands, at least 9 so that unsigned
+        8-bit activations (0..255) stay exact.
+    min_cycles : int
+        Fewest cycles a command occupies (``ArrayTiming.min_swap_interval``): a tile
+        of fewer pixels is followed by idle cycles, so swaps keep their spacing.
+
+    Ports
+    -----
+    cmd : In(stream(feed_command_layout))
+        Steps, one after the other; ``ready`` as described in the module docstring.
+    rd : Out(flipped memory.ReadPort.Signature)
+        Read port of the R-byte-wide activation memory, one cycle latency.
+    act : Out(stream(ArrayLayout(signed(act_width), rows)), always_ready)
+        The array's ``act`` input: one pixel per valid cycle.
+    swap : Out(1)
+        The array's ``swap``, high with the first pixel of a command that asks for it.
+    busy : Out(1)
+        A command is being issued or a pixel is still in the pipeline.
+    """
+
+    def __init__(self, rows, *, act_width=9, addr_width=20, min_cycles=1):
+        _check_int("Feeder rows", rows, 1, 64, "use the array's row count")
+        _check_int("Feeder act_width", act_width, 9, 32,
+                   "unsigned 8-bit activations (0..255) need 9 signed bits")
+        _check_int("Feeder addr_width", addr_width, 1, 20,
+                   "the descriptor's src field has 20 bits")
+        _check_int("Feeder min_cycles", min_cycles, 1, 4095,
+                   "pass ArrayTiming(rows, cols).min_swap_interval")
+        self.rows = rows
+        self.act_width = act_width
+        self.addr_width = addr_width
+        self.min_cycles = min_cycles
+        super().__init__({
+            "cmd":  In(stream.Signature(feed_command_layout(addr_width))),
+            "rd":   Out(memory.ReadPort.Signature(
+                addr_width=addr_width, shape=data.ArrayLayout(unsigned(8), rows)).flip()),
+            "act":  Out(stream.Signature(data.ArrayLayout(signed(act_width), rows),
+                                         always_ready=True)),
+            "swap": Out(1),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        R, A = self.rows, self.addr_width
+        cmd = self.cmd.payload
+
+        # --- issue: walk the tile's output pixels in raster order -----------------
+        active = Signal()
+        cycles_left = Signal(CHAN_BITS)       # cycles of this command, this one included
+        px_left = Signal(CHAN_BITS)
+        first = Signal()
+        cur = Signal(feed_command_layout(A), reset_less=True)
+        ow = Signal(DIM_BITS, reset_less=True)
+        ih = Signal(COORD, reset_less=True)
+        iw = Signal(COORD, reset_less=True)
+        iw_row0 = Signal(COORD, reset_less=True)   # iw at ow = 0: j - pad_l
+        groups = Signal(CHAN_BITS, reset_less=True)
+
+        last_cycle = active & (cycles_left == 1)
+        m.d.comb += self.cmd.ready.eq(~active | last_cycle)
+        issue = active & (px_left != 0)
+
+        with m.If(active):
+            m.d.sync += [cycles_left.eq(cycles_left - 1), first.eq(0)]
+            with m.If(last_cycle):
+                m.d.sync += active.eq(0)
+            with m.If(issue):
+                m.d.sync += px_left.eq(px_left - 1)
+                with m.If(ow == cur.conv_w - 1):
+                    m.d.sync += [ow.eq(0), iw.eq(iw_row0), ih.eq(ih + cur.stride)]
+                with m.Else():
+                    m.d.sync += [ow.eq(ow + 1), iw.eq(iw + cur.stride)]
+
+        # ceil(in_c / R) without a divider; in_c + R - 1 < 2**13 for every R <= 64.
+        g_mult, g_shift = reciprocal(R, CHAN_BITS + 1)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [
+                active.eq(1),
+                cycles_left.eq(Mux(cmd.n > self.min_cycles, cmd.n, self.min_cycles)),
+                px_left.eq(cmd.n),
+                first.eq(1),
+                cur.eq(cmd),
+                ow.eq(cmd.ow0),
+                ih.eq(cmd.oh0 * cmd.stride + cmd.i - cmd.pad_t),
+                iw.eq(cmd.ow0 * cmd.stride + cmd.j - cmd.pad_l),
+                iw_row0.eq(cmd.j - cmd.pad_l),
+                groups.eq(((cmd.in_c + R - 1) * g_mult) >> g_shift),
+            ]
+
+        # --- address pipeline: every stage carries what the later ones need, so the
+        # next command may be accepted while this one's pixels are in flight. --------
+        def stage(name, fields):
+            return Signal(data.StructLayout(fields), name=name, reset_less=True)
+
+        v1, v2, v3, v4, v5 = (Signal(name=f"valid_{s}") for s in range(1, 6))
+        s1 = stage("s1", {"zero": 1, "swap": 1, "sgn": 1, "row": unsigned(A),
+                          "iw": unsigned(A), "base": unsigned(A), "groups": CHAN_BITS})
+        inside = (ih >= 0) & (ih < cur.in_h) & (iw >= 0) & (iw < cur.in_w)
+        m.d.sync += [
+            v1.eq(issue),
+            s1.zero.eq(~inside),
+            s1.swap.eq(first & cur.swap),
+            s1.sgn.eq(cur.in_signed),
+            s1.row.eq(ih[:DIM_BITS] * cur.in_w),
+            s1.iw.eq(iw[:DIM_BITS]),
+            s1.base.eq(cur.src + cur.k),
+            s1.groups.eq(groups),
+        ]
+        s2 = stage("s2", {"zero": 1, "swap": 1, "sgn": 1, "pix": unsigned(A),
+                          "base": unsigned(A), "groups": CHAN_BITS})
+        m.d.sync += [
+            v2.eq(v1),
+            s2.zero.eq(s1.zero), s2.swap.eq(s1.swap), s2.sgn.eq(s1.sgn),
+            s2.pix.eq(s1.row + s1.iw),
+            s2.base.eq(s1.base), s2.groups.eq(s1.groups),
+        ]
+        s3 = stage("s3", {"zero": 1, "swap": 1, "sgn": 1, "word": unsigned(A),
+                          "base": unsigned(A)})
+        m.d.sync += [
+            v3.eq(v2),
+            s3.zero.eq(s2.zero), s3.swap.eq(s2.swap), s3.sgn.eq(s2.sgn),
+            s3.word.eq(s2.pix * s2.groups),
+            s3.base.eq(s2.base),
+        ]
+        s4 = stage("s4", {"zero": 1, "swap": 1, "sgn": 1, "addr": unsigned(A)})
+        m.d.sync += [
+            v4.eq(v3),
+            s4.zero.eq(s3.zero), s4.swap.eq(s3.swap), s4.sgn.eq(s3.sgn),
+            s4.addr.eq(s3.base + s3.word),
+        ]
+        m.d.comb += [
+            self.rd.addr.eq(s4.addr),
+            self.rd.en.eq(v4 & ~s4.zero),   # padding needs no read
+        ]
+        s5 = stage("s5", {"zero": 1, "swap": 1, "sgn": 1})
+        m.d.sync += [v5.eq(v4), s5.zero.eq(s4.zero), s5.swap.eq(s4.swap), s5.sgn.eq(s4.sgn)]
+
+        # --- extension: the bank bytes as act_width-bit signed operands -------------
+        for r in range(R):
+            byte = self.rd.data[r]
+            value = Mux(s5.sgn, byte.as_signed(), byte.as_unsigned())
+            m.d.comb += self.act.payload[r].eq(Mux(s5.zero, 0, value))
+        m.d.comb += [
+            self.act.valid.eq(v5),
+            self.swap.eq(v5 & s5.swap),
+            self.busy.eq(active | v1 | v2 | v3 | v4 | v5),
+        ]
+        return m
