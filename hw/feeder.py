@@ -60,6 +60,11 @@ def feed_command_layout(addr_width):
     })
 
 
+def _times_small(x, factor):
+    """``x * factor`` for a 3-bit factor as two adds, so it takes no DSP block."""
+    return (Mux(factor[0], x, 0) + Mux(factor[1], x << 1, 0)) + Mux(factor[2], x << 2, 0)
+
+
 def _check_int(what, value, lo, hi, fix):
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise ValueError(f"{what} must be an integer from {lo} to {hi}, not {value!r}; {fix}")
@@ -157,8 +162,8 @@ class Feeder(wiring.Component):
                 first.eq(1),
                 cur.eq(cmd),
                 ow.eq(cmd.ow0),
-                ih.eq(cmd.oh0 * cmd.stride + cmd.i - cmd.pad_t),
-                iw.eq(cmd.ow0 * cmd.stride + cmd.j - cmd.pad_l),
+                ih.eq(_times_small(cmd.oh0, cmd.stride) + cmd.i - cmd.pad_t),
+                iw.eq(_times_small(cmd.ow0, cmd.stride) + cmd.j - cmd.pad_l),
                 iw_row0.eq(cmd.j - cmd.pad_l),
                 groups.eq(((cmd.in_c + R - 1) * g_mult) >> g_shift),
             ]

@@ -42,10 +42,17 @@ DIM_BITS = 10            # descriptor out_h / out_w / in_h / in_w fields
 MAX_POOL = 7             # pool_k is a 3-bit field
 
 
-def reciprocal(divisor, width):
+def reciprocal(divisor, width, shift=None):
     """(multiplier, shift) with ``(x * multiplier) >> shift == x // divisor`` for every
-    ``0 <= x < 2**width`` (the round-up reciprocal; exact since shift >= width + log2)."""
-    shift = width + max(1, (divisor - 1).bit_length())
+    ``0 <= x < 2**width`` (the round-up reciprocal; exact since shift >= width + log2).
+
+    With ``multiplier * divisor = 2**shift + e`` (0 <= e < divisor), ``x = q*divisor + r``
+    gives ``x * multiplier = q << shift | (q*e + r*multiplier)``, and the low part is
+    below ``multiplier`` exactly when ``r == 0`` (q*e < 2**width <= multiplier).
+    """
+    least = width + max(1, (divisor - 1).bit_length())
+    shift = least if shift is None else shift
+    assert shift >= least, f"shift {shift} is too small for x < 2**{width} / {divisor}"
     return -(-(1 << shift) // divisor), shift
 
 
@@ -115,7 +122,6 @@ class PoolWriter(wiring.Component):
 
         # The pool window never changes inside a descriptor, so its reciprocal and the
         # row stride are registered: the multiplies below then start from flops.
-        k = Signal(range(MAX_POOL + 1))
         recip = Signal(16)
         row_words = Signal(A + 2)
         col_words = Signal(14)
@@ -123,9 +129,7 @@ class PoolWriter(wiring.Component):
         with m.Switch(cfg.pool_k):
             for kk in range(MAX_POOL + 1):
                 with m.Case(kk):
-                    eff = max(kk, 1)
-                    mult = -(-(1 << shift) // eff)
-                    m.d.sync += [k.eq(eff), recip.eq(mult)]
+                    m.d.sync += recip.eq(reciprocal(max(kk, 1), DIM_BITS, shift)[0])
         scale = Mux(cfg.raw, 2, 0)
         m.d.sync += [
             row_words.eq((cfg.out_w * cfg.groups) << scale),
@@ -134,15 +138,20 @@ class PoolWriter(wiring.Component):
 
         beat = self.pixels.payload
         # Stage 1: pooled coordinates.
+        # x * recip = (x // k) << shift | frac, and frac < recip exactly when k divides
+        # x (see `reciprocal`), so the remainder needs no multiply back.
         v1 = Signal()
         b1 = Signal(pool_beat_layout(R), reset_less=True)
         ph1 = Signal(DIM_BITS, reset_less=True)
         pw1 = Signal(DIM_BITS, reset_less=True)
+        first1 = Signal(reset_less=True)
+        prod_h, prod_w = beat.oh * recip, beat.ow * recip
         m.d.sync += [
             v1.eq(self.pixels.valid),
             b1.eq(beat),
-            ph1.eq((beat.oh * recip) >> shift),
-            pw1.eq((beat.ow * recip) >> shift),
+            ph1.eq(prod_h >> shift),
+            pw1.eq(prod_w >> shift),
+            first1.eq((prod_h[:shift] < recip) & (prod_w[:shift] < recip)),
         ]
 
         # Stage 2: decision and the two address products.
@@ -156,7 +165,7 @@ class PoolWriter(wiring.Component):
         m.d.sync += [
             v2.eq(v1),
             b2.eq(b1),
-            first2.eq((ph1 * k == b1.oh) & (pw1 * k == b1.ow)),
+            first2.eq(first1),
             keep2.eq((ph1 < cfg.out_h) & (pw1 < cfg.out_w)),
             row2.eq(ph1 * row_words),
             col2.eq(pw1 * col_words + word_in_group),

@@ -171,10 +171,15 @@ def test_raw_int32_words():
     assert np.array_equal(layout.raw_from_banks(got[dst:dst + words], y.shape, rows), y)
 
 
-def test_reciprocal_is_exact_division():
-    for divisor in range(1, 8):
-        mult, shift = reciprocal(divisor, 10)
-        assert [(x * mult) >> shift for x in range(1024)] == [x // divisor for x in range(1024)]
+def test_reciprocal_is_exact_division_and_remainder_test():
+    # The pool's fixed shift (that of 7) for every window, and the feeder's ceil(in_c/R).
+    for width, divisors, fixed in ((10, range(1, 8), 13), (13, range(1, 65), None)):
+        for divisor in divisors:
+            mult, shift = reciprocal(divisor, width, fixed)
+            xs = range(1 << width)
+            assert [(x * mult) >> shift for x in xs] == [x // divisor for x in xs]
+            assert [(x * mult) % (1 << shift) < mult for x in xs] == \
+                [x % divisor == 0 for x in xs]
 
 
 @pytest.mark.parametrize("args, kwargs, message", [
