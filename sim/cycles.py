@@ -11,9 +11,11 @@ of load beats per tile (1 by default: a linear layer's one-pixel tiles follow ea
 every cycle). With S > 1 and tiles of mixed lengths, `max(n, S)` is an upper bound
 (`ArrayTiming.swap_cycles` is exact). Pixel
 tiles follow each other without a gap (the accumulators are double-buffered: one pixel
-tile is post-processed while the next accumulates). The layer adds the first weight
-tile's load (R cycles), the array's fill/drain latency (`ArrayTiming.latency`), the last
-pixel tile's post-processing (`n` cycles) and the post-processing pipeline depth.
+tile is post-processed while the next accumulates). The layer adds the longer of the first
+weight tile's load and the feeder's fill (`hw.feeder.FEED_LATENCY`), the array's
+fill/drain latency (`ArrayTiming.latency`), the last pixel tile's post-processing (`n`
+cycles) and the post-processing pipeline: `hw.postproc.POST_LATENCY` + the pool writer's
+`POOL_WRITE_LATENCY` + one packing stage.
 MAXPOOL reads every window element once per channel group: `out_px * k * k` cycles per
 group of R channels; AVGPOOL reads each input word once (`in_px` cycles per group) and
 post-processes one word per group; ADD reads two words per output word.
@@ -27,12 +29,17 @@ from dataclasses import dataclass, field
 
 from hw import isa, layout
 from hw.array import ArrayTiming
+from hw.feeder import FEED_LATENCY
+from hw.poolwrite import POOL_WRITE_LATENCY
+from hw.postproc import POST_LATENCY
 from hw.isa import Opcode
 
 from . import machine
 
 DESCRIPTOR_FETCH = 4    # cycles to read and decode one descriptor
-POST_PIPELINE = 6       # bias add, multiply, offset add, round/shift, clamp, pool RMW
+PACK_LATENCY = 1        # C post-processed lanes -> an R-byte activation word
+# The datapath blocks' own pipeline depths, so the model cannot drift from them.
+POST_PIPELINE = POST_LATENCY + POOL_WRITE_LATENCY + PACK_LATENCY
 
 
 @dataclass
@@ -87,7 +94,9 @@ def conv_cycles(d: isa.Descriptor, rows: int, cols: int, load_rows: int | None =
         compute += steps * max(n, swap)
     compute *= oc_tiles
     last_tile = min(tile_px, pixels - (pixels - 1) // tile_px * tile_px)
-    cycles = timing.load_cycles + compute + timing.latency + last_tile + POST_PIPELINE
+    # The feeder's address pipeline fills while the first weight tile loads.
+    start = max(timing.load_cycles, FEED_LATENCY)
+    cycles = start + compute + timing.latency + last_tile + POST_PIPELINE
     macs = pixels * d.out_c * d.kh * d.kw * d.in_c
     bound = "weight load" if tile_px < swap or pixels < swap else "compute"
     return cycles, macs, bound, {"pixels": pixels, "tile_px": tile_px, "oc_tiles": oc_tiles,

@@ -5,6 +5,7 @@ import pytest
 from hw import isa
 from hw.array import ArrayTiming
 from sim import cycles
+from hw.feeder import FEED_LATENCY
 from sim.cycles import DESCRIPTOR_FETCH, POST_PIPELINE
 
 
@@ -14,9 +15,10 @@ def conv(**fields):
     return isa.Descriptor({**base, **fields})
 
 
-def fixed(rows, cols, last_tile):
-    t = ArrayTiming(rows, cols)  # whole-tile weight port: one load beat
-    return t.load_cycles + t.latency + last_tile + POST_PIPELINE + DESCRIPTOR_FETCH
+def fixed(rows, cols, last_tile, load_rows=None):
+    t = ArrayTiming(rows, cols, load_rows)  # default: whole-tile weight port, one beat
+    return (max(t.load_cycles, FEED_LATENCY) + t.latency + last_tile + POST_PIPELINE
+            + DESCRIPTOR_FETCH)
 
 
 def test_one_tile_one_pixel_tile():
@@ -54,9 +56,7 @@ def test_narrow_weight_port_makes_one_pixel_layers_load_bound():
     # Two rows per beat: 4 beats per tile, so one-pixel tiles come every 4 cycles.
     d = conv(in_c=64, out_c=16, tile_px=512)
     layer = cycles.estimate([d], 8, 8, load_rows=2).layers[0]
-    t = ArrayTiming(8, 8, 2)
-    assert layer.cycles == 2 * 8 * 4 + t.load_cycles + t.latency + 1 + POST_PIPELINE + \
-        DESCRIPTOR_FETCH
+    assert layer.cycles == 2 * 8 * 4 + fixed(8, 8, 1, load_rows=2)
     assert layer.bound == "weight load"
 
 
@@ -70,6 +70,12 @@ def test_k_packed_first_layer_uses_rows():
     assert a.macs == b.macs
     assert a.cycles == 2 * 784 + fixed(8, 8, 784)
     assert b.cycles == 9 * 784 + fixed(8, 8, 784)
+
+
+def test_pipeline_depths_come_from_the_blocks():
+    from hw.poolwrite import POOL_WRITE_LATENCY
+    from hw.postproc import POST_LATENCY
+    assert POST_PIPELINE == POST_LATENCY + POOL_WRITE_LATENCY + cycles.PACK_LATENCY == 11
 
 
 def test_maxpool_cycles():
