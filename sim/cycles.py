@@ -14,8 +14,8 @@ tiles follow each other without a gap (the accumulators are double-buffered: one
 tile is post-processed while the next accumulates). The layer adds the longer of the first
 weight tile's load and the feeder's fill (`hw.feeder.FEED_LATENCY`), the array's
 fill/drain latency (`ArrayTiming.latency`), the last pixel tile's post-processing (`n`
-cycles) and the post-processing pipeline: `hw.postproc.POST_LATENCY` + the pool writer's
-`POOL_WRITE_LATENCY` + one packing stage.
+cycles) and the pipeline behind the array: the accumulators' `ACC_LATENCY`,
+`hw.postproc.POST_LATENCY`, the pool writer's `POOL_WRITE_LATENCY` and one packing stage.
 MAXPOOL reads every window element once per channel group: `out_px * k * k` cycles per
 group of R channels; AVGPOOL reads each input word once (`in_px` cycles per group) and
 post-processes one word per group; ADD reads two words per output word.
@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hw import isa, layout
+from hw.accumulator import ACC_LATENCY
 from hw.array import ArrayTiming
 from hw.feeder import FEED_LATENCY
 from hw.poolwrite import POOL_WRITE_LATENCY
@@ -39,7 +40,7 @@ from . import machine
 DESCRIPTOR_FETCH = 4    # cycles to read and decode one descriptor
 PACK_LATENCY = 1        # C post-processed lanes -> an R-byte activation word
 # The datapath blocks' own pipeline depths, so the model cannot drift from them.
-POST_PIPELINE = POST_LATENCY + POOL_WRITE_LATENCY + PACK_LATENCY
+POST_PIPELINE = ACC_LATENCY + POST_LATENCY + POOL_WRITE_LATENCY + PACK_LATENCY
 
 
 @dataclass

@@ -73,9 +73,11 @@ def test_k_packed_first_layer_uses_rows():
 
 
 def test_pipeline_depths_come_from_the_blocks():
+    from hw.accumulator import ACC_LATENCY
     from hw.poolwrite import POOL_WRITE_LATENCY
     from hw.postproc import POST_LATENCY
-    assert POST_PIPELINE == POST_LATENCY + POOL_WRITE_LATENCY + cycles.PACK_LATENCY == 11
+    assert POST_PIPELINE == (ACC_LATENCY + POST_LATENCY + POOL_WRITE_LATENCY
+                             + cycles.PACK_LATENCY) == 13
 
 
 def test_maxpool_cycles():

@@ -1,0 +1,87 @@
+"""Accumulator: totals over K-steps of pixel tiles == NumPy sums, including one-pixel tiles
+stepping every cycle (the read-after-write case) and idle gaps."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.accumulator import ACC_LATENCY, Accumulator
+from sim.runners import verilog_source
+
+
+def schedule(rng, tiles, cols, gap):
+    """Beats of several pixel tiles (n pixels × k steps each, pixel-major within a step,
+    as the sequencer issues them) and the expected totals in output order."""
+    beats, expected = [], []
+    for n, k in tiles:
+        sums = rng.integers(-(1 << 28), 1 << 28, (k, n, cols))
+        for step in range(k):
+            for p in range(n):
+                beats.append((sums[step, p].tolist(), p, step == 0, step == k - 1))
+                if rng.random() < gap:
+                    beats.append(None)
+        expected += sums.sum(axis=0).tolist()
+    return beats, expected
+
+
+@pytest.mark.parametrize("cols, tiles, gap", [
+    (4, [(5, 3), (7, 1), (2, 4)], 0.0),
+    (3, [(1, 9), (1, 1), (1, 4)], 0.0),      # linear layers: one pixel, a step per cycle
+    (8, [(6, 5), (1, 6), (3, 2)], 0.3),
+])
+def test_totals(cols, tiles, gap):
+    rng = np.random.default_rng(cols)
+    beats, expected = schedule(rng, tiles, cols, gap)
+    dut = Accumulator(cols, depth=16)
+    got, times = [], []
+
+    async def bench(ctx):
+        for cycle, beat in enumerate(beats + [None] * (ACC_LATENCY + 2)):
+            if beat is None:
+                ctx.set(dut.beat.valid, 0)
+            else:
+                sums, addr, first, last = beat
+                ctx.set(dut.beat.valid, 1)
+                ctx.set(dut.beat.payload, {"sums": sums, "addr": addr, "first": first,
+                                           "last": last})
+            if ctx.get(dut.out.valid):
+                got.append([int(v) for v in ctx.get(dut.out.payload)])
+                times.append(cycle)
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == expected
+    last_beats = [i for i, b in enumerate(beats) if b is not None and b[3]]
+    assert times == [i + ACC_LATENCY for i in last_beats]
+
+
+def test_wraps_like_the_array():
+    dut = Accumulator(1, depth=2)
+    beats = [([(1 << 31) - 1], 0, True, False), ([1], 0, False, True)]
+    out = []
+
+    async def bench(ctx):
+        for beat in beats + [None] * 3:
+            ctx.set(dut.beat.valid, beat is not None)
+            if beat:
+                ctx.set(dut.beat.payload, dict(zip(("sums", "addr", "first", "last"), beat)))
+            if ctx.get(dut.out.valid):
+                out.append(int(ctx.get(dut.out.payload)[0]))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert out == [-(1 << 31)]
+
+
+def test_bad_parameters_and_verilog():
+    with pytest.raises(ValueError, match="accumulator depth must be a positive integer, not 0"):
+        Accumulator(4, 0)
+    assert "module" in verilog_source(Accumulator(4, 8))
