@@ -97,6 +97,23 @@ class BoardBackend(Backend):
         self.transport.close()
 
 
+def probe(url: str, timeout: float = 0.2) -> str | None:
+    """None if a samoyed board answers STATUS at `url`, else why not (one line)."""
+    try:
+        transport = SerialTransport(url)
+    except BackendError as error:
+        return str(error).split(";")[0]
+    try:
+        status = P.LinkClient(transport, attempts=1, response_timeout=timeout).status()
+        if status.version != P.PROTOCOL_VERSION:
+            return f"speaks protocol version {status.version}, not {P.PROTOCOL_VERSION}"
+        return None
+    except LinkError as error:
+        return f"no answer ({error.__class__.__name__})"
+    finally:
+        transport.close()
+
+
 def create(cm, arg: str) -> BoardBackend:
     if not arg:
         raise BackendError("backend board needs a port: board:/dev/ttyUSB0 or "

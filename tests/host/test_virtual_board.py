@@ -123,3 +123,22 @@ def test_device_refuses_bad_frames_without_touching_memory():
     assert answer[0].payload == bytes([P.NakCode.TRUNCATED])
     answer = P.FrameDecoder().feed(dev.feed(good.encode()))
     assert answer[0].cmd == P.Reply.ACK and dev.memory[P.Space.WEIGHTS][:3] == b"\x01\x02\x03"
+
+
+def test_auto_finds_a_board_named_by_the_environment(cm, board, monkeypatch, caplog):
+    caplog.set_level("INFO")
+    monkeypatch.setenv("SAMOYED_BOARD", f"socket://127.0.0.1:{board}")
+    with host.Session(cm, "auto") as sess:
+        assert sess.backend.name == f"board:socket://127.0.0.1:{board}"
+    assert f"backend auto: chose board:socket://127.0.0.1:{board}" in caplog.text
+
+
+def test_auto_says_why_it_skipped_a_board(cm, monkeypatch, caplog):
+    caplog.set_level("INFO")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("SAMOYED_BOARD", f"socket://127.0.0.1:{port}")
+    sess = host.Session(cm, "auto")
+    assert sess.backend.name.startswith("torch:")
+    assert f"no board: socket://127.0.0.1:{port}: cannot open board port" in caplog.text
