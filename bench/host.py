@@ -48,11 +48,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     if args.model:
-        from models.train import load_trained
-        net = load_trained(args.model)[0]
-        twin = zoo.build_float("fmnist-cnn")
-        twin.load_state_dict(torch.load(Path(args.model) / "float.pt",
-                                        weights_only=False)["state_dict"])
+        from models.train import load_float_twin, load_trained
+        net, twin = load_trained(args.model)[0], load_float_twin(args.model)
     else:
         net = zoo.calibrate(zoo.build("fmnist-cnn"), "fmnist-cnn")
         twin = zoo.build_float("fmnist-cnn")

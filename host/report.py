@@ -14,20 +14,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def _torch_labels(net, x: np.ndarray, batch: int = 1000, desc: str = "") -> np.ndarray:
-    net.eval()
-    out = []
-    for i in tqdm(range(0, len(x), batch), desc=desc, unit="batch", leave=False,
-                  disable=len(x) <= batch):
-        out.append(np.asarray(net(torch.from_numpy(x[i:i + batch]))).argmax(1))
-    return np.concatenate(out)
 
 
 def evaluate(model_dir, backend: str = "auto", sample: int | None = None, config=None,
@@ -38,21 +26,18 @@ def evaluate(model_dir, backend: str = "auto", sample: int | None = None, config
     import host
     from hw import AcceleratorConfig
     from models import data as datasets
-    from models import zoo
-    from models.train import load_trained
+    from models.train import load_float_twin, load_trained, predict
 
     model_dir = Path(model_dir)
     net, meta = load_trained(model_dir)
-    twin = zoo.build_float(meta["zoo"], batch_norm=meta["batch_norm"])
-    twin.load_state_dict(torch.load(model_dir / "float.pt", map_location="cpu",
-                                    weights_only=False)["state_dict"])
+    twin = load_float_twin(model_dir)
     config = config or AcceleratorConfig()
     cm = compiler.compile(net, config=config)
     ds = datasets.load(meta["dataset"], data_dir)
     x, y = ds.split("test")
 
-    float_labels = _torch_labels(twin, x, desc="float twin")
-    quant_labels = _torch_labels(net, x, desc="Brevitas QAT")
+    float_labels = predict(twin, x, desc="float twin").numpy()
+    quant_labels = predict(net, x, desc="Brevitas QAT").numpy()
     x_int = cm.quantize_input(x)
     ref = cm.reference(x_int)
     ref_labels = cm.dequantize(ref).reshape(len(ref), -1).argmax(1)

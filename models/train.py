@@ -66,14 +66,21 @@ def build_nets(cfg: TrainConfig) -> tuple[nn.Module, nn.Module]:
 
 
 @torch.no_grad()
+def predict(net: nn.Module, x, batch_size: int = 1000, desc: str | None = None) -> torch.Tensor:
+    """Top-1 labels of `net` on images `x` (a tensor or an array), in eval mode; `desc`
+    shows a progress bar."""
+    net.eval()
+    x = torch.as_tensor(x)
+    batches = range(0, len(x), batch_size)
+    if desc is not None:
+        batches = tqdm(batches, desc=desc, unit="batch", leave=False,
+                       disable=len(x) <= batch_size)
+    return torch.cat([torch.as_tensor(net(x[i:i + batch_size])).argmax(1) for i in batches])
+
+
 def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
     """Top-1 accuracy of `net` on (x, y), 0..1."""
-    net.eval()
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        out = net(x[i:i + batch_size])
-        correct += (torch.as_tensor(out).argmax(1) == y[i:i + batch_size]).sum().item()
-    return correct / len(x)
+    return (predict(net, x, batch_size) == y).sum().item() / len(x)
 
 
 def _fit(net, x, y, x_test, y_test, epochs, lr, batch_size, generator, label, hflip=False):
@@ -198,6 +205,18 @@ def load_trained(model_dir: str | Path) -> tuple[nn.Module, dict]:
     net.load_state_dict(saved["state_dict"])
     net.eval()
     return net, {k: v for k, v in saved.items() if k != "state_dict"}
+
+
+def load_float_twin(model_dir: str | Path) -> nn.Module:
+    """Rebuild the float twin saved by `train` in `model_dir` (DIR/float.pt)."""
+    path = Path(model_dir) / "float.pt"
+    if not path.exists():
+        raise ZooError(f"{path} does not exist; train a model first with "
+                       f"`samoyed train --out {model_dir}`")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    net = zoo.build_float(saved["zoo"], batch_norm=saved["batch_norm"])
+    net.load_state_dict(saved["state_dict"])
+    return net.eval()
 
 
 def plot_curves(metrics: dict, path: Path) -> None:
