@@ -13,9 +13,10 @@ from .base import Backend
 
 log = logging.getLogger(__name__)
 
-# Backend names and the modules implementing them; issue 5 adds rtl.
+# Backend names and the modules implementing them.
 _BACKENDS = {
     "sim": "host.backends.sim",
+    "rtl": "host.backends.rtl",
     "torch": "host.backends.torch_backend",
     "board": "host.backends.board",
 }
@@ -60,7 +61,7 @@ def _auto(cm) -> tuple[str, str]:
 
 
 def create(cm, spec: str) -> Backend:
-    """The backend named by `spec` ("sim", later "rtl", "torch:cpu", "board:URL", "auto")."""
+    """The backend named by `spec` ("sim", "rtl[:icarus]", "torch:cpu", "board:URL", "auto")."""
     name, _, arg = spec.partition(":")
     if name == "auto":
         name, arg = _auto(cm)

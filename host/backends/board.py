@@ -60,6 +60,7 @@ class BoardBackend(Backend):
         self.link = P.LinkClient(self.transport, response_timeout=response_timeout,
                                  attempts=attempts)
         self.estimate = cm.estimate()
+        self.last_status = None
         try:
             status = self.link.status()
             if status.version != P.PROTOCOL_VERSION:
@@ -86,7 +87,7 @@ class BoardBackend(Backend):
         for frame in x_int:
             words = self.program.pack_input(frame)
             self.link.write(P.Space.ACTIVATIONS, inp.base * R, words.tobytes())
-            self.link.run(0, watchdog)
+            self.last_status = self.link.run(0, watchdog)
             raw = self.link.read(P.Space.ACTIVATIONS, out.base * R, out_words * R)
             act = np.zeros((out.base + out_words, R), dtype=np.uint8)
             act[out.base:] = np.frombuffer(raw, np.uint8).reshape(out_words, R)

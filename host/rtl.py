@@ -1,0 +1,136 @@
+"""Run `hw.Accelerator` in an RTL simulator and talk to it like a board.
+
+`RtlSimulation(config, simulator)` converts the accelerator to Verilog, builds it with
+`sim.runners` (Verilator or Icarus; one build per design, cached on disk across
+sessions), starts the simulator in a background thread with the cocotb module
+`sim.rtl_server`, and gives a `socket://127.0.0.1:PORT` URL that speaks the framed link
+protocol. `host.backends.board.BoardBackend` connects to it unchanged, so the RTL is
+driven by exactly the bytes a real board gets.
+
+`check_program` refuses, before anything is built or sent, a program or config that
+this RTL cannot run, naming the descriptor and the way out.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from hw import AcceleratorConfig, ConfigError
+
+from .errors import BackendError
+
+log = logging.getLogger(__name__)
+
+SIMULATORS = ("verilator", "icarus")
+TOPLEVEL = "accelerator"
+SIM_LINK_TIMEOUT = 20_000        # cycles: the simulated link's inter-byte timeout
+START_TIMEOUT = 600.0            # seconds for the simulator to start listening
+
+
+def check_program(program, config: AcceleratorConfig) -> None:
+    """Raise BackendError if the RTL cannot run `program` (a compiler.program.Program)."""
+    from hw import isa
+    from hw.accelerator import check_config
+    from hw.isa import Opcode
+    from sim.machine import conv_size
+
+    try:
+        check_config(config)
+    except ConfigError as error:
+        raise BackendError(f"the RTL cannot be built for config {config.label}: {error}") \
+            from None
+    names = list(getattr(program, "layer_names", []))
+    for index, d in enumerate(isa.unpack_program(program.image.prg)):
+        what = f"layer {names[index]}" if index < len(names) else "no layer name"
+        if d.op is Opcode.END:
+            break
+        if d.op is not Opcode.CONV:
+            raise BackendError(
+                f"descriptor {index} ({what}) is {d.op.name}: the RTL runs CONV (with "
+                f"pool-on-write) only so far; use backend sim or torch for this network")
+        conv_h, conv_w = conv_size(d)
+        if d.out_raw and conv_h * conv_w > 1:
+            raise BackendError(
+                f"descriptor {index} ({what}) writes raw int32 outputs for {conv_h * conv_w} "
+                "pixels; the RTL writes them for one-pixel (linear) layers only")
+
+
+@functools.lru_cache(maxsize=8)
+def accelerator_verilog(config_json: str) -> str:
+    """Verilog of `hw.Accelerator` for a config (JSON, so the cache key is hashable)."""
+    from hw.accelerator import Accelerator
+    from sim.runners import verilog_source
+    config = AcceleratorConfig.from_json(config_json)
+    return verilog_source(Accelerator(config, link_timeout=SIM_LINK_TIMEOUT), name=TOPLEVEL)
+
+
+def build(config: AcceleratorConfig, simulator: str = "verilator"):
+    """The (cached) simulator build of the accelerator for `config`."""
+    from sim import runners
+    if simulator not in SIMULATORS:
+        raise BackendError(f"unknown RTL simulator {simulator!r}; choose one of "
+                           f"{', '.join(SIMULATORS)}")
+    try:
+        runners.check_simulator(simulator)
+    except runners.SimulatorNotFound as error:
+        raise BackendError(str(error)) from None
+    started = time.monotonic()
+    built = runners.build(accelerator_verilog(config.to_json()), TOPLEVEL, simulator,
+                          waves=False)
+    log.info("RTL %s build for %s ready in %.1f s (%s)", simulator, config.label,
+             time.monotonic() - started, built.directory)
+    return built
+
+
+class RtlSimulation:
+    """A running simulation of the accelerator, reachable at `self.url`."""
+
+    def __init__(self, config: AcceleratorConfig, simulator: str = "verilator", *,
+                 backpressure: int | None = None, work_dir=None):
+        self.config = config
+        self.simulator = simulator
+        self.built = build(config, simulator)
+        self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="samoyed-rtl-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.port_file = self.work_dir / "port"
+        self.port_file.unlink(missing_ok=True)
+        self.error: BaseException | None = None
+        env = {"SAMOYED_RTL_PORT_FILE": str(self.port_file)}
+        if backpressure is not None:
+            env["SAMOYED_RTL_BACKPRESSURE"] = str(backpressure)
+        self._thread = threading.Thread(target=self._run, args=(env,), daemon=True,
+                                        name=f"rtl-{simulator}")
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self.port_file.exists():
+            if not self._thread.is_alive():
+                raise BackendError(f"the {simulator} simulation of the accelerator stopped "
+                                   f"before listening: {self.error}")
+            if time.monotonic() > deadline:
+                raise BackendError(f"the {simulator} simulation did not start listening "
+                                   f"within {START_TIMEOUT:.0f} s; see {self.work_dir}")
+            time.sleep(0.02)
+        self.port = int(self.port_file.read_text())
+        self.url = f"socket://127.0.0.1:{self.port}"
+
+    def _run(self, env):
+        from sim import runners
+        try:
+            runners.run(self.built, "sim.rtl_server", work_dir=self.work_dir,
+                        module_dir=Path(__file__).resolve().parent.parent, extra_env=env,
+                        rerun_with_waves=False)
+        except BaseException as error:  # reported by __init__ / close
+            self.error = error
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Wait for the simulator to end (the client must have closed its socket)."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("the %s simulation did not stop within %.0f s", self.simulator, timeout)
+        elif self.error is not None:
+            log.warning("the %s simulation ended with an error: %s", self.simulator, self.error)

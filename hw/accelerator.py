@@ -1,0 +1,615 @@
+"""The accelerator top: host link, memories, sequencer and the CONV datapath.
+
+``Accelerator(config)`` is what a board top instantiates and what the RTL tests drive:
+two byte streams (``i_stream`` from the host, ``o_stream`` to it) speaking the framed
+protocol of ``docs/protocol.md``, plus status outputs for LEDs. Inside::
+
+    HostLink ──bus──► ACT / WGT / PRM / PRG memories (host side, while idle)
+    Sequencer ─cmd─► Feeder ─act─► SystolicArray ─sums─► Accumulator ─► PostProcessor
+        │  └─ weight tile per step (read 4 cycles after the command) ─┘        │
+        └─ PARAM records ────────────────────────────────────────────────────► │
+    ACT ◄── PoolWriter ◄── packer ◄─────────────────────────────────────────────┘
+
+The sequencer executes descriptors (``hw/isa.py``) exactly as ``sim/machine.py`` walks
+them: for every output-channel tile, pixel tile, kernel tap and K-tile it sends one
+feeder command of ``n`` pixels; a new weight tile is swapped in with every command.
+Everything behind the feeder has a fixed latency and never stalls, so the cycle model
+of ``sim/cycles.py`` is the sum of the command lengths plus fixed fill and drain
+times. ``docs/accelerator.md`` has the timing and the memory-port plan.
+
+Limits of this implementation (refused at construction with :class:`hw.ConfigError`):
+power-of-two rows and cols, ``cols <= rows`` (one activation word per post-processed
+pixel), the whole-tile weight port. Programs may use ``CONV`` (with pool-on-write and
+raw int32 outputs) and ``END``; ``host.rtl.check_program`` refuses the other opcodes
+before anything is sent.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, Value, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+from .accumulator import ACC_LATENCY, Accumulator
+from .array import ArrayTiming, SystolicArray
+from .config import AcceleratorConfig, ConfigError, derive
+from .feeder import FEED_LATENCY, Feeder
+from .isa import DESCRIPTOR, DESCRIPTOR_BYTES, PARAM, PARAM_BYTES, Opcode, Space
+from .link import N_COUNTERS, HostLink
+from .poolwrite import POOL_WRITE_LATENCY, PoolWriter, reciprocal
+from .postproc import POST_LATENCY, PostProcessor
+
+__all__ = ["Accelerator", "check_config", "WEIGHT_LEAD", "DRAIN_CYCLES", "OT_GAP"]
+
+PACK_LATENCY = 1
+RAW_BEATS = 4                     # an int32 lane is written as 4 byte words
+WEIGHT_LEAD = FEED_LATENCY - 2    # weight read issued this long after a command is accepted
+
+
+def OT_GAP(cols: int) -> int:
+    """Fewest cycles between the first commands of two output-channel tiles: the next
+    tile's C PARAM records load one per cycle after the previous swap's 3-cycle blackout,
+    and a raw layer's packer needs 4 cycles per pixel."""
+    return max(cols + 6, RAW_BEATS)
+
+
+def DRAIN_CYCLES(rows: int, cols: int) -> int:
+    """Cycles after a descriptor's last pixel is issued until its last write is done."""
+    return (FEED_LATENCY + ArrayTiming(rows, cols).latency + ACC_LATENCY + POST_LATENCY
+            + PACK_LATENCY + (RAW_BEATS - 1) + POOL_WRITE_LATENCY + 1)
+
+
+def check_config(config: AcceleratorConfig) -> None:
+    """Raise ConfigError if this RTL cannot be built for `config`."""
+    R, C = config.rows, config.cols
+    for name, value in (("rows", R), ("cols", C)):
+        if value & (value - 1):
+            raise ConfigError(f"hw.Accelerator needs a power-of-two {name}, not {value}; "
+                              f"use {1 << (value.bit_length() - 1)} or {1 << value.bit_length()}"
+                              " (the program simulator runs any size)")
+    if C > R:
+        raise ConfigError(f"hw.Accelerator needs cols <= rows (one activation word per "
+                          f"pixel), not {R}x{C}; use {C}x{C} or {R}x{R}")
+    if config.load_rows != R:
+        raise ConfigError(f"hw.Accelerator loads whole weight tiles; weight_load_rows="
+                          f"{config.weight_load_rows} is only modelled; use None")
+    if config.weight_depth % R:
+        raise ConfigError(f"weight_depth={config.weight_depth} must be a multiple of rows={R}")
+    if config.data_bits != 8 or config.acc_bits != 32:
+        raise ConfigError(f"hw.Accelerator is built for 8-bit data and 32-bit accumulators, "
+                          f"not data_bits={config.data_bits}, acc_bits={config.acc_bits}")
+
+
+def _delay(m, value, cycles, name):
+    """`value` delayed by `cycles` registers."""
+    for stage in range(cycles):
+        reg = Signal.like(value, name=f"{name}_d{stage}", reset_less=False)
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+class _HostPort:
+    """One memory as the host link sees it: byte writes and byte reads."""
+
+    def __init__(self, space, word_bytes):
+        self.space = space
+        self.word_bytes = word_bytes
+        self.shift = exact_log2(word_bytes)
+
+
+class Accelerator(wiring.Component):
+    """The whole accelerator behind a framed byte-stream host link.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    link_timeout : int
+        The host link's inter-byte timeout in cycles (see :class:`hw.link.HostLink`).
+    image : hw.layout.MemoryImage or None
+        Initial memory contents (simulation and preloaded bitstreams); None: zeros.
+
+    Ports
+    -----
+    i_stream : In(stream.Signature(8))   bytes from the host
+    o_stream : Out(stream.Signature(8))  bytes to the host
+    running : Out(1)                     a program is executing
+    done : Out(1)                        one-cycle pulse when it finishes
+    """
+
+    def __init__(self, config: AcceleratorConfig | None = None, *, link_timeout=1 << 16,
+                 image=None):
+        config = config or AcceleratorConfig()
+        check_config(config)
+        self.config = config
+        self.derived = derive(config)
+        self.link_timeout = link_timeout
+        self.image = image
+        super().__init__({
+            "i_stream": In(stream.Signature(8)),
+            "o_stream": Out(stream.Signature(8)),
+            "running": Out(1),
+            "done": Out(1),
+            "descriptor": Out(range(config.program_depth)),
+        })
+
+    # ------------------------------------------------------------------ memories
+    def _memories(self, m):
+        cfg, R, C = self.config, self.config.rows, self.config.cols
+        img = self.image
+
+        def init(name, words, word_bytes):
+            if img is None:
+                return []
+            raw = getattr(img, name).reshape(-1).tobytes()
+            raw = raw[:words * word_bytes]
+            return [[raw[i * word_bytes + b] if i * word_bytes + b < len(raw) else 0
+                     for b in range(word_bytes)]
+                    for i in range((len(raw) + word_bytes - 1) // word_bytes)]
+
+        mems = {}
+        for space, name, depth, word_bytes in (
+                (Space.ACTIVATIONS, "act", cfg.act_depth, R),
+                (Space.WEIGHTS, "wgt", cfg.weight_depth // R, R * C),
+                (Space.PARAMS, "prm", cfg.param_depth, PARAM_BYTES),
+                (Space.PROGRAM, "prg", cfg.program_depth, DESCRIPTOR_BYTES)):
+            mem = Memory(shape=data.ArrayLayout(unsigned(8), word_bytes), depth=depth,
+                         init=init(name, depth, word_bytes))
+            m.submodules[f"{name}_mem"] = mem
+            mems[space] = (mem, word_bytes)
+        return mems
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        R, C = cfg.rows, cfg.cols
+        lR, lC = exact_log2(R), exact_log2(C)
+        timing = ArrayTiming(R, C)
+        A = max(1, ceil_log2(cfg.act_depth))
+
+        m.submodules.link = link = HostLink(self.link_timeout,
+                                            space_sizes=self.derived.space_sizes)
+        wiring.connect(m, wiring.flipped(self.i_stream), link.i_stream)
+        wiring.connect(m, link.o_stream, wiring.flipped(self.o_stream))
+        bus = link.bus
+
+        mems = self._memories(m)
+        act_mem, _ = mems[Space.ACTIVATIONS]
+        wgt_mem, _ = mems[Space.WEIGHTS]
+        prm_mem, _ = mems[Space.PARAMS]
+        prg_mem, _ = mems[Space.PROGRAM]
+
+        running = Signal()
+        abort = bus.reset
+
+        # --- ports. The host uses one read and one write port per memory while idle;
+        # during a run the datapath owns them (ACT: feeder read + writer read/write).
+        act_rd = act_mem.read_port()           # feeder / host
+        act_rd_pool = act_mem.read_port()      # pool writer
+        act_wr = act_mem.write_port(granularity=1)
+        wgt_rd = wgt_mem.read_port()
+        wgt_wr = wgt_mem.write_port(granularity=1)
+        prm_rd = prm_mem.read_port()
+        prm_wr = prm_mem.write_port(granularity=1)
+        prg_rd = prg_mem.read_port()
+        prg_wr = prg_mem.write_port(granularity=1)
+        rd_ports = {Space.ACTIVATIONS: act_rd, Space.WEIGHTS: wgt_rd, Space.PARAMS: prm_rd,
+                    Space.PROGRAM: prg_rd}
+        wr_ports = {Space.ACTIVATIONS: act_wr, Space.WEIGHTS: wgt_wr, Space.PARAMS: prm_wr,
+                    Space.PROGRAM: prg_wr}
+
+        # --- host bus: byte writes (idle only; the link NAKs BUSY otherwise)
+        m.d.comb += bus.write.ready.eq(~running)
+        w = bus.write.payload
+        for space, (mem, word_bytes) in mems.items():
+            port = wr_ports[space]
+            shift = exact_log2(word_bytes)
+            with m.If(~running):
+                m.d.comb += [
+                    port.addr.eq(w.addr.offset >> shift),
+                    port.data.eq(Cat(*([w.data] * word_bytes))),
+                ]
+                with m.If(bus.write.valid & (w.addr.space == space)):
+                    m.d.comb += port.en.eq(Const(1, word_bytes) << w.addr.offset[:shift]
+                                           if shift else 1)
+
+        # host byte reads: one request at a time, answered two cycles later
+        r_pending = Signal()
+        r_have = Signal()
+        r_space = Signal(Space)
+        r_byte = Signal(16)          # byte index within the word
+        r_data = Signal(8)
+        m.d.comb += [
+            bus.read_addr.ready.eq(~running & ~r_pending & ~r_have),
+            bus.read_data.valid.eq(r_have),
+            bus.read_data.payload.eq(r_data),
+        ]
+        ra = bus.read_addr.payload
+        with m.If(bus.read_addr.valid & bus.read_addr.ready):
+            m.d.sync += [r_pending.eq(1), r_space.eq(ra.space), r_byte.eq(ra.offset[:16])]
+        for space, (mem, word_bytes) in mems.items():
+            shift = exact_log2(word_bytes)
+            with m.If(~running):
+                m.d.comb += [rd_ports[space].addr.eq(ra.offset >> shift),
+                             rd_ports[space].en.eq(1)]
+        with m.If(r_pending):
+            m.d.sync += [r_pending.eq(0), r_have.eq(1)]
+            with m.Switch(r_space):
+                for space, (mem, word_bytes) in mems.items():
+                    with m.Case(space):
+                        word = rd_ports[space].data
+                        index = r_byte[:exact_log2(word_bytes)] if word_bytes > 1 else 0
+                        m.d.sync += r_data.eq(word.as_value().word_select(index, 8))
+        with m.If(r_have & bus.read_data.ready):
+            m.d.sync += r_have.eq(0)
+
+        # --- datapath blocks (cleared by RESET / watchdog)
+        def block(name, component):
+            m.submodules[name] = ResetInserter(abort)(component)
+            return component
+
+        tag_layout = data.StructLayout({"oh": 10, "ow": 10, "ot": 12})
+        feeder = block("feeder", Feeder(R, act_width=9, addr_width=A,
+                                         min_cycles=timing.min_swap_interval))
+        array = block("array", SystolicArray(R, C, act_width=9, weight_width=8, acc_width=32))
+        acc = block("acc", Accumulator(C, cfg.acc_depth))
+        post = block("post", PostProcessor(C, tag_width=tag_layout.size))
+        writer = block("writer", PoolWriter(R, addr_width=A))
+
+        wiring.connect(m, feeder.act, array.act)
+        m.d.comb += array.swap.eq(feeder.swap)
+        with m.If(running):
+            m.d.comb += [
+                act_rd.addr.eq(feeder.rd.addr), act_rd.en.eq(feeder.rd.en),
+                act_wr.addr.eq(writer.wr.addr), act_wr.data.eq(writer.wr.data),
+                act_wr.en.eq(writer.wr.en),
+            ]
+        m.d.comb += [
+            feeder.rd.data.eq(act_rd.data),
+            act_rd_pool.addr.eq(writer.rd.addr), act_rd_pool.en.eq(writer.rd.en),
+            writer.rd.data.eq(act_rd_pool.data),
+        ]
+
+        # --- descriptor registers and derived values
+        d = Signal(DESCRIPTOR)
+        kt = Signal(12)              # K-tiles: ceil(in_c / R)
+        oct_ = Signal(12)            # output-channel tiles: ceil(out_c / C)
+        groups = Signal(12)          # ceil(out_c / R)
+        num_h = Signal(11)
+        num_w = Signal(11)
+        conv_h = Signal(11)
+        conv_w = Signal(11)
+        pixels = Signal(21)
+        tp = Signal(13)              # pixels per tile
+        tp_h = Signal(13)            # tp // conv_w, tp % conv_w
+        tp_w = Signal(11)
+        div_rem = Signal(13)
+        div_i = Signal(range(14))
+        div_num = Signal(13)
+
+        # loops
+        ot = Signal(12)
+        ki = Signal(4)
+        kj = Signal(4)
+        kk = Signal(12)
+        oh0 = Signal(11)
+        ow0 = Signal(11)
+        p0 = Signal(21)
+        n = Signal(13)
+        wtile = Signal(20)
+        wbase = Signal(20)
+        since_ot = Signal(range(OT_GAP(C) + 1))
+        drain = Signal(range(4096 + DRAIN_CYCLES(R, C) + 1))
+        pc = Signal(range(cfg.program_depth))
+        swaps = Signal(12)           # post-processor swaps in this descriptor
+        conv_active = Signal()
+
+        counters = [Signal(32, name=f"counter_{i}") for i in range(N_COUNTERS)]
+        stall = Signal()
+        m.d.comb += [bus.counters[i].eq(counters[i]) for i in range(N_COUNTERS)]
+        m.d.comb += [self.running.eq(running), self.descriptor.eq(pc)]
+
+        # --- feeder commands
+        cmd = feeder.cmd.payload
+        m.d.comb += [
+            cmd.src.eq(d.src), cmd.in_h.eq(d.in_h), cmd.in_w.eq(d.in_w), cmd.in_c.eq(d.in_c),
+            cmd.stride.eq(d.stride), cmd.pad_t.eq(d.pad_t), cmd.pad_l.eq(d.pad_l),
+            cmd.in_signed.eq(d.in_signed), cmd.conv_w.eq(conv_w), cmd.oh0.eq(oh0),
+            cmd.ow0.eq(ow0), cmd.n.eq(n), cmd.i.eq(ki), cmd.j.eq(kj), cmd.k.eq(kk),
+            cmd.swap.eq(1),
+        ]
+        accept = Signal()
+        m.d.comb += accept.eq(feeder.cmd.valid & feeder.cmd.ready)
+        step_first = (ki == 0) & (kj == 0) & (kk == 0)
+        step_last = (ki == d.kh - 1) & (kj == d.kw - 1) & (kk == kt - 1)
+        tile_first = p0 == 0
+
+        # --- sequencer
+        with m.If(running & (since_ot != OT_GAP(C))):
+            m.d.sync += since_ot.eq(since_ot + 1)
+        def leave_on_abort():
+            with m.If(abort):
+                m.d.sync += [running.eq(0), conv_active.eq(0)]
+                m.next = "IDLE"
+
+        with m.FSM(name="seq"):
+            with m.State("IDLE"):
+                with m.If(bus.start):
+                    m.d.sync += [running.eq(1), pc.eq(bus.program >> exact_log2(DESCRIPTOR_BYTES))]
+                    m.d.sync += [c.eq(0) for c in counters]
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                m.d.comb += [prg_rd.addr.eq(pc), prg_rd.en.eq(1)]
+                m.next = "LATCH"
+                leave_on_abort()
+            with m.State("LATCH"):
+                m.d.sync += d.eq(prg_rd.data.as_value()[:DESCRIPTOR.size])
+                m.next = "DECODE"
+                leave_on_abort()
+            with m.State("DECODE"):
+                m.d.sync += [
+                    kt.eq((d.in_c + R - 1) >> lR),
+                    oct_.eq((d.out_c + C - 1) >> lC),
+                    groups.eq((d.out_c + R - 1) >> lR),
+                    num_h.eq(d.in_h + d.pad_t + d.pad_b - d.kh),
+                    num_w.eq(d.in_w + d.pad_l + d.pad_r - d.kw),
+                    swaps.eq(0),
+                ]
+                with m.If(d.op == Opcode.END):
+                    m.next = "DONE"
+                with m.Elif(d.op == Opcode.CONV):
+                    m.next = "SIZE"
+                with m.Else():
+                    m.next = "HANG"          # host.rtl.check_program refuses these
+                leave_on_abort()
+            with m.State("SIZE"):
+                # conv_h, conv_w = num // stride + 1 (stride 1..7: reciprocal multiply)
+                with m.Switch(d.stride):
+                    for s in range(1, 8):
+                        with m.Case(s):
+                            mult, shift = reciprocal(s, 11)
+                            m.d.sync += [conv_h.eq(((num_h * mult) >> shift) + 1),
+                                         conv_w.eq(((num_w * mult) >> shift) + 1)]
+                m.d.sync += conv_active.eq(1)
+                m.next = "PIXELS"
+                leave_on_abort()
+            with m.State("PIXELS"):
+                m.d.sync += [pixels.eq(conv_h * conv_w), tp.eq(d.tile_px)]
+                m.next = "TILE"
+                leave_on_abort()
+            with m.State("TILE"):
+                m.d.sync += [ot.eq(0), ki.eq(0), kj.eq(0), kk.eq(0), oh0.eq(0), ow0.eq(0),
+                             p0.eq(0), wtile.eq(d.wgt >> lR), wbase.eq(d.wgt >> lR),
+                             since_ot.eq(OT_GAP(C)), tp_h.eq(0), div_rem.eq(0), div_i.eq(0)]
+                with m.If((tp == 0) | (tp >= pixels)):
+                    m.d.sync += [tp.eq(pixels), n.eq(pixels)]
+                    m.next = "ISSUE"
+                with m.Else():
+                    m.d.sync += [n.eq(tp), div_num.eq(tp)]
+                    m.next = "DIVIDE"
+                leave_on_abort()
+            with m.State("DIVIDE"):
+                # restoring division tp / conv_w, one quotient bit per cycle (13 cycles,
+                # only for layers split into several pixel tiles)
+                trial = Cat(div_num[12], div_rem)
+                m.d.sync += div_num.eq(div_num << 1)
+                with m.If(trial >= conv_w):
+                    m.d.sync += [div_rem.eq(trial - conv_w), tp_h.eq(Cat(1, tp_h))]
+                with m.Else():
+                    m.d.sync += [div_rem.eq(trial), tp_h.eq(Cat(0, tp_h))]
+                m.d.sync += div_i.eq(div_i + 1)
+                with m.If(div_i == 12):
+                    m.next = "REMAINDER"
+                leave_on_abort()
+            with m.State("REMAINDER"):
+                m.d.sync += tp_w.eq(div_rem)
+                m.next = "ISSUE"
+                leave_on_abort()
+            with m.State("ISSUE"):
+                ok = ~(step_first & tile_first & (ot != 0)) | (since_ot == OT_GAP(C))
+                m.d.comb += [feeder.cmd.valid.eq(ok), stall.eq(~ok)]
+                with m.If(accept):
+                    with m.If(step_first & tile_first):
+                        m.d.sync += since_ot.eq(1)
+                    m.d.sync += wtile.eq(wtile + 1)
+                    with m.If(kk + 1 != kt):
+                        m.d.sync += kk.eq(kk + 1)
+                    with m.Else():
+                        m.d.sync += kk.eq(0)
+                        with m.If(kj + 1 != d.kw):
+                            m.d.sync += kj.eq(kj + 1)
+                        with m.Else():
+                            m.d.sync += kj.eq(0)
+                            with m.If(ki + 1 != d.kh):
+                                m.d.sync += ki.eq(ki + 1)
+                            with m.Else():
+                                m.d.sync += ki.eq(0)
+                                # pixel tile done
+                                p_next = p0 + n
+                                with m.If(p_next < pixels):
+                                    left = pixels - p_next
+                                    ow_next = ow0 + tp_w
+                                    with m.If(ow_next >= conv_w):
+                                        m.d.sync += [ow0.eq(ow_next - conv_w),
+                                                     oh0.eq(oh0 + tp_h + 1)]
+                                    with m.Else():
+                                        m.d.sync += [ow0.eq(ow_next), oh0.eq(oh0 + tp_h)]
+                                    m.d.sync += [p0.eq(p_next), wtile.eq(wbase),
+                                                 n.eq(Mux(left < tp, left, tp))]
+                                with m.Elif(ot + 1 != oct_):
+                                    m.d.sync += [ot.eq(ot + 1), p0.eq(0), oh0.eq(0),
+                                                 ow0.eq(0), wbase.eq(wtile + 1),
+                                                 n.eq(Mux(pixels < tp, pixels, tp))]
+                                with m.Else():
+                                    m.d.sync += drain.eq(n + DRAIN_CYCLES(R, C))
+                                    m.next = "DRAIN"
+                leave_on_abort()
+            with m.State("DRAIN"):
+                m.d.sync += drain.eq(drain - 1)
+                with m.If(drain == 0):
+                    m.d.sync += [pc.eq(pc + 1), conv_active.eq(0)]
+                    m.next = "FETCH"
+                leave_on_abort()
+            with m.State("HANG"):
+                pass
+                leave_on_abort()
+            with m.State("DONE"):
+                m.d.comb += [bus.done.eq(1), self.done.eq(1)]
+                m.d.sync += running.eq(0)
+                m.next = "IDLE"
+
+        # --- weight tiles: read WEIGHT_LEAD cycles after the command, loaded the cycle
+        # before the command's first pixel (and its swap) reaches the array.
+        w_valid = _delay(m, accept, WEIGHT_LEAD, "wload")
+        w_addr = _delay(m, wtile, WEIGHT_LEAD, "waddr")
+        with m.If(running):
+            m.d.comb += [wgt_rd.addr.eq(w_addr), wgt_rd.en.eq(1)]
+        w_valid_q = Signal()
+        m.d.sync += w_valid_q.eq(w_valid & ~abort)
+        m.d.comb += [array.load.valid.eq(w_valid_q),
+                     array.load.payload.weights.eq(wgt_rd.data.as_value())]
+
+        # --- per-pixel tags mirroring the feeder's issue order: pixel q of a command
+        # accepted in cycle a is issued in a + 1 + q and reaches the array in a + 6 + q.
+        mir_active = Signal()
+        mir = Signal(data.StructLayout({
+            "q": 12, "n": 13, "first": 1, "last": 1, "tile_first": 1,
+            "oh": 10, "ow": 10, "ot": 12}))
+        with m.If(mir_active):
+            m.d.sync += mir.q.eq(mir.q + 1)
+            with m.If(mir.ow + 1 == conv_w):
+                m.d.sync += [mir.ow.eq(0), mir.oh.eq(mir.oh + 1)]
+            with m.Else():
+                m.d.sync += mir.ow.eq(mir.ow + 1)
+            with m.If(mir.q + 1 == mir.n):
+                m.d.sync += mir_active.eq(0)
+        with m.If(accept):
+            m.d.sync += [mir_active.eq(1), mir.q.eq(0), mir.n.eq(n), mir.first.eq(step_first),
+                         mir.last.eq(step_last), mir.tile_first.eq(tile_first),
+                         mir.oh.eq(oh0), mir.ow.eq(ow0), mir.ot.eq(ot)]
+        with m.If(abort):
+            m.d.sync += mir_active.eq(0)
+
+        issued = Signal(data.StructLayout({
+            "valid": 1, "q": 12, "first": 1, "last": 1, "ot_first": 1, "tag": tag_layout}))
+        m.d.comb += [
+            issued.valid.eq(mir_active), issued.q.eq(mir.q), issued.first.eq(mir.first),
+            issued.last.eq(mir.last), issued.ot_first.eq(mir.tile_first & (mir.q == 0)),
+            issued.tag.oh.eq(mir.oh), issued.tag.ow.eq(mir.ow), issued.tag.ot.eq(mir.ot),
+        ]
+        at_sums = _delay(m, issued, FEED_LATENCY - 1 + timing.latency, "tag")
+        m.d.comb += [
+            acc.beat.valid.eq(array.sums.valid),
+            acc.beat.payload.sums.eq(array.sums.payload),
+            acc.beat.payload.addr.eq(at_sums.q),
+            acc.beat.payload.first.eq(at_sums.first),
+            acc.beat.payload.last.eq(at_sums.last),
+        ]
+        at_post = _delay(m, at_sums, ACC_LATENCY, "ptag")
+        m.d.comb += [
+            post.acc.valid.eq(acc.out.valid),
+            post.acc.payload.acc.eq(acc.out.payload),
+            post.acc.payload.tag.eq(at_post.tag),
+            post.swap.eq(acc.out.valid & at_post.ot_first),
+            post.mode.lo.eq(d.lo), post.mode.hi.eq(d.hi),
+            post.mode.raw.eq(d.out_raw), post.mode.bipolar.eq(d.bipolar),
+        ]
+        with m.If(post.swap):
+            m.d.sync += swaps.eq(swaps + 1)
+
+        # --- PARAM records: tile t loads after the post-processor swapped tile t - 1 in
+        pl_active = Signal()
+        pl_tile = Signal(12)
+        pl_lane = Signal(range(C))
+        pl_addr = Signal(14)
+        pl_valid = Signal()
+        pl_out_lane = Signal(range(C))
+        advance = ~pl_valid | post.param.ready
+        with m.If(running):
+            m.d.comb += [prm_rd.addr.eq(pl_addr), prm_rd.en.eq(advance)]
+        m.d.comb += [
+            post.param.valid.eq(pl_valid),
+            post.param.payload.lane.eq(pl_out_lane),
+            post.param.payload.param.eq(prm_rd.data.as_value()),
+        ]
+        with m.If(advance):
+            m.d.sync += pl_valid.eq(0)
+            with m.If(pl_active):
+                m.d.sync += [pl_valid.eq(1), pl_out_lane.eq(pl_lane), pl_addr.eq(pl_addr + 1),
+                             pl_lane.eq(pl_lane + 1)]
+                with m.If(pl_lane == C - 1):
+                    m.d.sync += [pl_active.eq(0), pl_tile.eq(pl_tile + 1), pl_lane.eq(0)]
+        with m.If(conv_active & ~pl_active & (pl_tile < oct_) & (swaps >= pl_tile)):
+            m.d.sync += pl_active.eq(1)
+        with m.If(~conv_active):
+            m.d.sync += [pl_tile.eq(0), pl_lane.eq(0), pl_addr.eq(d.prm), pl_active.eq(0)]
+        with m.If(abort):
+            m.d.sync += [pl_active.eq(0), pl_valid.eq(0)]
+
+        # --- packer: C post-processed lanes -> one activation word (4 for raw int32)
+        beat = writer.pixels.payload
+        out = post.out.payload
+        out_tag = Signal(tag_layout)
+        m.d.comb += out_tag.eq(out.tag)
+        lanes = Signal(data.ArrayLayout(signed(32), C))
+        for j in range(C):
+            channel = out_tag.ot * C + j
+            m.d.comb += lanes[j].eq(Mux(channel < d.out_c, out.data[j], 0))
+        p_valid = Signal()
+        p_beat = Signal.like(beat)
+        raw_buf = Signal(data.ArrayLayout(signed(32), C))
+        raw_cnt = Signal(2)
+        raw_busy = Signal()
+        raw_tag = Signal(tag_layout)
+
+        def put_word(tag, values, byte):
+            group = (tag.ot << lC) >> lR
+            word = Cat(*[Value.cast(v).word_select(byte, 8) for v in values])
+            ofs = (tag.ot << lC)[:lR] if C < R else 0
+            return [p_beat.oh.eq(tag.oh), p_beat.ow.eq(tag.ow), p_beat.group.eq(group),
+                    p_beat.byte.eq(byte), p_beat.data.eq(word << (ofs * 8) if C < R else word),
+                    p_beat.en.eq(Const((1 << C) - 1, R) << ofs if C < R else (1 << C) - 1)]
+
+        m.d.sync += p_valid.eq(0)
+        with m.If(post.out.valid):
+            m.d.sync += p_valid.eq(1)
+            m.d.sync += put_word(out_tag, [lanes[j] for j in range(C)], 0)
+            with m.If(d.out_raw):
+                m.d.sync += [raw_buf.eq(lanes), raw_tag.eq(out_tag), raw_cnt.eq(1),
+                             raw_busy.eq(1)]
+        with m.Elif(raw_busy):
+            m.d.sync += p_valid.eq(1)
+            with m.Switch(raw_cnt):
+                for byte in (1, 2, 3):
+                    with m.Case(byte):
+                        m.d.sync += put_word(raw_tag, [raw_buf[j] for j in range(C)], byte)
+            m.d.sync += raw_cnt.eq(raw_cnt + 1)
+            with m.If(raw_cnt == 3):
+                m.d.sync += raw_busy.eq(0)
+        with m.If(abort):
+            m.d.sync += [p_valid.eq(0), raw_busy.eq(0)]
+        m.d.comb += [writer.pixels.valid.eq(p_valid), beat.eq(p_beat)]
+        m.d.comb += [
+            writer.cfg.dst.eq(d.dst), writer.cfg.out_h.eq(d.out_h),
+            writer.cfg.out_w.eq(d.out_w), writer.cfg.groups.eq(groups),
+            writer.cfg.pool_k.eq(d.pool_k), writer.cfg.raw.eq(d.out_raw),
+            writer.cfg.signed.eq((d.lo < 0) | d.bipolar),
+        ]
+
+        # --- performance counters: cycles, busy (array fed), MACs, sequencer stalls
+        rows_used = Signal(range(R + 1))
+        cols_used = Signal(range(C + 1))
+        k_left = d.in_c - (kk << lR)
+        c_left = d.out_c - (ot << lC)
+        m.d.comb += [rows_used.eq(Mux(k_left > R, R, k_left)),
+                     cols_used.eq(Mux(c_left > C, C, c_left))]
+        mac_step = Signal(32)
+        m.d.sync += mac_step.eq(Mux(accept, n * rows_used * cols_used, 0))
+        with m.If(running):
+            m.d.sync += [counters[0].eq(counters[0] + 1),
+                         counters[1].eq(counters[1] + feeder.act.valid),
+                         counters[2].eq(counters[2] + mac_step),
+                         counters[3].eq(counters[3] + stall)]
+        return m

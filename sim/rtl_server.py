@@ -1,0 +1,167 @@
+"""cocotb module: serve the simulated `hw.Accelerator` over TCP with the link protocol.
+
+Runs inside the simulator (Verilator or Icarus) that `host.rtl.RtlSimulation` launches.
+It listens on 127.0.0.1 (port 0: the OS picks; the port is written to
+``$SAMOYED_RTL_PORT_FILE``), accepts one connection and moves bytes between it and the
+design's ``i_stream`` / ``o_stream``, so the host talks to the RTL exactly as to a board
+(`board:socket://...`). The design runs free while Python waits: bytes are driven one
+per cycle only while there are bytes to move; otherwise the simulator advances in
+chunks of ``POLL_CYCLES`` between socket polls, and stops advancing while the design is
+idle and the host silent.
+
+``$SAMOYED_RTL_BACKPRESSURE=SEED`` inserts random gaps in the input stream and random
+``ready`` drops on the output stream (the integration tests set it).
+"""
+
+import os
+import random
+import select
+import socket
+
+import cocotb
+from cocotb.triggers import FallingEdge, First, RisingEdge, Timer
+
+from sim.tb import TB
+
+POLL_CYCLES = 256
+IDLE_SECONDS = 0.005
+
+
+def _high(signal):
+    """The signal is a resolved 1 (X and Z count as low)."""
+    value = signal.value
+    return value.is_resolvable and bool(value)
+
+
+class LinkPump(TB):
+    """Byte pump between a socket and the design's link streams."""
+
+    def __init__(self, dut, conn, rng=None):
+        super().__init__(dut)
+        self.conn = conn
+        self.rng = rng
+        self.inbox = bytearray()
+        self.closed = False
+        self.sent = 0
+
+    def _recv(self, timeout=0.0):
+        if self.closed:
+            return
+        readable, _, _ = select.select([self.conn], [], [], timeout)
+        if readable:
+            try:
+                data = self.conn.recv(1 << 16)
+            except OSError:
+                data = b""
+            if data:
+                self.inbox += data
+            else:
+                self.closed = True
+
+    async def drive(self):
+        """Feed `inbox` into i_stream, one byte per cycle (with gaps under backpressure)."""
+        dut = self.dut
+        valid, payload, ready = dut.i_stream__valid, dut.i_stream__payload, dut.i_stream__ready
+        out_valid, running = dut.o_stream__valid, dut.running
+        quiet = 0
+        while not self.closed or self.inbox:
+            if not self.inbox:
+                valid.value = 0
+                # Let the design run free while it computes or answers; while it is
+                # idle and the host silent, wait on the socket between short advances
+                # (time still passes, so the link's inter-byte timeout works).
+                if _high(running) or _high(out_valid):
+                    await First(Timer(POLL_CYCLES * self.period_ns, unit="ns"),
+                                RisingEdge(out_valid))
+                    self._recv()
+                    quiet = 0
+                else:
+                    self._recv(IDLE_SECONDS if quiet >= 4 else 0)
+                    if not self.inbox:
+                        await Timer(POLL_CYCLES * self.period_ns, unit="ns")
+                        quiet += 1
+                    else:
+                        quiet = 0
+                continue
+            await FallingEdge(self.clk)
+            # Inputs set at a falling edge are sampled by the next rising edge; `ready`
+            # is a registered output, so its value now is the value at that edge.
+            gap = self.rng is not None and self.rng.random() < 0.2
+            if gap:
+                valid.value = 0
+                continue
+            valid.value = 1
+            payload.value = self.inbox[0]
+            if _high(ready):
+                del self.inbox[0]
+                if not self.inbox:
+                    self._recv()
+                    if not self.inbox:
+                        await RisingEdge(self.clk)
+                        valid.value = 0
+
+    async def collect(self):
+        """Send every o_stream byte to the socket (with random ready drops)."""
+        dut = self.dut
+        valid, payload, ready = dut.o_stream__valid, dut.o_stream__payload, dut.o_stream__ready
+        ready.value = 1
+        out = bytearray()
+        while True:
+            await FallingEdge(self.clk)
+            if not _high(valid):
+                if out:
+                    self._send(out)
+                    out.clear()
+                ready.value = 1
+                await RisingEdge(valid)
+                continue
+            take = self.rng is None or self.rng.random() >= 0.2
+            ready.value = int(take)
+            if take:
+                out.append(int(payload.value))
+                if len(out) >= 4096:
+                    self._send(out)
+                    out.clear()
+
+    def _send(self, data):
+        try:
+            self.conn.sendall(bytes(data))
+            self.sent += len(data)
+        except OSError:
+            self.closed = True
+
+
+@cocotb.test()
+async def serve(dut):
+    """Serve one connection, then end the simulation."""
+    port_file = os.environ["SAMOYED_RTL_PORT_FILE"]
+    seed = os.environ.get("SAMOYED_RTL_BACKPRESSURE")
+    rng = random.Random(int(seed)) if seed else None
+    dut.i_stream__valid.value = 0
+    dut.o_stream__ready.value = 1
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", int(os.environ.get("SAMOYED_RTL_PORT", "0"))))
+    server.listen(1)
+    pump = None
+    try:
+        tmp = port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(server.getsockname()[1]))
+        os.replace(tmp, port_file)
+        server.settimeout(float(os.environ.get("SAMOYED_RTL_ACCEPT_TIMEOUT", "60")))
+        conn, _ = server.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.setblocking(True)
+        pump = LinkPump(dut, conn, rng)
+        await pump.start()
+        for name in ("running", "o_stream__valid", "i_stream__ready"):
+            value = getattr(dut, name).value
+            if not value.is_resolvable:
+                pump.log.warning("%s is %s after reset", name, value)
+        collector = cocotb.start_soon(pump.collect())
+        await pump.drive()
+        collector.cancel()
+        conn.close()
+    finally:
+        server.close()
