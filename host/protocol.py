@@ -50,7 +50,7 @@ CRC_SIZE = 4
 #: Largest payload of any frame. A device may accept less (it reports its own
 #: limit in :class:`DeviceStatus`); nothing may send more.
 MAX_PAYLOAD = 1024
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 #: The memory space is the top 4 bits of ``addr``; the offset is the low 28.
 SPACE_SHIFT = 28
@@ -120,7 +120,7 @@ class StatusFlag(enum.IntFlag):
 
 
 #: The accelerator's performance counters, in the order STATUS sends them.
-COUNTER_NAMES = ("cycles", "busy_cycles", "macs", "stall_cycles")
+COUNTER_NAMES = ("cycles", "busy_cycles", "macs", "stall_cycles", "descriptor")
 _STATUS = struct.Struct("<BBHI" + "I" * len(COUNTER_NAMES))
 STATUS_SIZE = _STATUS.size
 
@@ -259,7 +259,7 @@ def nak(seq: int, code: NakCode) -> Frame:
 class DeviceStatus:
     """Payload of the ACK to STATUS (``STATUS_SIZE`` bytes, little endian)::
 
-        flags u8 | version u8 | max_payload u16 | run_cycles u32 | counters u32 × 4
+        flags u8 | version u8 | max_payload u16 | run_cycles u32 | counters u32 × 5
     """
     flags: StatusFlag = StatusFlag(0)
     version: int = PROTOCOL_VERSION
@@ -539,6 +539,7 @@ class LinkClient:
             time.sleep(poll_interval)
         if status.flags & StatusFlag.WATCHDOG:
             raise WatchdogError(f"the device aborted the program at {program_offset:#x} after "
-                                f"{status.run_cycles} cycles, its watchdog limit; raise "
+                                f"{status.run_cycles} cycles, its watchdog limit, while "
+                                f"executing descriptor {status.counters['descriptor']}; raise "
                                 f"watchdog_cycles if the cycle model underestimates the run")
         return status

@@ -127,20 +127,27 @@ class MachineDevice:
         try:
             program = isa.unpack_program(image.prg)
             est = cycles.estimate(program, R, C, self.config.load_rows)
+            descriptor = len(est.layers) - 1
             if est.cycles > watchdog:
                 # The hardware would be stopped by its watchdog part-way; nothing is written.
                 flags, run_cycles, macs = P.StatusFlag.WATCHDOG, watchdog, 0
+                elapsed = 0
+                for descriptor, layer in enumerate(est.layers):
+                    elapsed += layer.cycles
+                    if elapsed > watchdog:
+                        break
             else:
                 machine.run(image)
                 self.memory[P.Space.ACTIVATIONS][:] = image.act.tobytes()
                 run_cycles, macs = est.cycles, est.macs
         except (isa.IsaError, machine.MachineError) as error:
             log.warning("run at %#x failed: %s", offset, error)
-            flags, run_cycles, macs = P.StatusFlag.WATCHDOG, watchdog, 0
+            flags, run_cycles, macs, descriptor = P.StatusFlag.WATCHDOG, watchdog, 0, 0
         counters = dict(self.status.counters)
         counters["cycles"] = (counters["cycles"] + run_cycles) & 0xFFFFFFFF
         counters["busy_cycles"] = (counters["busy_cycles"] + run_cycles) & 0xFFFFFFFF
         counters["macs"] = (counters["macs"] + macs) & 0xFFFFFFFF
+        counters["descriptor"] = descriptor
         self.status = P.DeviceStatus(flags, run_cycles=run_cycles, counters=counters)
         return P.ack(frame.seq, frame.addr)
 

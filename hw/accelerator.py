@@ -37,7 +37,7 @@ from .array import ArrayTiming, SystolicArray
 from .config import AcceleratorConfig, ConfigError, derive
 from .feeder import FEED_LATENCY, Feeder
 from .isa import DESCRIPTOR, DESCRIPTOR_BYTES, PARAM, PARAM_BYTES, Opcode, Space
-from .link import N_COUNTERS, HostLink
+from .link import HostLink
 from .poolwrite import POOL_WRITE_LATENCY, PoolWriter, reciprocal
 from .postproc import POST_LATENCY, PostProcessor
 
@@ -306,9 +306,10 @@ class Accelerator(wiring.Component):
         swaps = Signal(12)           # post-processor swaps in this descriptor
         conv_active = Signal()
 
-        counters = [Signal(32, name=f"counter_{i}") for i in range(N_COUNTERS)]
+        counters = [Signal(32, name=f"counter_{i}") for i in range(4)]
         stall = Signal()
-        m.d.comb += [bus.counters[i].eq(counters[i]) for i in range(N_COUNTERS)]
+        m.d.comb += [bus.counters[i].eq(counters[i]) for i in range(4)]
+        m.d.comb += bus.counters[4].eq(pc)
         m.d.comb += [self.running.eq(running), self.descriptor.eq(pc)]
 
         # --- feeder commands

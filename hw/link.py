@@ -24,8 +24,8 @@ __all__ = [
 
 SYNC = 0xA5
 MAX_PAYLOAD = 1024
-PROTOCOL_VERSION = 1
-N_COUNTERS = 4
+PROTOCOL_VERSION = 2
+N_COUNTERS = 5
 _HEADER_BYTES = 10   # after the sync byte
 _CRC_BYTES = 4
 
@@ -114,8 +114,9 @@ class HostBusSignature(wiring.Signature):
         One-cycle pulse: abort any run (RESET command or watchdog expiry).
     done : In(1)
         One-cycle pulse from the accelerator when a run finishes.
-    counters : In(ArrayLayout(32, 4))
-        Performance counters (cycles, busy cycles, MACs, stall cycles), sent by STATUS.
+    counters : In(ArrayLayout(32, N_COUNTERS))
+        Performance counters (cycles, busy cycles, MACs, stall cycles) and the index of
+        the descriptor executing (or last executed), sent by STATUS.
     """
 
     def __init__(self):

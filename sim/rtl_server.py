@@ -37,7 +37,7 @@ class LinkPump(TB):
     """Byte pump between a socket and the design's link streams."""
 
     def __init__(self, dut, conn, rng=None):
-        super().__init__(dut)
+        super().__init__(dut)   # the clock is already running (`serve` started it)
         self.conn = conn
         self.rng = rng
         self.inbox = bytearray()
@@ -133,7 +133,8 @@ class LinkPump(TB):
 
 @cocotb.test()
 async def serve(dut):
-    """Serve one connection, then end the simulation."""
+    """Serve `$SAMOYED_RTL_CONNECTIONS` connections (default 1) one after another, then
+    end the simulation. The design keeps its memories between connections."""
     port_file = os.environ["SAMOYED_RTL_PORT_FILE"]
     seed = os.environ.get("SAMOYED_RTL_BACKPRESSURE")
     rng = random.Random(int(seed)) if seed else None
@@ -143,25 +144,30 @@ async def serve(dut):
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("127.0.0.1", int(os.environ.get("SAMOYED_RTL_PORT", "0"))))
     server.listen(1)
-    pump = None
     try:
         tmp = port_file + ".tmp"
         with open(tmp, "w") as f:
             f.write(str(server.getsockname()[1]))
         os.replace(tmp, port_file)
         server.settimeout(float(os.environ.get("SAMOYED_RTL_ACCEPT_TIMEOUT", "60")))
-        conn, _ = server.accept()
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.setblocking(True)
-        pump = LinkPump(dut, conn, rng)
-        await pump.start()
+        connections = int(os.environ.get("SAMOYED_RTL_CONNECTIONS", "1"))
+        tb = TB(dut)
+        await tb.start()
         for name in ("running", "o_stream__valid", "i_stream__ready"):
             value = getattr(dut, name).value
             if not value.is_resolvable:
-                pump.log.warning("%s is %s after reset", name, value)
-        collector = cocotb.start_soon(pump.collect())
-        await pump.drive()
-        collector.cancel()
-        conn.close()
+                tb.log.warning("%s is %s after reset", name, value)
+        for _ in range(connections):
+            try:
+                conn, _ = server.accept()
+            except socket.timeout:
+                tb.log.info("no client within the accept timeout; ending the simulation")
+                break
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pump = LinkPump(dut, conn, rng)
+            collector = cocotb.start_soon(pump.collect())
+            await pump.drive()
+            collector.cancel()
+            conn.close()
     finally:
         server.close()

@@ -13,7 +13,7 @@ import logging
 import numpy as np
 
 from .. import protocol as P
-from ..errors import BackendError, LinkError
+from ..errors import BackendError, LinkError, WatchdogError
 from .base import Backend
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,14 @@ class BoardBackend(Backend):
         for frame in x_int:
             words = self.program.pack_input(frame)
             self.link.write(P.Space.ACTIVATIONS, inp.base * R, words.tobytes())
-            self.last_status = self.link.run(0, watchdog)
+            try:
+                self.last_status = self.link.run(0, watchdog)
+            except WatchdogError as error:
+                index = self.link.status().counters["descriptor"]
+                names = self.program.layer_names
+                where = f"layer {names[index]}" if index < len(names) else "the END descriptor"
+                raise BackendError(f"{self.name}: {error} ({where}); the run took more than "
+                                   f"twice the modelled {self.estimate.cycles} cycles") from None
             raw = self.link.read(P.Space.ACTIVATIONS, out.base * R, out_words * R)
             act = np.zeros((out.base + out_words, R), dtype=np.uint8)
             act[out.base:] = np.frombuffer(raw, np.uint8).reshape(out_words, R)

@@ -162,7 +162,8 @@ def test_run_aborted_by_the_watchdog_raises():
     with pytest.raises(WatchdogError) as exc:
         P.LinkClient(line).run(0x40, 500, poll_interval=0)
     assert str(exc.value) == ("the device aborted the program at 0x40 after 500 cycles, its "
-                              "watchdog limit; raise watchdog_cycles if the cycle model "
+                              "watchdog limit, while executing descriptor 0; raise "
+                              "watchdog_cycles if the cycle model "
                               "underestimates the run")
 
 

@@ -64,5 +64,5 @@ def test_bad_input_is_one_clear_error(cm, images, message):
 
 
 def test_unknown_backend(cm):
-    with pytest.raises(BackendError, match="unknown backend 'fpga'; choose one of: auto, sim, torch"):
+    with pytest.raises(BackendError, match="unknown backend 'fpga'; choose one of: auto, sim, rtl, torch"):
         host.Session(cm, "fpga")

@@ -24,7 +24,7 @@ TIMEOUT = 40            # inter-byte timeout of the DUT, in cycles
 MAX_PAYLOAD = 64        # staging RAM of the DUT, small to keep the simulation quick
 SIZES = {L.Space.ACTIVATIONS: 256, L.Space.WEIGHTS: 128, L.Space.PARAMS: 64,
          L.Space.PROGRAM: 32}
-COUNTERS = [0x01020304, 0xA0B0C0D0, 7, 0xFFFFFFFF]
+COUNTERS = [0x01020304, 0xA0B0C0D0, 7, 0xFFFFFFFF, 3]
 
 
 @dataclass(frozen=True)
