@@ -88,10 +88,14 @@ def build(config: AcceleratorConfig, simulator: str = "verilator"):
 
 
 class RtlSimulation:
-    """A running simulation of the accelerator, reachable at `self.url`."""
+    """A running simulation of the accelerator, reachable at `self.url`.
+
+    It serves `connections` clients one after another (the memories persist), then
+    ends; `backpressure` (a seed) makes the byte pump stall both streams at random.
+    """
 
     def __init__(self, config: AcceleratorConfig, simulator: str = "verilator", *,
-                 backpressure: int | None = None, work_dir=None):
+                 backpressure: int | None = None, connections: int = 1, work_dir=None):
         self.config = config
         self.simulator = simulator
         self.built = build(config, simulator)
@@ -100,7 +104,11 @@ class RtlSimulation:
         self.port_file = self.work_dir / "port"
         self.port_file.unlink(missing_ok=True)
         self.error: BaseException | None = None
-        env = {"SAMOYED_RTL_PORT_FILE": str(self.port_file)}
+        self.stop_file = self.work_dir / "stop"
+        self.stop_file.unlink(missing_ok=True)
+        env = {"SAMOYED_RTL_PORT_FILE": str(self.port_file),
+               "SAMOYED_RTL_STOP_FILE": str(self.stop_file),
+               "SAMOYED_RTL_CONNECTIONS": str(connections)}
         if backpressure is not None:
             env["SAMOYED_RTL_BACKPRESSURE"] = str(backpressure)
         self._thread = threading.Thread(target=self._run, args=(env,), daemon=True,
@@ -128,7 +136,14 @@ class RtlSimulation:
             self.error = error
 
     def close(self, timeout: float = 60.0) -> None:
-        """Wait for the simulator to end (the client must have closed its socket)."""
+        """End the simulation once its client has gone (waits up to `timeout` s)."""
+        self.stop_file.touch()
+        if self._thread.is_alive():
+            try:                # wake a server waiting for its next client
+                import socket
+                socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+            except OSError:
+                pass
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("the %s simulation did not stop within %.0f s", self.simulator, timeout)

@@ -41,7 +41,8 @@ from .link import HostLink
 from .poolwrite import POOL_WRITE_LATENCY, PoolWriter, reciprocal
 from .postproc import POST_LATENCY, PostProcessor
 
-__all__ = ["Accelerator", "check_config", "WEIGHT_LEAD", "DRAIN_CYCLES", "OT_GAP"]
+__all__ = ["Accelerator", "check_config", "conv_cycles", "WEIGHT_LEAD", "DRAIN_CYCLES",
+           "OT_GAP", "SETUP_CYCLES", "DIVIDE_CYCLES", "RAW_BEATS"]
 
 PACK_LATENCY = 1
 RAW_BEATS = 4                     # an int32 lane is written as 4 byte words
@@ -59,6 +60,21 @@ def DRAIN_CYCLES(rows: int, cols: int) -> int:
     """Cycles after a descriptor's last pixel is issued until its last write is done."""
     return (FEED_LATENCY + ArrayTiming(rows, cols).latency + ACC_LATENCY + POST_LATENCY
             + PACK_LATENCY + (RAW_BEATS - 1) + POOL_WRITE_LATENCY + 1)
+
+
+SETUP_CYCLES = 6        # FETCH, LATCH, DECODE, SIZE, PIXELS, TILE
+DIVIDE_CYCLES = 14      # tile_px / conv_w (13 quotient bits + remainder), several tiles only
+
+
+def conv_cycles(rows: int, cols: int, ot_cycles: int, oc_tiles: int, several_tiles: bool
+                ) -> int:
+    """Cycles of one CONV descriptor, from its fetch to its last write, when every
+    output-channel tile issues commands for `ot_cycles` cycles (the sum of its commands'
+    pixel counts). The sequencer's exact count: setup, the commands back to back (tiles
+    start at least OT_GAP apart), one cycle to leave ISSUE, then the drain."""
+    setup = SETUP_CYCLES + (DIVIDE_CYCLES if several_tiles else 0)
+    issue = (oc_tiles - 1) * max(ot_cycles, OT_GAP(cols)) + ot_cycles
+    return setup + issue + 1 + DRAIN_CYCLES(rows, cols) + 1
 
 
 def check_config(config: AcceleratorConfig) -> None:

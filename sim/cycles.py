@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hw import isa, layout
+from hw import accelerator, isa, layout
 from hw.accumulator import ACC_LATENCY
 from hw.array import ArrayTiming
 from hw.feeder import FEED_LATENCY
@@ -89,17 +89,18 @@ def conv_cycles(d: isa.Descriptor, rows: int, cols: int, load_rows: int | None =
     oc_tiles = layout.ceil_div(d.out_c, cols)
     steps = d.kh * d.kw * layout.ceil_div(d.in_c, rows)
     swap = timing.min_swap_interval
-    compute = 0
+    ot_cycles = 0
     for p0 in range(0, pixels, tile_px):
         n = min(tile_px, pixels - p0)
-        compute += steps * max(n, swap)
-    compute *= oc_tiles
-    last_tile = min(tile_px, pixels - (pixels - 1) // tile_px * tile_px)
-    # The feeder's address pipeline fills while the first weight tile loads.
-    start = max(timing.load_cycles, FEED_LATENCY)
-    cycles = start + compute + timing.latency + last_tile + POST_PIPELINE
+        ot_cycles += steps * max(n, swap)
+    # The sequencer's exact count (hw.accelerator.conv_cycles) less the descriptor fetch
+    # that estimate() adds to every descriptor.
+    cycles = accelerator.conv_cycles(rows, cols, ot_cycles, oc_tiles,
+                                     tile_px < pixels) - DESCRIPTOR_FETCH
     macs = pixels * d.out_c * d.kh * d.kw * d.in_c
     bound = "weight load" if tile_px < swap or pixels < swap else "compute"
+    if oc_tiles > 1 and ot_cycles < accelerator.OT_GAP(cols):
+        bound = "parameter load"
     return cycles, macs, bound, {"pixels": pixels, "tile_px": tile_px, "oc_tiles": oc_tiles,
                                  "steps": steps, "swap_interval": swap}
 

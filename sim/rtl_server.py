@@ -23,7 +23,8 @@ from cocotb.triggers import FallingEdge, First, RisingEdge, Timer
 
 from sim.tb import TB
 
-POLL_CYCLES = 256
+POLL_CYCLES = 256       # cycles between socket polls while the design answers or idles
+RUN_CYCLES = 4096       # ... while it runs a program (the host polls STATUS meanwhile)
 IDLE_SECONDS = 0.005
 
 
@@ -71,7 +72,8 @@ class LinkPump(TB):
                 # idle and the host silent, wait on the socket between short advances
                 # (time still passes, so the link's inter-byte timeout works).
                 if _high(running) or _high(out_valid):
-                    await First(Timer(POLL_CYCLES * self.period_ns, unit="ns"),
+                    chunk = RUN_CYCLES if _high(running) else POLL_CYCLES
+                    await First(Timer(chunk * self.period_ns, unit="ns"),
                                 RisingEdge(out_valid))
                     self._recv()
                     quiet = 0
@@ -157,7 +159,10 @@ async def serve(dut):
             value = getattr(dut, name).value
             if not value.is_resolvable:
                 tb.log.warning("%s is %s after reset", name, value)
+        stop_file = os.environ.get("SAMOYED_RTL_STOP_FILE")
         for _ in range(connections):
+            if stop_file and os.path.exists(stop_file):
+                break
             try:
                 conn, _ = server.accept()
             except socket.timeout:

@@ -6,6 +6,7 @@ from hw import isa
 from hw.array import ArrayTiming
 from sim import cycles
 from hw.feeder import FEED_LATENCY
+from hw.accelerator import DIVIDE_CYCLES, OT_GAP, RAW_BEATS, SETUP_CYCLES
 from sim.cycles import DESCRIPTOR_FETCH, POST_PIPELINE
 
 
@@ -15,17 +16,18 @@ def conv(**fields):
     return isa.Descriptor({**base, **fields})
 
 
-def fixed(rows, cols, last_tile, load_rows=None):
-    t = ArrayTiming(rows, cols, load_rows)  # default: whole-tile weight port, one beat
-    return (max(t.load_cycles, FEED_LATENCY) + t.latency + last_tile + POST_PIPELINE
-            + DESCRIPTOR_FETCH)
+def fixed(rows, cols, several_tiles=False):
+    """The sequencer's setup, hand-over and drain around a CONV's commands."""
+    drain = (FEED_LATENCY + ArrayTiming(rows, cols).latency + POST_PIPELINE
+             + RAW_BEATS - 1 + 1)
+    return SETUP_CYCLES + (DIVIDE_CYCLES if several_tiles else 0) + 1 + drain + 1
 
 
 def test_one_tile_one_pixel_tile():
     # 4x4 array, 1x1 conv, 4 in / 4 out channels, 10x10 pixels: one step of 100 cycles.
     d = conv(in_h=10, in_w=10, in_c=4, out_c=4, tile_px=128)
     layer = cycles.estimate([d], 4, 4).layers[0]
-    assert layer.cycles == 100 + fixed(4, 4, 100)
+    assert layer.cycles == 100 + fixed(4, 4)
     assert layer.macs == 100 * 4 * 4
     assert layer.bound == "compute"
 
@@ -36,18 +38,23 @@ def test_edge_tiles_round_up():
     d = conv(in_h=6, in_w=6, in_c=5, out_c=6, kh=3, kw=3, pad_t=1, pad_l=1, pad_b=1, pad_r=1, tile_px=20)
     layer = cycles.estimate([d], 4, 4).layers[0]
     steps = 9 * 2
-    assert layer.cycles == 2 * steps * (20 + 16) + fixed(4, 4, 16)
+    assert layer.cycles == 2 * steps * (20 + 16) + fixed(4, 4, several_tiles=True)
     assert layer.macs == 36 * 6 * 9 * 5
 
 
 def test_one_pixel_layer_gets_a_tile_per_cycle():
     # A linear layer 64 -> 16 on 8x8: 8 K-tiles x 2 oc tiles, each used for one pixel; a
-    # whole tile loads per cycle, so tiles follow each other every cycle.
+    # whole tile loads per cycle, so tiles follow each other every cycle, except that an
+    # oc tile starts OT_GAP cycles after the previous one at the earliest (its PARAM
+    # records load one per cycle after the previous tile's swap).
     d = conv(in_c=64, out_c=16, tile_px=512)
     est = cycles.estimate([d, isa.Descriptor(op=isa.Opcode.END)], 8, 8)
     layer = est.layers[0]
-    assert layer.cycles == 2 * 8 * 1 + fixed(8, 8, 1)
-    assert layer.bound == "compute"
+    assert OT_GAP(8) == 14 > 8
+    assert layer.cycles == OT_GAP(8) + 8 + fixed(8, 8)
+    assert layer.bound == "parameter load"
+    wide = cycles.estimate([conv(in_c=256, out_c=16, tile_px=512)], 8, 8).layers[0]
+    assert wide.cycles == 2 * 32 + fixed(8, 8) and wide.bound == "compute"
     assert est.cycles == layer.cycles + DESCRIPTOR_FETCH
     assert est.utilization == pytest.approx(64 * 16 / (est.cycles * 64))
 
@@ -56,7 +63,7 @@ def test_narrow_weight_port_makes_one_pixel_layers_load_bound():
     # Two rows per beat: 4 beats per tile, so one-pixel tiles come every 4 cycles.
     d = conv(in_c=64, out_c=16, tile_px=512)
     layer = cycles.estimate([d], 8, 8, load_rows=2).layers[0]
-    assert layer.cycles == 2 * 8 * 4 + fixed(8, 8, 1, load_rows=2)
+    assert layer.cycles == 2 * 8 * 4 + fixed(8, 8)
     assert layer.bound == "weight load"
 
 
@@ -68,8 +75,8 @@ def test_k_packed_first_layer_uses_rows():
     a = cycles.estimate([packed], 8, 8).layers[0]
     b = cycles.estimate([plain], 8, 8).layers[0]
     assert a.macs == b.macs
-    assert a.cycles == 2 * 784 + fixed(8, 8, 784)
-    assert b.cycles == 9 * 784 + fixed(8, 8, 784)
+    assert a.cycles == 2 * 784 + fixed(8, 8)
+    assert b.cycles == 9 * 784 + fixed(8, 8)
 
 
 def test_pipeline_depths_come_from_the_blocks():

@@ -1,0 +1,256 @@
+"""hw.Accelerator as RTL: whole networks and random layers through the host link.
+
+Every run goes through the framed byte protocol into the simulated design (Icarus for
+the quick tests, Verilator for the big network), with random stalls on both byte
+streams, and its integers must equal the program simulator's and the reference's. The
+design's cycle counter must be within CYCLE_TOLERANCE of the cycle model for whole
+networks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import compiler
+import host
+from compiler.errors import CompileError
+from hw import AcceleratorConfig, ConfigError, isa
+from hw.accelerator import check_config
+from hw.isa import Opcode
+from host import protocol as P
+from host import rtl
+from host.backends.board import BoardBackend
+from host.errors import BackendError
+from models import zoo
+from sim import machine
+
+CYCLE_TOLERANCE = 0.02      # RTL cycles vs cm.estimate() (issue 5); today they are equal
+
+_nets = importlib.util.spec_from_file_location(
+    "compiler_nets", Path(__file__).parents[1] / "compiler" / "compiler_nets.py")
+compiler_nets = importlib.util.module_from_spec(_nets)
+_nets.loader.exec_module(compiler_nets)
+
+
+# fmnist-cnn's 103 KB of weights need twice the default weight memory on 4x4.
+CONFIGS = {"4x4": dict(weight_depth=32768), "8x8": {}}
+
+
+def _simulation(request, label, simulator, connections=64):
+    try:
+        sim = rtl.RtlSimulation(AcceleratorConfig.parse(label, **CONFIGS[label]), simulator,
+                                backpressure=1234, connections=connections)
+    except BackendError as error:
+        pytest.fail(str(error))
+    request.addfinalizer(lambda: sim.close(timeout=120))
+    return sim
+
+
+@pytest.fixture(scope="module", params=["4x4", "8x8"])
+def verilator(request):
+    return _simulation(request, request.param, "verilator")
+
+
+@pytest.fixture(scope="module")
+def icarus_4x4(request):
+    return _simulation(request, "4x4", "icarus", connections=8)
+
+
+def run_rtl(sim, cm, x):
+    """Outputs and final STATUS of frames `x` on the simulation `sim`."""
+    board = BoardBackend(cm, sim.url, response_timeout=60.0, attempts=2)
+    try:
+        return board.run_ints(x), board.last_status
+    finally:
+        board.close()
+
+
+def check_run(cm, x, out, status, *, tolerance=CYCLE_TOLERANCE):
+    assert out.dtype.kind == "i"
+    assert np.array_equal(out, machine.run_frames(cm.program, x))
+    assert np.array_equal(out, cm.reference(x))
+    assert status.flags == P.StatusFlag.DONE
+    estimate = cm.estimate()
+    cycles = status.counters["cycles"]
+    assert abs(cycles - estimate.cycles) <= tolerance * estimate.cycles, (cycles, estimate.cycles)
+    assert status.counters["macs"] == estimate.macs
+    return cycles, estimate.cycles
+
+
+def _digits(config):
+    return compiler.compile(zoo.calibrate(zoo.build("digits-cnn"), "digits-cnn"), config=config)
+
+
+def test_digits_cnn_on_verilator(verilator):
+    cm = _digits(verilator.config)
+    x = cm.quantize_input(zoo.example_input("digits-cnn", 4).numpy())
+    check_run(cm, x, *run_rtl(verilator, cm, x))
+
+
+def test_digits_cnn_on_icarus(icarus_4x4):
+    cm = _digits(icarus_4x4.config)
+    x = cm.quantize_input(zoo.example_input("digits-cnn", 1).numpy())
+    check_run(cm, x, *run_rtl(icarus_4x4, cm, x))
+
+
+def _random_rtl_nets(config, count, seeds):
+    """Compiled random nets (odd shapes, strides, paddings, channel counts, bits 1-8,
+    pool-on-write, K-packed first layers, bipolar outputs) the RTL runs."""
+    found = []
+    for seed in seeds:
+        net, shape = compiler_nets.random_net(seed, batch_norm=seed % 2 == 1)
+        try:
+            cm = compiler.compile(net, input_shape=shape, config=config)
+        except CompileError:
+            continue                      # e.g. a random net whose sums could overflow
+        try:
+            rtl.check_program(cm.program, config)
+        except BackendError:
+            continue                      # a standalone MAXPOOL: not in the RTL yet
+        found.append((seed, cm, shape))
+        if len(found) == count:
+            break
+    assert len(found) == count, f"only {len(found)} random nets without standalone pools"
+    return found
+
+
+def test_random_nets_on_verilator(verilator):
+    import torch
+    config = verilator.config
+    for seed, cm, shape in _random_rtl_nets(config, 5, range(200, 260)):
+        images = torch.rand(2, *shape, generator=torch.Generator().manual_seed(seed)) * 2 - 0.5
+        x = cm.quantize_input(images.numpy())
+        out, status = run_rtl(verilator, cm, x)
+        check_run(cm, x, out, status)
+
+
+def test_session_backend_rtl():
+    """The user's path: host.Session(cm, backend="rtl") builds (or reuses) the design."""
+    cm = _digits(AcceleratorConfig.parse("8x8"))
+    images = zoo.example_input("digits-cnn", 2).numpy()
+    with host.Session(cm, backend="rtl") as session:
+        out = session.run(images)
+    assert np.array_equal(out.ints, cm.reference(cm.quantize_input(images)))
+
+
+@pytest.mark.slow
+def test_fmnist_cnn_on_verilator(verilator):
+    config = verilator.config
+    cm = compiler.compile(zoo.calibrate(zoo.build("fmnist-cnn"), "fmnist-cnn"), config=config)
+    x = cm.quantize_input(zoo.example_input("fmnist-cnn", 2).numpy())
+    out, status = run_rtl(verilator, cm, x)
+    check_run(cm, x, out, status)
+    utilization = status.counters["macs"] / (status.counters["cycles"] * config.rows * config.cols)
+    assert utilization >= 0.85, utilization
+
+
+# --- protocol faults and the watchdog, on the 4x4 design ------------------------------
+
+class RawLink:
+    """Frames to the simulated design over a plain socket."""
+
+    def __init__(self, url):
+        host_, port = url.removeprefix("socket://").split(":")
+        self.sock = socket.create_connection((host_, int(port)), timeout=60)
+        self.decoder = P.FrameDecoder()
+
+    def exchange(self, data, timeout=60.0):
+        self.sock.sendall(data)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = self.sock.recv(4096)
+            assert chunk, "the simulation closed the connection"
+            frames = [f for f in self.decoder.feed(chunk) if isinstance(f, P.Frame)]
+            if frames:
+                return frames[0]
+        raise AssertionError("no answer from the design")
+
+    def close(self):
+        self.sock.close()
+
+
+def test_protocol_faults_nak_and_leave_memory_untouched(icarus_4x4):
+    link = RawLink(icarus_4x4.url)
+    try:
+        known = bytes(range(40, 72))
+        assert link.exchange(P.write_request(1, P.Space.ACTIVATIONS, 64, known).encode()).cmd \
+            == P.Reply.ACK
+        bad = bytearray(P.write_request(2, P.Space.ACTIVATIONS, 64, bytes(32)).encode())
+        bad[-1] ^= 0x40                                        # CRC
+        nak = link.exchange(bytes(bad))
+        assert (nak.cmd, nak.payload) == (P.Reply.NAK, bytes([P.NakCode.BAD_CRC]))
+        truncated = P.write_request(3, P.Space.ACTIVATIONS, 64, bytes(32)).encode()[:-7]
+        nak = link.exchange(truncated)
+        assert (nak.cmd, nak.payload) == (P.Reply.NAK, bytes([P.NakCode.TRUNCATED]))
+        nak = link.exchange(P.encode_frame(0x7E, 4, 0, b""))
+        assert (nak.cmd, nak.payload) == (P.Reply.NAK, bytes([P.NakCode.UNKNOWN_COMMAND]))
+        back = link.exchange(P.read_request(5, P.Space.ACTIVATIONS, 64, 32).encode())
+        assert back.cmd == P.Reply.ACK and back.payload == known
+    finally:
+        link.close()
+
+
+def test_watchdog_stops_a_hung_run_and_names_the_descriptor(icarus_4x4):
+    """A MAXPOOL descriptor (not in the RTL yet) hangs the sequencer: the watchdog aborts
+    the run and STATUS says which descriptor was executing."""
+    conv = {"op": Opcode.CONV, "in_h": 1, "in_w": 1, "in_c": 4, "out_c": 4, "out_h": 1,
+            "out_w": 1, "kh": 1, "kw": 1, "stride": 1, "pool_k": 1, "pool_s": 1,
+            "tile_px": 1, "dst": 8, "lo": -128, "hi": 127}
+    pool = {"op": Opcode.MAXPOOL, "in_h": 2, "in_w": 2, "in_c": 4, "out_h": 1, "out_w": 1,
+            "pool_k": 2, "pool_s": 2, "dst": 16}
+    program = isa.pack_program([conv, pool]).tobytes()
+    link = RawLink(icarus_4x4.url)
+    try:
+        assert link.exchange(P.write_request(1, P.Space.PROGRAM, 0, program).encode()).cmd \
+            == P.Reply.ACK
+        assert link.exchange(P.run_request(2, 0, 3000).encode()).cmd == P.Reply.ACK
+        for seq in range(3, 200):
+            status = P.DeviceStatus.decode(link.exchange(P.status_request(seq).encode()).payload)
+            if not status.flags & P.StatusFlag.RUNNING:
+                break
+        assert status.flags == P.StatusFlag.WATCHDOG
+        assert status.run_cycles == 3000
+        assert status.counters["descriptor"] == 1
+    finally:
+        link.close()
+
+
+# --- refusals before anything is built or sent -----------------------------------------
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(rows=6, cols=6), "needs a power-of-two rows, not 6; use 4 or 8"),
+    (dict(rows=4, cols=8), "needs cols <= rows"),
+    (dict(rows=8, cols=8, weight_load_rows=2), "loads whole weight tiles"),
+])
+def test_check_config_refuses_what_the_rtl_cannot_build(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        check_config(AcceleratorConfig(**kwargs))
+
+
+def test_check_program_names_the_unsupported_descriptor():
+    for seed in range(200, 300):
+        net, shape = compiler_nets.random_net(seed)
+        cm = compiler.compile(net, input_shape=shape)
+        ops = [d.op for d in isa.unpack_program(cm.program.image.prg)]
+        if Opcode.MAXPOOL in ops:
+            break
+    index = ops.index(Opcode.MAXPOOL)
+    with pytest.raises(BackendError, match=rf"descriptor {index} \(layer .*\) is MAXPOOL: the "
+                                           "RTL runs CONV"):
+        rtl.check_program(cm.program, cm.config)
+    with pytest.raises(BackendError, match="is MAXPOOL"):
+        host.Session(cm, backend="rtl:icarus")
+
+
+def test_rtl_backend_names_unknown_simulators():
+    cm = compiler.compile(zoo.calibrate(zoo.build("digits-cnn"), "digits-cnn"))
+    with pytest.raises(BackendError, match="unknown simulator; use rtl:verilator or rtl:icarus"):
+        host.Session(cm, backend="rtl:modelsim")
