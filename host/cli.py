@@ -17,7 +17,8 @@ from models.errors import DataError, ZooError
 from .errors import HostError, UsageError
 
 # Stage modules in the order `samoyed --help` lists them.
-STAGES = ["demo", "train", "compile", "inspect", "run", "report", "virtual-board", "boards"]
+STAGES = ["demo", "train", "compile", "inspect", "run", "report", "virtual-board", "boards",
+          "build"]
 
 # Exit codes by error class; the first matching class wins. 1 is left for crashes.
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
@@ -26,6 +27,7 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (ZooError, 4),
     (importlib.import_module("boards.registry").BoardError, 6),
     (importlib.import_module("compiler.errors").CompileError, 5),
+    (importlib.import_module("boards.toolchain").ToolchainError, 7),
     (HostError, 10),
 ]
 

