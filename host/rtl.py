@@ -60,13 +60,37 @@ def check_program(program, config: AcceleratorConfig) -> None:
                 "pixels; the RTL writes them for one-pixel (linear) layers only")
 
 
+CLOCK_WRAPPER = """
+// Simulation top: the accelerator with its own clock, so the simulator toggles it
+// without calling into Python (cocotb's GPI clock costs a callback per edge).
+module {top}(input rst, input i_stream__valid, input [7:0] i_stream__payload,
+             output i_stream__ready, output o_stream__valid, output [7:0] o_stream__payload,
+             input o_stream__ready, output running, output done, output [{msb}:0] descriptor);
+  reg clk = 1'b0;
+  always #{half} clk = ~clk;
+  {core} core(.clk(clk), .rst(rst), .i_stream__valid(i_stream__valid),
+    .i_stream__payload(i_stream__payload), .i_stream__ready(i_stream__ready),
+    .o_stream__valid(o_stream__valid), .o_stream__payload(o_stream__payload),
+    .o_stream__ready(o_stream__ready), .running(running), .done(done),
+    .descriptor(descriptor));
+endmodule
+"""
+CLOCK_PERIOD_NS = 10
+
+
 @functools.lru_cache(maxsize=8)
 def accelerator_verilog(config_json: str) -> str:
-    """Verilog of `hw.Accelerator` for a config (JSON, so the cache key is hashable)."""
+    """Verilog of `hw.Accelerator` for a config (JSON, so the cache key is hashable),
+    under a clock-generating top `TOPLEVEL`."""
+    from amaranth.hdl import Shape
     from hw.accelerator import Accelerator
     from sim.runners import verilog_source
     config = AcceleratorConfig.from_json(config_json)
-    return verilog_source(Accelerator(config, link_timeout=SIM_LINK_TIMEOUT), name=TOPLEVEL)
+    core = verilog_source(Accelerator(config, link_timeout=SIM_LINK_TIMEOUT),
+                          name=TOPLEVEL + "_core")
+    msb = Shape.cast(range(config.program_depth)).width - 1
+    return core + CLOCK_WRAPPER.format(top=TOPLEVEL, core=TOPLEVEL + "_core", msb=msb,
+                                       half=CLOCK_PERIOD_NS // 2)
 
 
 def build(config: AcceleratorConfig, simulator: str = "verilator"):

@@ -38,7 +38,7 @@ class LinkPump(TB):
     """Byte pump between a socket and the design's link streams."""
 
     def __init__(self, dut, conn, rng=None):
-        super().__init__(dut)   # the clock is already running (`serve` started it)
+        super().__init__(dut, clock_running=True)
         self.conn = conn
         self.rng = rng
         self.inbox = bytearray()
@@ -153,7 +153,8 @@ async def serve(dut):
         os.replace(tmp, port_file)
         server.settimeout(float(os.environ.get("SAMOYED_RTL_ACCEPT_TIMEOUT", "60")))
         connections = int(os.environ.get("SAMOYED_RTL_CONNECTIONS", "1"))
-        tb = TB(dut)
+        # The simulation top (host.rtl.CLOCK_WRAPPER) toggles its own clock.
+        tb = TB(dut, clock_running=True)
         await tb.start()
         for name in ("running", "o_stream__valid", "i_stream__ready"):
             value = getattr(dut, name).value

