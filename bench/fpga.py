@@ -1,0 +1,98 @@
+"""FPGA figures of issue 7: real builds with the yowasp flow.
+
+For each target BOARD:RxC[@MHZ] (default: ulx3s-85f:8x8@125): the whole design (PLL,
+UART, host link, sequencer, datapath) through synthesis, place&route and pack; post-route
+Fmax, whether timing is met at the requested clock, resources and build time; and
+fmnist-cnn's modelled cycles per frame on that config with the frames/s at the clock and
+at the Fmax reached. Prints a table and writes bench/results/fpga.json (builds go to
+--out, one directory per target).
+
+    .venv/bin/python bench/fpga.py [--target ulx3s-85f:8x8@125 --target icebreaker:2x2@24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import boards  # noqa: E402
+import compiler  # noqa: E402
+from boards.build import build  # noqa: E402
+from hw import AcceleratorConfig  # noqa: E402
+from models import zoo  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def parse_target(text: str):
+    """'BOARD:RxC[@MHZ]' -> (board, config with the board's depths, clock or None)."""
+    spec, _, clock = text.partition("@")
+    name, _, size = spec.partition(":")
+    board = boards.get(name)
+    config = board.config
+    if size:
+        rc = AcceleratorConfig.parse(size)
+        config = dataclasses.replace(config, rows=rc.rows, cols=rc.cols)
+    return board, config, float(clock) if clock else None
+
+
+def fmnist_cnn(board, config, net):
+    """fmnist-cnn compiled for `config`, or None (with the reason) if it does not fit."""
+    cm = compiler.compile(net, config=config)
+    try:
+        boards.check_fit(board, config, cm)
+    except boards.BoardError as error:
+        return None, str(error)
+    return cm, None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", action="append", default=None, metavar="BOARD:RxC[@MHZ]",
+                        help="a build to run (repeatable; default: ulx3s-85f:8x8@125)")
+    parser.add_argument("--out", default=None, help="build directory (default: a temporary one)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    targets = [parse_target(t) for t in (args.target or ["ulx3s-85f:8x8@125"])]
+    net = zoo.calibrate(zoo.build("fmnist-cnn"), "fmnist-cnn", batch=32)
+    root = Path(args.out or tempfile.mkdtemp(prefix="samoyed-fpga-"))
+
+    results = []
+    for board, config, clock in targets:
+        cm, why_not = fmnist_cnn(board, config, net)
+        report = build(board, config, root / f"{board.name}-{config.label}", clock_mhz=clock,
+                       model=cm)
+        if cm is None:
+            report["fmnist_cnn"] = why_not
+        else:
+            report["frames_per_s_at_fmax"] = round(report["fmax_mhz"] * 1e6
+                                                   / report["cycles_per_frame"], 1)
+        results.append(report)
+
+    print(f"\n{'board':<15} {'config':<6} {'clock':>6} {'Fmax':>7} {'met':<4} {'LUTs':>7} "
+          f"{'FFs':>7} {'DSPs':>5} {'BRAMs':>6} {'build s':>8} {'fmnist cyc':>11} "
+          f"{'fps@clk':>8} {'fps@Fmax':>9}")
+    for r in results:
+        fps = (f"{r['cycles_per_frame']:>11,} {r['frames_per_s']:>8,.0f} "
+               f"{r['frames_per_s_at_fmax']:>9,.0f}" if "cycles_per_frame" in r
+               else f"{'does not fit':>30}")
+        print(f"{r['board']:<15} {r['config']:<6} {r['clock_mhz']:>6g} {r['fmax_mhz']:>7.2f} "
+              f"{'yes' if r['timing_met'] else 'NO':<4} {r['luts']:>7,} {r['ffs']:>7,} "
+              f"{r['dsps']:>5} {r['brams']:>6} {r['seconds']:>8.0f} {fps}")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "fpga.json").write_text(json.dumps({"model": "fmnist-cnn", "builds": results},
+                                                  indent=2) + "\n")
+    print(f"wrote {RESULTS / 'fpga.json'} (builds in {root})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
