@@ -187,7 +187,7 @@ def _linear_plan(node: ir.Linear, src: Tensor, config, first: bool):
     return _conv_like_plan(node, weight, (1, 1), (0, 0, 0, 0), None, src, config, first)
 
 
-def _maxpool_plan(node: ir.MaxPool, src: Tensor) -> LayerPlan:
+def _maxpool_plan(node: ir.MaxPool, src: Tensor, acc_depth: int) -> LayerPlan:
     (kh, kw), (sh, sw), (t, l, b, r) = node.kernel, node.stride, node.padding
     if kh != kw or sh != sw:
         raise UnsupportedError(f"layer {node.name}: max pool {node.kernel}/{node.stride} is "
@@ -195,17 +195,19 @@ def _maxpool_plan(node: ir.MaxPool, src: Tensor) -> LayerPlan:
     c, oh, ow = node.out.shape
     fields = dict(op=Opcode.MAXPOOL, in_signed=int(src.signed), in_h=src.shape[1],
                   in_w=src.shape[2], in_c=c, out_c=c, pool_k=kh, pool_s=sh, pad_t=t, pad_l=l,
-                  pad_b=b, pad_r=r, out_h=oh, out_w=ow)
+                  pad_b=b, pad_r=r, out_h=oh, out_w=ow, tile_px=min(oh * ow, acc_depth))
     return LayerPlan(node.name, fields, [src.name], Tensor(node.name, (c, oh, ow), src.signed))
 
 
-def _elementwise_plan(node, srcs: list[Tensor], op: Opcode) -> LayerPlan:
+def _elementwise_plan(node, srcs: list[Tensor], op: Opcode, acc_depth: int) -> LayerPlan:
     """ADD (two inputs) or AVGPOOL (one): post-processing with PARAM records, no weights."""
     src = srcs[0]
     c, h, w = src.shape
     out_shape = node.out.shape + (1,) * (3 - len(node.out.shape))
+    pixels = 1 if op is Opcode.AVGPOOL else h * w
     fields = dict(op=op, in_signed=int(src.signed), in_h=h, in_w=w, in_c=c, out_c=c,
-                  out_h=out_shape[1], out_w=out_shape[2], **_clamp_fields(node))
+                  out_h=out_shape[1], out_w=out_shape[2], tile_px=min(pixels, acc_depth),
+                  **_clamp_fields(node))
     if len(srcs) > 1:
         if srcs[1].shape != src.shape:
             raise UnsupportedError(f"layer {node.name}: adds tensors of shapes "
@@ -237,11 +239,12 @@ def plan_layers(graph: ir.Graph, config) -> tuple[list[LayerPlan], Tensor, Input
                 tensors[inp.name] = Tensor(inp.name, (f["in_c"], f["in_h"], f["in_w"]),
                                            src.signed)
         elif isinstance(node, ir.MaxPool):
-            plan = _maxpool_plan(node, src)
+            plan = _maxpool_plan(node, src, config.acc_depth)
         elif isinstance(node, ir.Add):
-            plan = _elementwise_plan(node, [tensors[n] for n in node.inputs], Opcode.ADD)
+            plan = _elementwise_plan(node, [tensors[n] for n in node.inputs], Opcode.ADD,
+                                     config.acc_depth)
         elif isinstance(node, ir.AvgPool):
-            plan = _elementwise_plan(node, [src], Opcode.AVGPOOL)
+            plan = _elementwise_plan(node, [src], Opcode.AVGPOOL, config.acc_depth)
         else:
             raise UnsupportedError(f"layer {node.name}: {type(node).__name__} is not supported "
                                    "by the accelerator back end (supported: Conv, Linear, "

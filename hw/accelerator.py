@@ -290,7 +290,15 @@ class Accelerator(wiring.Component):
 
         # --- descriptor registers and derived values
         d = Signal(DESCRIPTOR)
-        kt = Signal(12)              # K-tiles: ceil(in_c / R)
+        is_conv = Signal()
+        is_max = Signal()
+        is_add = Signal()
+        m.d.comb += [is_conv.eq(d.op == Opcode.CONV), is_max.eq(d.op == Opcode.MAXPOOL),
+                     is_add.eq(d.op == Opcode.ADD)]
+        bypass = ~is_conv            # MAXPOOL / AVGPOOL / ADD: feeder -> accumulators
+        loop_h = Signal(4)           # taps per pixel: kernel (CONV), window (MAXPOOL),
+        loop_w = Signal(4)           # the whole input (AVGPOOL), the two inputs (ADD: 1x2)
+        kt = Signal(12)              # K-tiles: ceil(in_c / R); 1 for the other ops
         oct_ = Signal(12)            # output-channel tiles: ceil(out_c / C)
         groups = Signal(12)          # ceil(out_c / R)
         num_h = Signal(11)
@@ -330,17 +338,22 @@ class Accelerator(wiring.Component):
 
         # --- feeder commands
         cmd = feeder.cmd.payload
+        second = is_add & (kj == 1)      # ADD's second tap reads the second tensor
         m.d.comb += [
-            cmd.src.eq(d.src), cmd.in_h.eq(d.in_h), cmd.in_w.eq(d.in_w), cmd.in_c.eq(d.in_c),
-            cmd.stride.eq(d.stride), cmd.pad_t.eq(d.pad_t), cmd.pad_l.eq(d.pad_l),
-            cmd.in_signed.eq(d.in_signed), cmd.conv_w.eq(conv_w), cmd.oh0.eq(oh0),
-            cmd.ow0.eq(ow0), cmd.n.eq(n), cmd.i.eq(ki), cmd.j.eq(kj), cmd.k.eq(kk),
+            cmd.src.eq(Mux(second, d.src2, d.src)), cmd.in_h.eq(d.in_h), cmd.in_w.eq(d.in_w),
+            cmd.in_c.eq(d.in_c),
+            cmd.stride.eq(Mux(is_max, d.pool_s, Mux(is_conv, d.stride, 1))),
+            cmd.pad_t.eq(d.pad_t), cmd.pad_l.eq(d.pad_l),
+            cmd.in_signed.eq(Mux(second, d.in2_signed, d.in_signed)), cmd.conv_w.eq(conv_w),
+            cmd.oh0.eq(oh0), cmd.ow0.eq(ow0), cmd.n.eq(n),
+            cmd.i.eq(Mux(is_add, 0, ki)), cmd.j.eq(Mux(is_add, 0, kj)),
+            cmd.k.eq(Mux(is_conv, kk, ot)),
             cmd.swap.eq(1),
         ]
         accept = Signal()
         m.d.comb += accept.eq(feeder.cmd.valid & feeder.cmd.ready)
         step_first = (ki == 0) & (kj == 0) & (kk == 0)
-        step_last = (ki == d.kh - 1) & (kj == d.kw - 1) & (kk == kt - 1)
+        step_last = (ki == loop_h - 1) & (kj == loop_w - 1) & (kk == kt - 1)
         tile_first = p0 == 0
 
         # --- sequencer
@@ -374,21 +387,39 @@ class Accelerator(wiring.Component):
                     num_w.eq(d.in_w + d.pad_l + d.pad_r - d.kw),
                     swaps.eq(0),
                 ]
-                with m.If(d.op == Opcode.END):
-                    m.next = "DONE"
-                with m.Elif(d.op == Opcode.CONV):
-                    m.next = "SIZE"
-                with m.Else():
-                    m.next = "HANG"          # host.rtl.check_program refuses these
+                with m.Switch(d.op):
+                    with m.Case(Opcode.END):
+                        m.next = "DONE"
+                    with m.Case(Opcode.CONV):
+                        m.d.sync += [loop_h.eq(d.kh), loop_w.eq(d.kw)]
+                        m.next = "SIZE"
+                    with m.Case(Opcode.MAXPOOL, Opcode.AVGPOOL, Opcode.ADD):
+                        # One channel group (= output tile, C == R) at a time, no K loop.
+                        m.d.sync += [kt.eq(1), oct_.eq((d.in_c + R - 1) >> lR)]
+                        with m.Switch(d.op):
+                            with m.Case(Opcode.MAXPOOL):
+                                m.d.sync += [loop_h.eq(d.pool_k), loop_w.eq(d.pool_k),
+                                             conv_h.eq(d.out_h), conv_w.eq(d.out_w)]
+                            with m.Case(Opcode.AVGPOOL):
+                                m.d.sync += [loop_h.eq(d.in_h), loop_w.eq(d.in_w),
+                                             conv_h.eq(1), conv_w.eq(1)]
+                            with m.Case(Opcode.ADD):
+                                m.d.sync += [loop_h.eq(1), loop_w.eq(2),
+                                             conv_h.eq(d.in_h), conv_w.eq(d.in_w)]
+                        m.next = "SIZE"
+                    with m.Default():
+                        m.next = "HANG"          # an unknown opcode: the watchdog ends it
                 leave_on_abort()
             with m.State("SIZE"):
-                # conv_h, conv_w = num // stride + 1 (stride 1..7: reciprocal multiply)
-                with m.Switch(d.stride):
-                    for s in range(1, 8):
-                        with m.Case(s):
-                            mult, shift = reciprocal(s, 11)
-                            m.d.sync += [conv_h.eq(((num_h * mult) >> shift) + 1),
-                                         conv_w.eq(((num_w * mult) >> shift) + 1)]
+                # conv_h, conv_w = num // stride + 1 (stride 1..7: reciprocal multiply); a
+                # cycle the other ops spend as well, so every descriptor has the same setup
+                with m.If(is_conv):
+                    with m.Switch(d.stride):
+                        for s in range(1, 8):
+                            with m.Case(s):
+                                mult, shift = reciprocal(s, 11)
+                                m.d.sync += [conv_h.eq(((num_h * mult) >> shift) + 1),
+                                             conv_w.eq(((num_w * mult) >> shift) + 1)]
                 m.d.sync += conv_active.eq(1)
                 m.next = "PIXELS"
                 leave_on_abort()
@@ -435,11 +466,11 @@ class Accelerator(wiring.Component):
                         m.d.sync += kk.eq(kk + 1)
                     with m.Else():
                         m.d.sync += kk.eq(0)
-                        with m.If(kj + 1 != d.kw):
+                        with m.If(kj + 1 != loop_w):
                             m.d.sync += kj.eq(kj + 1)
                         with m.Else():
                             m.d.sync += kj.eq(0)
-                            with m.If(ki + 1 != d.kh):
+                            with m.If(ki + 1 != loop_h):
                                 m.d.sync += ki.eq(ki + 1)
                             with m.Else():
                                 m.d.sync += ki.eq(0)
@@ -516,22 +547,35 @@ class Accelerator(wiring.Component):
             issued.last.eq(mir.last), issued.ot_first.eq(mir.tile_first & (mir.q == 0)),
             issued.tag.oh.eq(mir.oh), issued.tag.ow.eq(mir.ow), issued.tag.ot.eq(mir.ot),
         ]
-        at_sums = _delay(m, issued, FEED_LATENCY - 1 + timing.latency, "tag")
+        at_feed = _delay(m, issued, FEED_LATENCY - 1, "ftag")
+        at_sums = _delay(m, at_feed, timing.latency, "tag")
+        # CONV: the array's sums; the other ops: the feeder's activations themselves
+        # (ADD and AVGPOOL sum them, MAXPOOL keeps their maximum), C == R lanes.
+        at_acc = Signal.like(issued)
+        m.d.comb += at_acc.eq(Mux(bypass, at_feed.as_value(), at_sums.as_value()))
+        with m.If(bypass):
+            m.d.comb += [acc.beat.valid.eq(feeder.act.valid),
+                         acc.beat.payload.skip.eq(feeder.pad)]
+            for c in range(C):
+                m.d.comb += acc.beat.payload.sums[c].eq(feeder.act.payload[c])
+        with m.Else():
+            m.d.comb += [acc.beat.valid.eq(array.sums.valid),
+                         acc.beat.payload.sums.eq(array.sums.payload)]
         m.d.comb += [
-            acc.beat.valid.eq(array.sums.valid),
-            acc.beat.payload.sums.eq(array.sums.payload),
-            acc.beat.payload.addr.eq(at_sums.q),
-            acc.beat.payload.first.eq(at_sums.first),
-            acc.beat.payload.last.eq(at_sums.last),
+            acc.max.eq(is_max),
+            acc.beat.payload.addr.eq(at_acc.q),
+            acc.beat.payload.first.eq(at_acc.first),
+            acc.beat.payload.last.eq(at_acc.last),
         ]
-        at_post = _delay(m, at_sums, ACC_LATENCY, "ptag")
+        at_post = _delay(m, at_acc, ACC_LATENCY, "ptag")
         m.d.comb += [
             post.acc.valid.eq(acc.out.valid),
             post.acc.payload.acc.eq(acc.out.payload),
             post.acc.payload.tag.eq(at_post.tag),
             post.swap.eq(acc.out.valid & at_post.ot_first),
             post.mode.lo.eq(d.lo), post.mode.hi.eq(d.hi),
-            post.mode.raw.eq(d.out_raw), post.mode.bipolar.eq(d.bipolar),
+            # MAXPOOL passes its maxima through as raw values with bias 0 (below)
+            post.mode.raw.eq(d.out_raw | is_max), post.mode.bipolar.eq(d.bipolar),
         ]
         with m.If(post.swap):
             m.d.sync += swaps.eq(swaps + 1)
@@ -551,6 +595,8 @@ class Accelerator(wiring.Component):
             post.param.payload.lane.eq(pl_out_lane),
             post.param.payload.param.eq(prm_rd.data.as_value()),
         ]
+        with m.If(is_max):
+            m.d.comb += post.param.payload.param.bias.eq(0)
         with m.If(advance):
             m.d.sync += pl_valid.eq(0)
             with m.If(pl_active):
@@ -611,7 +657,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             writer.cfg.dst.eq(d.dst), writer.cfg.out_h.eq(d.out_h),
             writer.cfg.out_w.eq(d.out_w), writer.cfg.groups.eq(groups),
-            writer.cfg.pool_k.eq(d.pool_k), writer.cfg.raw.eq(d.out_raw),
+            writer.cfg.pool_k.eq(Mux(is_conv, d.pool_k, 1)), writer.cfg.raw.eq(d.out_raw),
             writer.cfg.signed.eq((d.lo < 0) | d.bipolar),
         ]
 
@@ -623,7 +669,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [rows_used.eq(Mux(k_left > R, R, k_left)),
                      cols_used.eq(Mux(c_left > C, C, c_left))]
         mac_step = Signal(32)
-        m.d.sync += mac_step.eq(Mux(accept, n * rows_used * cols_used, 0))
+        m.d.sync += mac_step.eq(Mux(accept & is_conv, n * rows_used * cols_used, 0))
         with m.If(running):
             m.d.sync += [counters[0].eq(counters[0] + 1),
                          counters[1].eq(counters[1] + feeder.act.valid),

@@ -6,6 +6,10 @@ the post-processor instead of storing it). So one C-lane memory of `depth` entri
 serves: pixel tiles follow each other without a drain phase, because a tile's last step
 streams out while the next tile's first step overwrites.
 
+With `max` high the lanes keep a running maximum instead (standalone max pools, fed
+straight from the activation feeder); a beat marked `skip` (a padding pixel) leaves it
+unchanged, and a window's first beat, if skipped, starts it at the lowest value.
+
 Pipeline (ACC_LATENCY = 2): a beat in cycle t reads its partial total; in t + 1 the sum is
 formed and either written back or registered as the output, valid in t + 2. A beat for the
 same pixel in t + 1 (a one-pixel tile stepping every cycle: linear layers) reads the
@@ -31,6 +35,7 @@ def beat_layout(cols: int, depth: int, acc_width: int = 32) -> data.StructLayout
         "addr": unsigned(max(1, ceil_log2(depth))),
         "first": unsigned(1),
         "last": unsigned(1),
+        "skip": unsigned(1),    # max mode: a padding pixel, not a value
     })
 
 
@@ -47,6 +52,7 @@ class Accumulator(wiring.Component):
         super().__init__({
             "beat": In(stream.Signature(beat_layout(cols, depth, acc_width), always_ready=True)),
             "out": Out(stream.Signature(lanes, always_ready=True)),
+            "max": In(1),
         })
 
     def elaborate(self, platform):
@@ -64,9 +70,16 @@ class Accumulator(wiring.Component):
 
         # Stage 1: add, then store the total or hand it on.
         total = Signal(lanes)
+        lowest = -(1 << (self.acc_width - 1))
         for c in range(self.cols):
-            # Assignment truncates: totals wrap at acc_width like the array's sums.
-            m.d.comb += total[c].eq(beat.sums[c] + Mux(beat.first, 0, rd.data[c]))
+            value = Mux(beat.skip, lowest, beat.sums[c])
+            with m.If(self.max):
+                # Max pool: the running maximum; a skipped (padding) beat keeps it.
+                m.d.comb += total[c].eq(Mux(beat.first | (value > rd.data[c]), value,
+                                            rd.data[c]))
+            with m.Else():
+                # Assignment truncates: totals wrap at acc_width like the array's sums.
+                m.d.comb += total[c].eq(beat.sums[c] + Mux(beat.first, 0, rd.data[c]))
         m.d.comb += [
             wr.addr.eq(beat.addr),
             wr.data.eq(total),

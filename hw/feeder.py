@@ -94,6 +94,9 @@ class Feeder(wiring.Component):
         The array's ``act`` input: one pixel per valid cycle.
     swap : Out(1)
         The array's ``swap``, high with the first pixel of a command that asks for it.
+    pad : Out(1)
+        High with a pixel that lies in the padding (sent as zeros, nothing read): a max
+        pool must ignore it rather than take 0.
     busy : Out(1)
         A command is being issued or a pixel is still in the pipeline.
     """
@@ -117,6 +120,7 @@ class Feeder(wiring.Component):
             "act":  Out(stream.Signature(data.ArrayLayout(signed(act_width), rows),
                                          always_ready=True)),
             "swap": Out(1),
+            "pad":  Out(1),
             "busy": Out(1),
         })
 
@@ -224,6 +228,7 @@ class Feeder(wiring.Component):
         m.d.comb += [
             self.act.valid.eq(v5),
             self.swap.eq(v5 & s5.swap),
+            self.pad.eq(v5 & s5.zero),
             self.busy.eq(active | v1 | v2 | v3 | v4 | v5),
         ]
         return m

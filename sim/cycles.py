@@ -18,7 +18,8 @@ cycles) and the pipeline behind the array: the accumulators' `ACC_LATENCY`,
 `hw.postproc.POST_LATENCY`, the pool writer's `POOL_WRITE_LATENCY` and one packing stage.
 MAXPOOL reads every window element once per channel group: `out_px * k * k` cycles per
 group of R channels; AVGPOOL reads each input word once (`in_px` cycles per group) and
-post-processes one word per group; ADD reads two words per output word.
+post-processes one word per group; ADD reads two words per output word. All of them pay
+the same setup and drain as CONV (`hw.accelerator.conv_cycles`): the sequencer is exact.
 
 Every descriptor also costs `DESCRIPTOR_FETCH` cycles to fetch and decode.
 """
@@ -105,26 +106,34 @@ def conv_cycles(d: isa.Descriptor, rows: int, cols: int, load_rows: int | None =
                                  "steps": steps, "swap_interval": swap}
 
 
+def _group_cycles(d, rows, cols, taps, pixels, bound):
+    """MAXPOOL / AVGPOOL / ADD: the sequencer walks channel groups like output-channel
+    tiles, pixel tiles of `tile_px`, and `taps` feeder commands per tile (window taps,
+    input pixels, or the two inputs); the activations skip the array."""
+    groups = layout.ceil_div(d.in_c, rows)
+    tile_px = d.get("tile_px") or pixels
+    ot_cycles = taps * pixels
+    cycles = accelerator.conv_cycles(rows, cols, ot_cycles, groups,
+                                     tile_px < pixels) - DESCRIPTOR_FETCH
+    return cycles, 0, bound, {"groups": groups, "pixels": pixels, "taps": taps}
+
+
 def maxpool_cycles(d: isa.Descriptor, rows: int, cols: int, load_rows=None
                    ) -> tuple[int, int, str, dict]:
-    groups = layout.ceil_div(d.in_c, rows)
-    cycles = d.out_h * d.out_w * d.pool_k * d.pool_k * groups + POST_PIPELINE
-    return cycles, 0, "memory", {"groups": groups}
+    """Every window element is read once per channel group."""
+    return _group_cycles(d, rows, cols, d.pool_k * d.pool_k, d.out_h * d.out_w, "memory")
 
 
 def avgpool_cycles(d: isa.Descriptor, rows: int, cols: int, load_rows=None
                    ) -> tuple[int, int, str, dict]:
-    groups = layout.ceil_div(d.in_c, rows)
-    cycles = d.in_h * d.in_w * groups + groups + POST_PIPELINE
-    return cycles, 0, "memory", {"groups": groups}
+    """Each input word is read once; one post-processed word per group."""
+    return _group_cycles(d, rows, cols, d.in_h * d.in_w, 1, "memory")
 
 
 def add_cycles(d: isa.Descriptor, rows: int, cols: int, load_rows=None
                ) -> tuple[int, int, str, dict]:
-    groups = layout.ceil_div(d.in_c, rows)
-    # Two bank reads per output word: one per input tensor.
-    cycles = 2 * d.in_h * d.in_w * groups + POST_PIPELINE
-    return cycles, 0, "memory", {"groups": groups}
+    """Two bank reads per output word: one per input tensor."""
+    return _group_cycles(d, rows, cols, 2, d.in_h * d.in_w, "memory")
 
 
 MODELS = {

@@ -37,8 +37,8 @@ def _high(signal):
 class LinkPump(TB):
     """Byte pump between a socket and the design's link streams."""
 
-    def __init__(self, dut, conn, rng=None):
-        super().__init__(dut, clock_running=True)
+    def __init__(self, dut, conn, rng=None, clock_running=True):
+        super().__init__(dut, clock_running=clock_running)   # `serve` started the clock
         self.conn = conn
         self.rng = rng
         self.inbox = bytearray()
@@ -99,7 +99,9 @@ class LinkPump(TB):
                 if not self.inbox:
                     self._recv()
                     if not self.inbox:
-                        await RisingEdge(self.clk)
+                        # Writes happen at falling edges only: a write in the time step
+                        # of a rising edge races the flops in Icarus.
+                        await FallingEdge(self.clk)
                         valid.value = 0
 
     async def collect(self):
@@ -154,7 +156,8 @@ async def serve(dut):
         server.settimeout(float(os.environ.get("SAMOYED_RTL_ACCEPT_TIMEOUT", "60")))
         connections = int(os.environ.get("SAMOYED_RTL_CONNECTIONS", "1"))
         # The simulation top (host.rtl.CLOCK_WRAPPER) toggles its own clock.
-        tb = TB(dut, clock_running=True)
+        internal = bool(os.environ.get("SAMOYED_RTL_INTERNAL_CLOCK"))
+        tb = TB(dut, clock_running=internal)
         await tb.start()
         for name in ("running", "o_stream__valid", "i_stream__ready"):
             value = getattr(dut, name).value
@@ -170,7 +173,7 @@ async def serve(dut):
                 tb.log.info("no client within the accept timeout; ending the simulation")
                 break
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            pump = LinkPump(dut, conn, rng)
+            pump = LinkPump(dut, conn, rng, clock_running=internal)
             collector = cocotb.start_soon(pump.collect())
             await pump.drive()
             collector.cancel()

@@ -23,6 +23,7 @@ import functools
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -217,6 +218,22 @@ def _tail(path, lines=40):
         return "(no log)"
 
 
+_COMB_KICK = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$",
+                        re.MULTILINE)
+
+
+def _kick_comb_blocks(source):
+    """Make Yosys's time-0 trigger of `always @*` blocks work in Icarus.
+
+    Yosys gives every combinational block a dummy `reg ... = 0` to read, so that the
+    block runs once at time 0. Icarus applies declaration initialisers before any
+    process waits, so no block runs and outputs of blocks whose inputs never change
+    stay X (a link that is ready reads as X until its first frame). Toggling the dummy
+    from an `initial` block after the processes started runs each block once.
+    """
+    return _COMB_KICK.sub(r"\1reg \2 = 0;\n\1initial #0 \2 = 1'h1;", source)
+
+
 def build(source, toplevel, simulator, *, waves=None, cache_dir=None):
     """Build Verilog ``source`` (text) with top module ``toplevel``, or reuse a cached build.
 
@@ -227,6 +244,8 @@ def build(source, toplevel, simulator, *, waves=None, cache_dir=None):
     import cocotb
 
     check_simulator(simulator)
+    if simulator == "icarus":
+        source = _kick_comb_blocks(source)
     if waves is None:
         waves = waves_requested()
     key = hashlib.sha256("\0".join([
@@ -293,7 +312,9 @@ def run(built, test_module, *, work_dir, module_dir=None, testcase=None, seed=No
     results = work / f"{test_module}.results.xml"
     log = work / f"{test_module}.log"
     waves_file = work / f"{built.toplevel}.{wave_format(built.simulator)}"
-    plusargs, test_args = [], []
+    # $SAMOYED_SIM_PLUSARGS: extra run-time arguments, e.g. Verilator's
+    # "+verilator+rand+reset+2 +verilator+seed+7" to randomise initial values.
+    plusargs, test_args = os.environ.get("SAMOYED_SIM_PLUSARGS", "").split(), []
     if built.waves and built.simulator == "icarus":
         plusargs = [f"+dumpfile_path={waves_file}"]
     elif built.waves:

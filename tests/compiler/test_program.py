@@ -183,4 +183,6 @@ def test_residual_add_and_average_pool_run_exactly():
     assert np.array_equal(host.Session(cm, "torch:cpu").run(x).ints, ref)
     est = cycles.estimate(program.descriptors, 3, 5)
     add = est.layers[2]
-    assert add.cycles == 2 * 81 * 4 + cycles.POST_PIPELINE + cycles.DESCRIPTOR_FETCH
+    # 4 groups of 3 channels, two taps (the two inputs) per pixel, one tile of 81.
+    from hw.accelerator import conv_cycles
+    assert add.cycles == conv_cycles(3, 5, 2 * 81, 4, several_tiles=False)

@@ -85,3 +85,37 @@ def test_bad_parameters_and_verilog():
     with pytest.raises(ValueError, match="accumulator depth must be a positive integer, not 0"):
         Accumulator(4, 0)
     assert "module" in verilog_source(Accumulator(4, 8))
+
+
+def test_max_mode_keeps_the_running_maximum_and_skips_padding():
+    """Max pools: first beat starts the window (a skipped first beat starts it at the
+    lowest value), later beats keep the maximum, skipped beats leave it."""
+    from amaranth.sim import Simulator
+    dut = Accumulator(2, 4)
+    beats = [  # (sums, addr, first, last, skip)
+        ((5, -3), 0, 1, 0, 0), ((2, -1), 0, 0, 0, 0), ((9, -7), 0, 0, 0, 1),
+        ((7, -2), 0, 0, 1, 0),
+        ((1, 1), 1, 1, 0, 1), ((-4, -6), 1, 0, 1, 0),
+    ]
+    want = [[7, -1], [-4, -6]]
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.max, 1)
+        for beat in beats + [None] * 4:
+            if beat is None:
+                ctx.set(dut.beat.valid, 0)
+            else:
+                sums, addr, first, last, skip = beat
+                ctx.set(dut.beat.valid, 1)
+                ctx.set(dut.beat.payload, {"sums": list(sums), "addr": addr, "first": first,
+                                           "last": last, "skip": skip})
+            await ctx.tick()
+            if ctx.get(dut.out.valid):
+                got.append([ctx.get(dut.out.payload[c]) for c in range(2)])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == want

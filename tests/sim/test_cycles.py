@@ -91,4 +91,14 @@ def test_maxpool_cycles():
     d = isa.Descriptor(op=isa.Opcode.MAXPOOL, in_h=8, in_w=8, in_c=10, out_h=3, out_w=3,
                        pool_k=3, pool_s=3)
     layer = cycles.estimate([d], 4, 4).layers[0]
-    assert layer.cycles == 9 * 9 * 3 + POST_PIPELINE + DESCRIPTOR_FETCH
+    # 3 groups of 4 channels, 9 output pixels x 9 taps each (81 > OT_GAP(4) = 10).
+    assert layer.cycles == 3 * 9 * 9 + fixed(4, 4)
+
+
+def test_add_and_avgpool_cycles():
+    add = isa.Descriptor(op=isa.Opcode.ADD, in_h=5, in_w=5, in_c=8, out_h=5, out_w=5,
+                         tile_px=25)
+    assert cycles.estimate([add], 4, 4).layers[0].cycles == 2 * 2 * 25 + fixed(4, 4)
+    avg = isa.Descriptor(op=isa.Opcode.AVGPOOL, in_h=2, in_w=2, in_c=8, out_h=1, out_w=1)
+    # 4 taps per group < OT_GAP(4): the groups start OT_GAP apart.
+    assert cycles.estimate([avg], 4, 4).layers[0].cycles == OT_GAP(4) + 4 + fixed(4, 4)
