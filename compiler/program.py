@@ -347,7 +347,12 @@ def lower(graph: ir.Graph, config: AcceleratorConfig) -> Program:
         raise UnsupportedError(f"{graph.name} has no layer the accelerator can run")
     usage = allocate(plans, inp, config)
     descriptors = [isa.Descriptor(p.fields) for p in plans]
-    prg = isa.pack_program([dict(p.fields) for p in plans])
+    try:
+        prg = isa.pack_program([dict(p.fields) for p in plans], [p.node for p in plans])
+    except isa.IsaError as error:
+        raise UnsupportedError(f"{error}: the accelerator's descriptor cannot express this "
+                               "layer; change the layer (smaller kernel, stride, padding or "
+                               "size) or split it") from None
     wgt = np.concatenate([p.weights for p in plans if p.weights is not None] or
                          [np.zeros((0, config.cols), np.uint8)])
     prm = np.concatenate([p.params for p in plans if p.params is not None] or

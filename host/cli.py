@@ -17,8 +17,8 @@ from models.errors import DataError, ZooError
 from .errors import HostError, UsageError
 
 # Stage modules in the order `samoyed --help` lists them.
-STAGES = ["demo", "train", "compile", "inspect", "run", "report", "virtual-board", "boards",
-          "build"]
+STAGES = ["demo", "train", "compile", "inspect", "rtl", "run", "report", "virtual-board",
+          "boards", "build"]
 
 # Exit codes by error class; the first matching class wins. 1 is left for crashes.
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
@@ -28,6 +28,7 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (importlib.import_module("boards.registry").BoardError, 6),
     (importlib.import_module("compiler.errors").CompileError, 5),
     (importlib.import_module("boards.toolchain").ToolchainError, 7),
+    (importlib.import_module("hw.config").ConfigError, 8),
     (HostError, 10),
 ]
 

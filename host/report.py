@@ -94,8 +94,14 @@ def markdown(results: list[dict]) -> str:
         cfg = r["config"]
         lines += ["", f"## {r['model']} {r['bits']} on {cfg['rows']}x{cfg['cols']}", "",
                   f"{r['cycles_per_frame']:,} cycles/frame, utilization {r['utilization']:.3f}, "
-                  f"{r['frames_per_s_at_clock']:,.0f} frames/s at {cfg['clock_mhz']:g} MHz", "",
-                  "| layer | op | cycles | MACs | utilization | bound |", "|---|---|---|---|---|---|"]
+                  f"{r['frames_per_s_at_clock']:,.0f} frames/s at {cfg['clock_mhz']:g} MHz", ""]
+        if "rtl" in r:
+            t = r["rtl"]
+            lines += [f"RTL (Verilator, through the host link) on {t['images']} images: "
+                      f"{'bit-exact with cm.reference' if t['exact'] else 'DIFFERS from cm.reference'}"
+                      f", {t['cycles']:,} cycles/frame (model {t['model_cycles']:,}), "
+                      f"utilization {t['utilization']:.3f}", ""]
+        lines += ["| layer | op | cycles | MACs | utilization | bound |", "|---|---|---|---|---|---|"]
         lines += [f"| {layer['layer']} | {layer['op']} | {layer['cycles']:,} | {layer['macs']:,} "
                   f"| {layer['utilization']:.3f} | {layer['bound']} |" for layer in r["layers"]]
     return "\n".join(lines) + "\n"

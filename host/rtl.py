@@ -132,7 +132,8 @@ class RtlSimulation:
     """
 
     def __init__(self, config: AcceleratorConfig, simulator: str = "verilator", *,
-                 backpressure: int | None = None, connections: int = 1, work_dir=None):
+                 backpressure: int | None = None, connections: int = 1, work_dir=None,
+                 port: int = 0, accept_timeout: float | None = 60.0):
         self.config = config
         self.simulator = simulator
         self.built = build(config, simulator)
@@ -146,7 +147,9 @@ class RtlSimulation:
         env = {"SAMOYED_RTL_PORT_FILE": str(self.port_file),
                "SAMOYED_RTL_INTERNAL_CLOCK": "1" if internal_clock(simulator) else "",
                "SAMOYED_RTL_STOP_FILE": str(self.stop_file),
-               "SAMOYED_RTL_CONNECTIONS": str(connections)}
+               "SAMOYED_RTL_CONNECTIONS": str(connections),
+               "SAMOYED_RTL_PORT": str(port),
+               "SAMOYED_RTL_ACCEPT_TIMEOUT": "" if accept_timeout is None else str(accept_timeout)}
         if backpressure is not None:
             env["SAMOYED_RTL_BACKPRESSURE"] = str(backpressure)
         self._thread = threading.Thread(target=self._run, args=(env,), daemon=True,
@@ -172,6 +175,15 @@ class RtlSimulation:
                         rerun_with_waves=False)
         except BaseException as error:  # reported by __init__ / close
             self.error = error
+
+    @property
+    def alive(self) -> bool:
+        """The simulator is still running."""
+        return self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait up to `timeout` s for the simulator to end."""
+        self._thread.join(timeout)
 
     def close(self, timeout: float = 60.0) -> None:
         """End the simulation once its client has gone (waits up to `timeout` s)."""

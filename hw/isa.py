@@ -191,9 +191,15 @@ def unpack(raw: bytes) -> Descriptor:
     return Descriptor(_unpack_struct(DESCRIPTOR, int.from_bytes(raw, "little")))
 
 
-def pack_program(descriptors: list[dict]) -> np.ndarray:
-    """The program memory image (uint8) of a descriptor list; an END is appended."""
-    words = [pack(d, f"descriptor {i} ({d.get('op', '?')})") for i, d in enumerate(descriptors)]
+def pack_program(descriptors: list[dict], names: list[str] | None = None) -> np.ndarray:
+    """The program memory image (uint8) of a descriptor list; an END is appended.
+    `names` (one per descriptor, e.g. layer names) go into the error of a field that
+    does not fit."""
+    def what(i, d):
+        op = d.get("op", "?")
+        op = getattr(op, "name", op)
+        return f"descriptor {i} ({op}" + (f", layer {names[i]})" if names else ")")
+    words = [pack(d, what(i, d)) for i, d in enumerate(descriptors)]
     words.append(pack({"op": Opcode.END}))
     return np.frombuffer(b"".join(words), dtype=np.uint8).copy()
 

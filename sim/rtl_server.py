@@ -153,7 +153,8 @@ async def serve(dut):
         with open(tmp, "w") as f:
             f.write(str(server.getsockname()[1]))
         os.replace(tmp, port_file)
-        server.settimeout(float(os.environ.get("SAMOYED_RTL_ACCEPT_TIMEOUT", "60")))
+        timeout = os.environ.get("SAMOYED_RTL_ACCEPT_TIMEOUT", "60")
+        server.settimeout(float(timeout) if timeout else None)
         connections = int(os.environ.get("SAMOYED_RTL_CONNECTIONS", "1"))
         # The simulation top (host.rtl.CLOCK_WRAPPER) toggles its own clock.
         internal = bool(os.environ.get("SAMOYED_RTL_INTERNAL_CLOCK"))

@@ -96,3 +96,15 @@ def test_verifier_catches_bad_requant():
     conv.requant.mult[0] = 0
     with pytest.raises(compiler.IRError, match="multiplier outside"):
         ir.verify(cm.graph)
+
+
+def test_descriptor_field_overflow_names_the_layer():
+    # A 17x17 kernel on the second layer (the first is K-packed into a 1x1 conv) does
+    # not fit the descriptor's 4-bit kernel fields.
+    net = nn.Sequential(_inp(), _conv(1, 4, k=1), qnn.QuantReLU(return_quant_tensor=True),
+                        _conv(4, 4, k=17))
+    with pytest.raises(compiler.UnsupportedError,
+                       match=r"descriptor 1 \(CONV, layer .*\): field kh=17 does not fit "
+                             r"unsigned\(4\) \[0, 15\]: the accelerator's descriptor cannot "
+                             r"express this layer"):
+        compiler.compile(net, input_shape=(1, 20, 20)).program   # lowered on first use

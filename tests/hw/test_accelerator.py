@@ -281,3 +281,33 @@ def test_rtl_backend_names_unknown_simulators():
     cm = compiler.compile(zoo.calibrate(zoo.build("digits-cnn"), "digits-cnn"))
     with pytest.raises(BackendError, match="unknown simulator; use rtl:verilator or rtl:icarus"):
         host.Session(cm, backend="rtl:modelsim")
+
+
+def test_virtual_board_rtl_engine(tmp_path):
+    """`samoyed virtual-board --engine rtl`: the RTL behind a TCP port, driven by the
+    board backend exactly like a real board; Ctrl-C stops it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "host.cli", "virtual-board", "--engine", "rtl", "--port",
+         str(port), "--config", "8x8"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, cwd=Path(__file__).parents[2], env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "listening on" in line:
+                break
+        assert f"board:socket://127.0.0.1:{port}" in lines[-1], "".join(lines)
+        cm = _digits(AcceleratorConfig.parse("8x8"))
+        x = cm.quantize_input(zoo.example_input("digits-cnn", 2).numpy())
+        with host.Session(cm, backend=f"board:socket://127.0.0.1:{port}") as session:
+            assert np.array_equal(session.run(x).ints, cm.reference(x))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
