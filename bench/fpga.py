@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -53,6 +54,17 @@ def fmnist_cnn(board, config, net):
     return cm, None
 
 
+def source_state() -> dict:
+    """The commit the figures were built from, and whether hw/ or boards/ had changes."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True,
+                              text=True).stdout.strip()
+    return {"commit": git("rev-parse", "HEAD"),
+            "uncommitted": git("status", "--porcelain", "--", "hw", "boards").splitlines()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,8 +100,8 @@ def main() -> int:
               f"{'yes' if r['timing_met'] else 'NO':<4} {r['luts']:>7,} {r['ffs']:>7,} "
               f"{r['dsps']:>5} {r['brams']:>6} {r['seconds']:>8.0f} {fps}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fpga.json").write_text(json.dumps({"model": "fmnist-cnn", "builds": results},
-                                                  indent=2) + "\n")
+    (RESULTS / "fpga.json").write_text(json.dumps(
+        {"model": "fmnist-cnn", "source": source_state(), "builds": results}, indent=2) + "\n")
     print(f"wrote {RESULTS / 'fpga.json'} (builds in {root})")
     return 0
 
