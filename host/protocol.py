@@ -33,7 +33,7 @@ from .errors import (BadCrcError, FrameError, FrameLengthError, NakError, NoResp
 
 __all__ = [
     "SYNC", "HEADER_SIZE", "CRC_SIZE", "MAX_PAYLOAD", "PROTOCOL_VERSION",
-    "SPACE_SHIFT", "OFFSET_BITS", "OFFSET_MASK", "STATUS_SIZE", "COUNTER_NAMES",
+    "SPACE_SHIFT", "OFFSET_BITS", "OFFSET_MASK", "STATUS_SIZE", "COUNTER_NAMES", "SPACE_NAMES",
     "Command", "Reply", "NakCode", "Space", "StatusFlag",
     "Frame", "DeviceStatus", "FrameDecoder",
     "crc32", "encode_frame", "make_address", "split_address",
@@ -121,7 +121,8 @@ class StatusFlag(enum.IntFlag):
 
 #: The accelerator's performance counters, in the order STATUS sends them.
 COUNTER_NAMES = ("cycles", "busy_cycles", "macs", "stall_cycles", "descriptor")
-_STATUS = struct.Struct("<BBHI" + "I" * len(COUNTER_NAMES))
+SPACE_NAMES = ("activations", "weights", "params", "program")
+_STATUS = struct.Struct("<BBHI" + "I" * len(COUNTER_NAMES) + "BBH" + "I" * len(SPACE_NAMES))
 STATUS_SIZE = _STATUS.size
 
 
@@ -260,17 +261,25 @@ class DeviceStatus:
     """Payload of the ACK to STATUS (``STATUS_SIZE`` bytes, little endian)::
 
         flags u8 | version u8 | max_payload u16 | run_cycles u32 | counters u32 × 5
+        | rows u8 | cols u8 | reserved u16 | space bytes u32 × 4
+
+    `rows`, `cols` and `space_bytes` say what the device is (0: not reported).
     """
     flags: StatusFlag = StatusFlag(0)
     version: int = PROTOCOL_VERSION
     max_payload: int = MAX_PAYLOAD
     run_cycles: int = 0
     counters: dict = field(default_factory=lambda: dict.fromkeys(COUNTER_NAMES, 0))
+    rows: int = 0
+    cols: int = 0
+    space_bytes: dict = field(default_factory=lambda: dict.fromkeys(SPACE_NAMES, 0))
 
     def encode(self) -> bytes:
         """The STATUS payload bytes."""
         return _STATUS.pack(int(self.flags), self.version, self.max_payload, self.run_cycles,
-                            *(self.counters[name] for name in COUNTER_NAMES))
+                            *(self.counters[name] for name in COUNTER_NAMES),
+                            self.rows, self.cols, 0,
+                            *(self.space_bytes[name] for name in SPACE_NAMES))
 
     @classmethod
     def decode(cls, payload: bytes) -> DeviceStatus:
@@ -278,9 +287,12 @@ class DeviceStatus:
         if len(payload) != STATUS_SIZE:
             raise ResponseError(f"a STATUS answer carries {STATUS_SIZE} bytes, not "
                                 f"{len(payload)}; the device speaks another protocol version")
-        flags, version, max_payload, run_cycles, *counters = _STATUS.unpack(payload)
+        flags, version, max_payload, run_cycles, *rest = _STATUS.unpack(payload)
+        n = len(COUNTER_NAMES)
+        counters, (rows, cols, _), sizes = rest[:n], rest[n:n + 3], rest[n + 3:]
         return cls(StatusFlag(flags), version, max_payload, run_cycles,
-                   dict(zip(COUNTER_NAMES, counters)))
+                   dict(zip(COUNTER_NAMES, counters)), rows, cols,
+                   dict(zip(SPACE_NAMES, sizes)))
 
 
 def check_response(request: Frame, response: Frame) -> bytes:

@@ -34,9 +34,16 @@ class MachineDevice:
         self.sizes = {P.Space(space.value): size for space, size in
                       derive(config).space_sizes.items()}
         self.memory = {space: bytearray(size) for space, size in self.sizes.items()}
-        self.status = P.DeviceStatus()
+        self.status = self._identity(P.DeviceStatus())
         self.decoder = P.FrameDecoder()
         self._last_run_seq = None
+
+    def _identity(self, status):
+        """`status` with this device's array and memory sizes."""
+        import dataclasses
+        return dataclasses.replace(
+            status, rows=self.config.rows, cols=self.config.cols,
+            space_bytes={name: self.sizes[P.Space(i)] for i, name in enumerate(P.SPACE_NAMES)})
 
     # -- bytes in, bytes out -----------------------------------------------------------
 
@@ -148,14 +155,15 @@ class MachineDevice:
         counters["busy_cycles"] = (counters["busy_cycles"] + run_cycles) & 0xFFFFFFFF
         counters["macs"] = (counters["macs"] + macs) & 0xFFFFFFFF
         counters["descriptor"] = descriptor
-        self.status = P.DeviceStatus(flags, run_cycles=run_cycles, counters=counters)
+        self.status = self._identity(P.DeviceStatus(flags, run_cycles=run_cycles,
+                                                    counters=counters))
         return P.ack(frame.seq, frame.addr)
 
     def _status(self, frame):
         return P.ack(frame.seq, frame.addr, self.status.encode())
 
     def _reset(self, frame):
-        self.status = P.DeviceStatus(counters=self.status.counters)
+        self.status = self._identity(P.DeviceStatus(counters=self.status.counters))
         return P.ack(frame.seq, frame.addr)
 
 

@@ -186,7 +186,8 @@ class Accelerator(wiring.Component):
         A = max(1, ceil_log2(cfg.act_depth))
 
         m.submodules.link = link = HostLink(self.link_timeout,
-                                            space_sizes=self.derived.space_sizes)
+                                            space_sizes=self.derived.space_sizes,
+                                            shape=(R, C))
         wiring.connect(m, wiring.flipped(self.i_stream), link.i_stream)
         wiring.connect(m, link.o_stream, wiring.flipped(self.o_stream))
         bus = link.bus

@@ -91,6 +91,12 @@ status_layout = data.StructLayout({
     "max_payload": unsigned(16),
     "run_cycles":  unsigned(32),
     "counters":    data.ArrayLayout(unsigned(32), N_COUNTERS),
+    # What the device is: its array and memory sizes (0: not an accelerator), so the host
+    # refuses a program compiled for another config before sending it.
+    "rows":        unsigned(8),
+    "cols":        unsigned(8),
+    "reserved":    unsigned(16),
+    "space_bytes": data.ArrayLayout(unsigned(32), 4),
 })
 _STATUS_BYTES = status_layout.size // 8
 
@@ -150,6 +156,8 @@ class HostLink(wiring.Component):
     max_payload : int
         Staging RAM size in bytes: the longest WRITE or READ the device accepts
         (reported in STATUS). At most the protocol maximum, 1024.
+    shape : (rows, cols)
+        The array the link serves, reported in STATUS with the space sizes (0, 0: none).
     space_sizes : dict[Space, int] or None
         Bytes in each memory space; accesses past the end are refused with NAK
         BAD_ADDRESS. Default: the full 28-bit offset range of every space.
@@ -164,7 +172,7 @@ class HostLink(wiring.Component):
         Accelerator memory, run control and counters.
     """
 
-    def __init__(self, timeout, *, max_payload=MAX_PAYLOAD, space_sizes=None):
+    def __init__(self, timeout, *, max_payload=MAX_PAYLOAD, space_sizes=None, shape=(0, 0)):
         _check_int("inter-byte timeout", timeout, 2, 2**32 - 1)
         _check_int("max payload", max_payload, 1, MAX_PAYLOAD)
         sizes = {space: 1 << 28 for space in Space}
@@ -177,6 +185,10 @@ class HostLink(wiring.Component):
         self.timeout = timeout
         self.max_payload = max_payload
         self.space_sizes = sizes
+        self.space_sizes_known = space_sizes is not None
+        self.shape = tuple(shape)
+        for what, value in zip(("rows", "cols"), self.shape):
+            _check_int(f"reported {what}", value, 0, 255)
         super().__init__({
             "i_stream": In(stream.Signature(8)),
             "o_stream": Out(stream.Signature(8)),
@@ -379,6 +391,11 @@ class HostLink(wiring.Component):
                                     resp_data.max_payload.eq(self.max_payload),
                                     resp_data.run_cycles.eq(run_cycles),
                                     resp_data.counters.eq(bus.counters),
+                                    resp_data.rows.eq(self.shape[0]),
+                                    resp_data.cols.eq(self.shape[1]),
+                                    *(resp_data.space_bytes[space.value].eq(
+                                        self.space_sizes[space] if self.space_sizes_known else 0)
+                                      for space in Space),
                                 ]
                                 respond(Reply.ACK, _STATUS_BYTES)
                         with m.Case(Command.RESET):

@@ -49,6 +49,30 @@ class SerialTransport:
         self.port.close()
 
 
+def check_device(status: P.DeviceStatus, cm, url: str) -> None:
+    """Refuse, before anything is sent, a model compiled for another accelerator than
+    the one at `url` reports (array shape, or memories too small for its image)."""
+    config, image = cm.config, cm.program.image
+    if status.rows and (status.rows, status.cols) != (config.rows, config.cols):
+        raise BackendError(
+            f"the board at {url} is a {status.rows}x{status.cols} accelerator; the model is "
+            f"compiled for {config.label}: recompile with --config "
+            f"{status.rows}x{status.cols}")
+    R = config.rows
+    inp, out = cm.program.input, cm.program.output
+    act_bytes = max(inp.base + inp.words(R), out.base + out.words(R),
+                    cm.program.usage.get("act_words", 0)) * R
+    needs = {"activations": act_bytes, "weights": image.wgt.nbytes,
+             "params": image.prm.nbytes, "program": image.prg.nbytes}
+    for name, size in needs.items():
+        have = status.space_bytes.get(name, 0)
+        if have and size > have:
+            raise BackendError(
+                f"the board at {url} has {have:,} bytes of {name} memory; the model needs "
+                f"{size:,} (compiled for a config with bigger memories): recompile for the "
+                "board's config (`samoyed boards` lists them)")
+
+
 class BoardBackend(Backend):
     """Runs a compiled program on whatever answers the link protocol at `url`."""
 
@@ -67,6 +91,7 @@ class BoardBackend(Backend):
                 raise BackendError(f"board at {url} speaks protocol version {status.version}, "
                                    f"this host {P.PROTOCOL_VERSION}; update one of them")
             self.link.max_payload = min(self.link.max_payload, status.max_payload)
+            check_device(status, cm, url)
             self._load_static()
         except LinkError as error:
             self.transport.close()

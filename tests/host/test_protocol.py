@@ -54,14 +54,17 @@ def test_requests_carry_their_arguments_in_the_payload():
 
 def test_device_status_round_trip():
     status = P.DeviceStatus(P.StatusFlag.DONE | P.StatusFlag.WATCHDOG, 1, 64, 12345,
-                            dict(zip(P.COUNTER_NAMES, [1, 2, 3, 0xFFFFFFFF, 5])))
+                            dict(zip(P.COUNTER_NAMES, [1, 2, 3, 0xFFFFFFFF, 5])), 8, 4,
+                            dict(zip(P.SPACE_NAMES, [32768, 131072, 16384, 2048])))
     payload = status.encode()
-    assert len(payload) == P.STATUS_SIZE == 28
+    assert len(payload) == P.STATUS_SIZE == 48
     assert payload[:8] == bytes([0x06, 0x01, 64, 0]) + struct.pack("<I", 12345)
+    assert payload[28:32] == bytes([8, 4, 0, 0])
+    assert payload[32:] == struct.pack("<4I", 32768, 131072, 16384, 2048)
     assert P.DeviceStatus.decode(payload) == status
     with pytest.raises(ResponseError) as exc:
         P.DeviceStatus.decode(payload[:-1])
-    assert str(exc.value) == ("a STATUS answer carries 28 bytes, not 27; the device speaks "
+    assert str(exc.value) == ("a STATUS answer carries 48 bytes, not 47; the device speaks "
                               "another protocol version")
 
 

@@ -142,3 +142,14 @@ def test_auto_says_why_it_skipped_a_board(cm, monkeypatch, caplog):
     sess = host.Session(cm, "auto")
     assert sess.backend.name.startswith("torch:")
     assert f"no board: socket://127.0.0.1:{port}: cannot open board port" in caplog.text
+
+
+def test_model_for_another_config_is_refused_before_sending(board):
+    """The board reports its array and memories in STATUS; a model compiled for another
+    config is refused with one clear line before any byte of it is sent."""
+    other = compiler.compile(zoo.calibrate(zoo.build("digits-cnn"), "digits-cnn"),
+                             config=AcceleratorConfig.parse("4x4"))
+    with pytest.raises(BackendError, match=rf"the board at socket://127.0.0.1:{board} is a "
+                                           r"8x8 accelerator; the model is compiled for 4x4: "
+                                           r"recompile with --config 8x8"):
+        host.Session(other, f"board:socket://127.0.0.1:{board}")

@@ -440,8 +440,11 @@ def test_run_status_busy_and_duplicate_run(pattern):
 
     async def script(bench, ctx):
         status = await bench.status(ctx, 0)
+        # The link reports its space sizes (and the 0x0 shape it was built with).
         assert status == P.DeviceStatus(max_payload=MAX_PAYLOAD,
-                                        counters=dict(zip(P.COUNTER_NAMES, COUNTERS)))
+                                        counters=dict(zip(P.COUNTER_NAMES, COUNTERS)),
+                                        space_bytes={"activations": 256, "weights": 128,
+                                                     "params": 64, "program": 32})
         run = P.run_request(1, 12, 10_000)
         assert await bench.expect_ack(ctx, run) == b""
         assert bench.starts[0][1] == 12
