@@ -163,8 +163,14 @@ def build(board: Board, config: AcceleratorConfig | None = None, out=".", *,
         "seconds": round(time.monotonic() - begin, 1), "stage_seconds": seconds,
     }
     if model is not None:
+        if (model.config.rows, model.config.cols) != (config.rows, config.cols):
+            log.warning("%s is compiled for %s, the bitstream is %s: its frames/s are for the "
+                        "model recompiled with `samoyed compile --rows %d --cols %d` (the board "
+                        "refuses the %s artifact)", model.name, model.config.label,
+                        config.label, config.rows, config.cols, model.config.label)
         cycles, fps = estimate_fps(model, config, top.clock_mhz)
-        report.update(model=model.name, cycles_per_frame=cycles, frames_per_s=round(fps, 1))
+        report.update(model=model.name, model_config=model.config.label,
+                      cycles_per_frame=cycles, frames_per_s=round(fps, 1))
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     verdict = "met" if report["timing_met"] else "NOT met"
     log.info("timing %s: Fmax %s MHz for a %g MHz clock; %d LUTs, %d FFs, %d DSPs, "

@@ -120,6 +120,18 @@ def test_cli_build_with_a_recorded_toolchain(tmp_path, monkeypatch, capsys, digi
     assert report["clock_mhz"] == 50.0 and report["model"] == "digits-cnn"
 
 
+def test_model_compiled_for_another_array_is_estimated_recompiled(tmp_path, digits_cnn, caplog):
+    board = boards.get("ulx3s-12f")
+    config = dataclasses.replace(board.config, rows=2, cols=2)
+    report = build(board, config, tmp_path, model=digits_cnn, runner=RecordedToolchain())
+    assert report["model_config"] == "4x4" and report["config"] == "2x2"
+    assert report["cycles_per_frame"] == dataclasses.replace(digits_cnn,
+                                                             config=config).estimate().cycles
+    assert report["cycles_per_frame"] > digits_cnn.estimate().cycles
+    assert "digits-cnn is compiled for 4x4, the bitstream is 2x2" in caplog.text
+    assert "samoyed compile --rows 2 --cols 2" in caplog.text
+
+
 def test_cli_help_shows_the_options(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["build", "--help"])
