@@ -137,11 +137,17 @@ def test_random_nets_on_verilator(verilator):
 
 def test_residual_add_and_global_average_pool_on_verilator(verilator):
     """ADD (two inputs, requantized) and AVGPOOL (a 9x9 global pool) on the RTL."""
+    import sys
     import torch
-    spec = importlib.util.spec_from_file_location(
-        "compiler_test_program", Path(__file__).parents[1] / "compiler" / "test_program.py")
+    folder = Path(__file__).parents[1] / "compiler"
+    spec = importlib.util.spec_from_file_location("compiler_test_program",
+                                                  folder / "test_program.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(folder))         # it imports its neighbour compiler_nets
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
     torch.manual_seed(0)
     net = module.ResidualNet()
     net.train()
