@@ -135,6 +135,25 @@ class LinkPump(TB):
             self.closed = True
 
 
+def _accept(server, timeout, stop_file, parent, log):
+    """The next client, or None when asked to stop, when the process that started the
+    simulator has gone (no orphaned simulators), or after `timeout` seconds."""
+    waited = 0.0
+    while True:
+        if stop_file and os.path.exists(stop_file):
+            return None
+        if os.getppid() != parent:
+            log.info("the launching process has gone; ending the simulation")
+            return None
+        try:
+            return server.accept()[0]
+        except socket.timeout:
+            waited += 1.0
+            if timeout is not None and waited >= timeout:
+                log.info("no client within %.0f s; ending the simulation", timeout)
+                return None
+
+
 @cocotb.test()
 async def serve(dut):
     """Serve `$SAMOYED_RTL_CONNECTIONS` connections (default 1) one after another, then
@@ -154,7 +173,9 @@ async def serve(dut):
             f.write(str(server.getsockname()[1]))
         os.replace(tmp, port_file)
         timeout = os.environ.get("SAMOYED_RTL_ACCEPT_TIMEOUT", "60")
-        server.settimeout(float(timeout) if timeout else None)
+        timeout = float(timeout) if timeout else None
+        server.settimeout(1.0)
+        parent = os.getppid()
         connections = int(os.environ.get("SAMOYED_RTL_CONNECTIONS", "1"))
         # The simulation top (host.rtl.CLOCK_WRAPPER) toggles its own clock.
         internal = bool(os.environ.get("SAMOYED_RTL_INTERNAL_CLOCK"))
@@ -166,12 +187,8 @@ async def serve(dut):
                 tb.log.warning("%s is %s after reset", name, value)
         stop_file = os.environ.get("SAMOYED_RTL_STOP_FILE")
         for _ in range(connections):
-            if stop_file and os.path.exists(stop_file):
-                break
-            try:
-                conn, _ = server.accept()
-            except socket.timeout:
-                tb.log.info("no client within the accept timeout; ending the simulation")
+            conn = _accept(server, timeout, stop_file, parent, tb.log)
+            if conn is None:
                 break
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             pump = LinkPump(dut, conn, rng, clock_running=internal)
