@@ -669,8 +669,21 @@ class Accelerator(wiring.Component):
         c_left = d.out_c - (ot << lC)
         m.d.comb += [rows_used.eq(Mux(k_left > R, R, k_left)),
                      cols_used.eq(Mux(c_left > C, C, c_left))]
+        # Pipelined (it was the design's critical path as one expression): the command's
+        # operands, then n x rows, then x cols; the count lands 3 cycles after the
+        # command, long before the descriptor's drain ends.
+        mac_n = Signal(13)
+        mac_rows = Signal(range(R + 1))
+        mac_cols = Signal(range(C + 1))
+        mac_cols_d = Signal(range(C + 1))
+        mac_nr = Signal(20)
         mac_step = Signal(32)
-        m.d.sync += mac_step.eq(Mux(accept & is_conv, n * rows_used * cols_used, 0))
+        m.d.sync += [
+            mac_n.eq(Mux(accept & is_conv, n, 0)), mac_rows.eq(rows_used),
+            mac_cols.eq(cols_used),
+            mac_nr.eq(mac_n * mac_rows), mac_cols_d.eq(mac_cols),
+            mac_step.eq(mac_nr * mac_cols_d),
+        ]
         with m.If(running):
             m.d.sync += [counters[0].eq(counters[0] + 1),
                          counters[1].eq(counters[1] + feeder.act.valid),
