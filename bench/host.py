@@ -76,13 +76,12 @@ def main() -> int:
                "images_per_s": rates,
                "ratio_vs_float_twin": rates["torch_backend"] / rates["float_twin"],
                "ratio_vs_brevitas": rates["torch_backend"] / rates["brevitas_fake_quant"],
-               "layer_dtypes": {n.name: str(s.dtype) for n, s in sess.backend.steps
-                                if hasattr(s, "dtype")}}
+               "layer_arithmetic": sess.backend.arithmetic}
     for name, rate in rates.items():
         print(f"{name:<22} {rate:>10,.0f} images/s")
     print(f"torch backend / float twin: {figures['ratio_vs_float_twin']:.2f}x (target >= 1.0)")
     print(f"torch backend / Brevitas:   {figures['ratio_vs_brevitas']:.1f}x (target >= 10)")
-    print(f"bit-exact with cm.reference: {exact}; layer dtypes {figures['layer_dtypes']}")
+    print(f"bit-exact with cm.reference: {exact}; layer arithmetic {figures['layer_arithmetic']}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "host.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(f"wrote {RESULTS / 'host.json'}")

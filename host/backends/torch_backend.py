@@ -1,11 +1,16 @@
 """`torch`, `torch:cpu`, `torch:cuda`: the lowered IR run with PyTorch, bit-exact.
 
-Integer values are carried in floating point only where that is provably exact: a
+On a CPU, a convolution whose activations and weights fit 8 bits and whose sums stay
+below 2**24 runs on oneDNN's int8 kernels (u8 x s8 -> exact int32 sums, returned as
+float32 of scale 1), after a per-layer self-check against float64; this is what makes the
+backend faster than the float network it came from. Elsewhere:
+integer values are carried in floating point only where that is provably exact: a
 convolution or linear layer runs in float32 when the sum of the absolute values of any
 of its products (K · max|x| · max|w| + |bias|) stays below 2**24, so every partial sum is
 an exactly representable integer whatever order the kernel adds them in; otherwise it
 runs in float64 (exact below 2**53; the compiler proves |acc| < 2**31). Requantization is
-done on int64 tensors with the reference's round-half-to-even shift. TF32 and other
+one float64 multiply-add and round-half-to-even where that is provably exact, else the
+reference's shift on int64 tensors. TF32 and other
 reduced-precision paths are switched off for the backend's lifetime, never traded for
 speed.
 """
@@ -73,31 +78,116 @@ class _Requant:
             return torch.as_tensor(values, dtype=dtype, device=device).view(shape)
 
         if self.in_float:
-            self.mult = tensor(mult.astype(np.float64), torch.float64)
-            self.offset = tensor(offset.astype(np.float64), torch.float64)
-            self.scale = tensor(np.ldexp(1.0, -shift), torch.float64)
+            # (acc·M + B)·2**-S == acc·(M·2**-S) + B·2**-S exactly: scaling by a power of
+            # two keeps every product and sum exact, so one fused multiply-add does it.
+            # The per-channel factors broadcast over the last axis of a channels-last view.
+            self.mult = torch.as_tensor(np.ldexp(mult.astype(np.float64), -shift),
+                                        device=device)
+            self.offset = torch.as_tensor(np.ldexp(offset.astype(np.float64), -shift),
+                                          device=device)
         else:
             self.mult, self.offset = tensor(mult, torch.int64), tensor(offset, torch.int64)
             self.shift = tensor(shift, torch.int64)
         self.lo, self.hi, self.bipolar = rq.lo, rq.hi, rq.bipolar
+        # Unsigned 8-bit results travel as uint8: a quarter of the bytes to the next
+        # layer, which the int8 convolution reads as they are.
+        self.out_dtype = torch.uint8 if 0 <= rq.lo and rq.hi <= 255 and not rq.bipolar \
+            else None
 
     def __call__(self, acc: torch.Tensor) -> torch.Tensor:
         if self.in_float:
-            v = acc.to(torch.float64) * self.mult + self.offset
-            y = (v * self.scale).round_().clamp_(self.lo, self.hi).to(acc.dtype)
+            nhwc = acc.dim() == 4
+            a = acc.permute(0, 2, 3, 1) if nhwc else acc
+            v = torch.addcmul(self.offset, a.to(torch.float64), self.mult)
+            y = v.round_().clamp_(self.lo, self.hi).to(self.out_dtype or acc.dtype)
+            y = y.permute(0, 3, 1, 2) if nhwc else y
         else:
             v = acc.to(torch.int64) * self.mult + self.offset
-            y = round_half_even_shift(v, self.shift).clamp(self.lo, self.hi).to(acc.dtype)
+            y = round_half_even_shift(v, self.shift).clamp(self.lo, self.hi).to(
+                self.out_dtype or acc.dtype)
         return 2 * y - 1 if self.bipolar else y
 
 
+def _onednn_int8_available() -> bool:
+    return (torch.backends.mkldnn.is_available() and hasattr(torch.ops, "onednn")
+            and hasattr(torch.ops.onednn, "qconv2d_pointwise"))
+
+
+class _Int8Conv:
+    """A convolution on oneDNN's int8 kernels (u8 activations x s8 weights, int32 sums)
+    with a float32 result of scale 1, which is exact while every sum stays below 2**24.
+
+    Signed activations travel as u8 with zero point 128, which oneDNN subtracts exactly.
+    Some CPUs without VNNI add u8·s8 pairs in saturating int16; a layer whose self-check
+    against float64 (on the extreme inputs that would saturate and on random ones) is not
+    equal raises `_NotExact`, and the layer runs in floating point instead.
+    """
+
+    def __init__(self, node, in_type: ir.TensorType, device):
+        self.node = node
+        self.zero_point = 0 if in_type.lo >= 0 else 128
+        t, l, b, r = node.padding
+        self.pre_pad = None if (t, l) == (b, r) else (l, r, t, b)
+        self.padding = [t, l] if self.pre_pad is None else [0, 0]
+        self.stride = list(node.stride)
+        weight = torch.as_tensor(np.asarray(node.weight, np.int64))
+        out_c = len(weight)
+        self.w_scale = torch.ones(out_c, dtype=torch.float32)
+        self.w_zero = torch.zeros(out_c, dtype=torch.int64)
+        self.packed = torch.ops.onednn.qconv_prepack(
+            weight.to(torch.int8), self.w_scale, 1.0, self.zero_point, self.stride,
+            self.padding, [1, 1], 1, None)
+        self._self_check(weight, in_type)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        q = (x + self.zero_point if self.zero_point else x).to(torch.uint8)
+        q = q.contiguous(memory_format=torch.channels_last)
+        if self.pre_pad is not None:
+            q = F.pad(q, self.pre_pad, value=self.zero_point)
+        return torch.ops.onednn.qconv2d_pointwise(
+            q, 1.0, self.zero_point, self.packed, self.w_scale, self.w_zero, None,
+            self.stride, self.padding, [1, 1], 1, 1.0, 0, torch.float32, "none", [], "")
+
+    def _self_check(self, weight, in_type):
+        shape = (2, weight.shape[1]) + tuple(in_type.shape[-2:])
+        extreme = torch.where(weight.sum(dim=(0, 2, 3)) >= 0, in_type.hi, in_type.lo)
+        gen = torch.Generator().manual_seed(0)
+        probes = [extreme.view(1, -1, 1, 1).expand(shape).to(torch.float32),
+                  torch.full(shape, float(in_type.hi)), torch.full(shape, float(in_type.lo)),
+                  torch.randint(in_type.lo, in_type.hi + 1, shape, generator=gen
+                                ).to(torch.float32)]
+        for x in probes:
+            xd = x.to(torch.float64)
+            if self.pre_pad is not None:
+                xd = F.pad(xd, self.pre_pad)
+            want = F.conv2d(xd, weight.to(torch.float64), stride=self.stride,
+                            padding=self.padding)
+            if not torch.equal(self(x).to(torch.float64), want):
+                raise _NotExact(self.node.name)
+
+
+class _NotExact(Exception):
+    pass
+
+
 class _Layer:
-    """One compute node: float conv/linear in its exact dtype, then int64 requant."""
+    """One compute node: conv/linear in an exact arithmetic, then requantization."""
 
     def __init__(self, node, in_type: ir.TensorType, device):
         self.node = node
         bound = _acc_bound(node, in_type)
         self.dtype = torch.float32 if bound.max(initial=0) < FLOAT32_EXACT else torch.float64
+        self.int8 = None
+        weight = np.asarray(node.weight, np.int64)
+        if (isinstance(node, ir.Conv) and self.dtype == torch.float32 and device.type == "cpu"
+                and in_type.lo >= -128 and in_type.hi <= (255 if in_type.lo >= 0 else 127)
+                and weight.min(initial=0) >= -128 and weight.max(initial=0) <= 127
+                and _onednn_int8_available()):
+            try:
+                self.int8 = _Int8Conv(node, in_type, device)
+            except (_NotExact, RuntimeError) as error:
+                log.info("layer %s: oneDNN int8 convolution not used (%s: %s); float32 "
+                         "instead", node.name, type(error).__name__, error)
         self.weight = torch.as_tensor(np.asarray(node.weight, np.int64), device=device
                                       ).to(self.dtype)
         self.bias = None if node.bias is None else torch.as_tensor(
@@ -108,17 +198,24 @@ class _Layer:
         if self.bias is not None:
             self.bias = self.bias.view((1, -1) + (1,) * (ndim - 2))
 
+    @property
+    def arithmetic(self) -> str:
+        """How the layer's sums are computed: "int8 (oneDNN)", "float32" or "float64"."""
+        return "int8 (oneDNN)" if self.int8 is not None else str(self.dtype).split(".")[1]
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         node = self.node
-        xf = x.to(self.dtype)
-        if isinstance(node, ir.Conv):
+        if self.int8 is not None:
+            acc = self.int8(x)
+        elif isinstance(node, ir.Conv):
+            xf = x.to(self.dtype)
             t, l, b, r = node.padding
             if (t, l) != (b, r):
                 xf = F.pad(xf, (l, r, t, b))
             acc = F.conv2d(xf, self.weight, stride=node.stride,
                            padding=(t, l) if (t, l) == (b, r) else 0)
         else:
-            acc = xf.reshape(len(xf), -1) @ self.weight.T
+            acc = x.to(self.dtype).reshape(len(x), -1) @ self.weight.T
         if self.bias is not None:
             acc = acc + self.bias.to(self.dtype)
         if isinstance(node, ir.Conv) and node.pool is not None:
@@ -153,7 +250,9 @@ class _Elementwise:
 
 
 def _max_pool(x: torch.Tensor, kernel, stride, padding) -> torch.Tensor:
-    # Activations are small exact integers in a float tensor; padded cells must never win.
+    # Activations are small exact integers; padded cells must never win. (uint8 goes to
+    # float32: torch 2.x's channels-last uint8 max_pool2d rejects some shapes, 12x11.)
+    x = x.to(torch.float32) if x.dtype == torch.uint8 else x
     t, l, b, r = padding
     if any(padding):
         x = F.pad(x, (l, r, t, b), value=float("-inf"))
@@ -191,8 +290,12 @@ class TorchBackend(Backend):
                                    "AvgPool, Add, Flatten)")
             self.steps.append((node, step))
         self.output = graph.output
-        log.debug("torch backend layer dtypes: %s", {n.name: str(s.dtype) for n, s in self.steps
-                                                     if isinstance(s, _Layer)})
+        log.debug("torch backend layer arithmetic: %s", self.arithmetic)
+
+    @property
+    def arithmetic(self) -> dict[str, str]:
+        """Per conv/linear layer, how its sums are computed exactly."""
+        return {n.name: s.arithmetic for n, s in self.steps if isinstance(s, _Layer)}
 
     @torch.inference_mode()
     def run_ints(self, x_int: np.ndarray) -> np.ndarray:

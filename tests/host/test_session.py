@@ -66,3 +66,41 @@ def test_bad_input_is_one_clear_error(cm, images, message):
 def test_unknown_backend(cm):
     with pytest.raises(BackendError, match="unknown backend 'fpga'; choose one of: auto, sim, rtl, torch"):
         host.Session(cm, "fpga")
+
+
+def test_torch_backend_int8_convolutions_equal_the_float_path(monkeypatch):
+    """fmnist-cnn's convolutions run on oneDNN's int8 kernels where the CPU has them; the
+    integers equal the float32 path's and the reference's."""
+    from host.backends import torch_backend as tb
+    model = compiler.compile(zoo.calibrate(zoo.build("fmnist-cnn"), "fmnist-cnn"))
+    x = model.quantize_input(zoo.example_input("fmnist-cnn", 32).numpy())
+    fast = host.Session(model, "torch:cpu")
+    convs = [name for name, how in fast.backend.arithmetic.items() if how.startswith("int8")]
+    if not tb._onednn_int8_available():
+        pytest.skip("this torch build has no oneDNN int8 convolution")
+    assert len(convs) == 3
+    monkeypatch.setattr(tb, "_onednn_int8_available", lambda: False)
+    slow = host.Session(model, "torch:cpu")
+    assert set(slow.backend.arithmetic.values()) == {"float32"}
+    assert np.array_equal(fast.run(x).ints, slow.run(x).ints)
+    assert np.array_equal(fast.run(x).ints, model.reference(x))
+
+
+def test_torch_backend_drops_int8_kernels_that_fail_their_self_check(monkeypatch, caplog):
+    """A CPU whose int8 kernel is not exact (saturating u8·s8 pairs without VNNI) is
+    caught by the layer's self-check and that layer computes in float32 instead."""
+    from host.backends import torch_backend as tb
+    if not tb._onednn_int8_available():
+        pytest.skip("this torch build has no oneDNN int8 convolution")
+    exact_call = tb._Int8Conv.__call__
+    monkeypatch.setattr(tb._Int8Conv, "__call__",
+                        lambda self, x: exact_call(self, x).clamp(-32768, 32767))
+    caplog.set_level("INFO")
+    model = compiler.compile(zoo.calibrate(zoo.build("fmnist-cnn"), "fmnist-cnn"))
+    sess = host.Session(model, "torch:cpu")
+    assert "oneDNN int8 convolution not used (_NotExact" in caplog.text
+    convs = [node.name for node in model.graph if type(node).__name__ == "Conv"]
+    dropped = [name for name in convs if sess.backend.arithmetic[name] == "float32"]
+    assert dropped and f"layer {dropped[0]}: oneDNN int8 convolution not used" in caplog.text
+    x = model.quantize_input(zoo.example_input("fmnist-cnn", 16).numpy())
+    assert np.array_equal(sess.run(x).ints, model.reference(x))
