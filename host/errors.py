@@ -49,6 +49,10 @@ class NoResponseError(LinkError):
     """No verified answer to a request arrived after every allowed attempt."""
 
 
+class LinkLostError(LinkError):
+    """The port went away (a closed socket, an unplugged adapter) and could not be reopened."""
+
+
 class WatchdogError(LinkError):
     """The device aborted a run because it exceeded its watchdog limit."""
 

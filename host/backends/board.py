@@ -13,7 +13,7 @@ import logging
 import numpy as np
 
 from .. import protocol as P
-from ..errors import BackendError, LinkError, WatchdogError
+from ..errors import BackendError, LinkError, LinkLostError, WatchdogError
 from .base import Backend
 
 log = logging.getLogger(__name__)
@@ -22,28 +22,64 @@ DEFAULT_BAUD = 1_000_000
 
 
 class SerialTransport:
-    """`host.protocol.Transport` over a pyserial port or URL."""
+    """`host.protocol.Transport` over a pyserial port or URL.
+
+    A port that fails under it (the board closed the socket, the adapter was unplugged
+    and came back) is reopened once per failure; the bytes in flight are lost, and the
+    link client's resend (same seq: a resent RUN is not run twice) recovers them. A port
+    that cannot be reopened is a `LinkLostError` naming it.
+    """
 
     def __init__(self, url: str, baudrate: int = DEFAULT_BAUD):
+        self.url, self.baudrate = url, baudrate
+        self.reconnects = 0
+        try:
+            self.port = self._open()
+        except LinkLostError as error:
+            raise BackendError(f"cannot open board port {url!r}: {error.__cause__}; check "
+                               "the device path or start `samoyed virtual-board --port PORT` "
+                               "and use board:socket://127.0.0.1:PORT") from None
+
+    def _open(self):
         import serial
         try:
-            self.port = serial.serial_for_url(url, baudrate=baudrate, timeout=0)
+            return serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0)
         except (serial.SerialException, ValueError, OSError) as error:
-            raise BackendError(f"cannot open board port {url!r}: {error}; check the device "
-                               "path or start `samoyed virtual-board --port PORT` and use "
-                               "board:socket://127.0.0.1:PORT") from None
-        self.url = url
+            raise LinkLostError(f"cannot reopen board port {self.url!r}: {error}") from error
+
+    def _reopen(self, error: Exception) -> None:
+        log.info("board port %s failed (%s); reopening it", self.url, error)
+        try:
+            self.port.close()
+        except Exception:  # noqa: BLE001 - the port is already broken; nothing to save
+            pass
+        self.reconnects += 1
+        self.port = self._open()
 
     def send(self, data: bytes) -> None:
-        self.port.write(data)
+        import serial
+        try:
+            self.port.write(data)
+        except (serial.SerialException, OSError) as error:
+            self._reopen(error)
+            try:
+                self.port.write(data)
+            except (serial.SerialException, OSError) as again:
+                raise LinkLostError(f"board port {self.url!r} fails right after being "
+                                    f"reopened: {again}") from None
 
     def receive(self, timeout: float) -> bytes:
-        self.port.timeout = max(timeout, 0)
-        first = self.port.read(1)
-        if not first:
+        import serial
+        try:
+            self.port.timeout = max(timeout, 0)
+            first = self.port.read(1)
+            if not first:
+                return b""
+            self.port.timeout = 0
+            return first + self.port.read(65536)
+        except (serial.SerialException, OSError) as error:
+            self._reopen(error)
             return b""
-        self.port.timeout = 0
-        return first + self.port.read(65536)
 
     def close(self) -> None:
         self.port.close()
@@ -105,26 +141,34 @@ class BoardBackend(Backend):
 
     def run_ints(self, x_int: np.ndarray) -> np.ndarray:
         R = self.config.rows
-        inp, out = self.program.input, self.program.output
+        out = self.program.output
         out_words = out.words(R)
         watchdog = 2 * self.estimate.cycles + 10_000
         results = []
         for frame in x_int:
-            words = self.program.pack_input(frame)
-            self.link.write(P.Space.ACTIVATIONS, inp.base * R, words.tobytes())
             try:
-                self.last_status = self.link.run(0, watchdog)
+                raw = self._run_frame(frame, watchdog)
             except WatchdogError as error:
                 index = self.link.status().counters["descriptor"]
                 names = self.program.layer_names
                 where = f"layer {names[index]}" if index < len(names) else "the END descriptor"
                 raise BackendError(f"{self.name}: {error} ({where}); the run took more than "
                                    f"twice the modelled {self.estimate.cycles} cycles") from None
-            raw = self.link.read(P.Space.ACTIVATIONS, out.base * R, out_words * R)
+            except LinkError as error:
+                raise BackendError(f"{self.name}: {error}") from None
             act = np.zeros((out.base + out_words, R), dtype=np.uint8)
             act[out.base:] = np.frombuffer(raw, np.uint8).reshape(out_words, R)
             results.append(self.program.read_output(act))
         return np.stack(results)
+
+    def _run_frame(self, frame: np.ndarray, watchdog: int) -> bytes:
+        """Write one input, run the program, read the output bytes back."""
+        R = self.config.rows
+        inp, out = self.program.input, self.program.output
+        words = self.program.pack_input(frame)
+        self.link.write(P.Space.ACTIVATIONS, inp.base * R, words.tobytes())
+        self.last_status = self.link.run(0, watchdog)
+        return self.link.read(P.Space.ACTIVATIONS, out.base * R, out.words(R) * R)
 
     def close(self) -> None:
         self.transport.close()

@@ -3,6 +3,7 @@
 import random
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -34,15 +35,21 @@ def board():
 
 
 class FaultyProxy:
-    """Forwards bytes between a client and the board, flipping and dropping some."""
+    """Forwards bytes between a client and the board, in order, with faults: bits
+    flipped, bytes dropped, chunks held back (`delay` of them, for up to `max_delay` s)
+    and the connection closed after a random few thousand bytes (at most `closes` times);
+    each new client connection gets a new one to the board."""
 
-    def __init__(self, target_port, seed, flip=0.002, drop=0.002):
+    def __init__(self, target_port, seed, flip=0.002, drop=0.002, delay=0.0, max_delay=0.0,
+                 closes=0):
         self.rng = random.Random(seed)
-        self.flip, self.drop = flip, drop
+        self.flip, self.drop, self.delay, self.max_delay = flip, drop, delay, max_delay
+        self.closes_left = closes
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.target_port = target_port
-        self.faults = 0
+        self.faults = self.delays = self.closed = 0
+        self.connections = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _mangle(self, data):
@@ -58,18 +65,40 @@ class FaultyProxy:
             out.append(byte)
         return bytes(out)
 
-    def _pump(self, src, dst):
+    def _pump(self, src, dst, budget):
         try:
             while data := src.recv(65536):
+                if self.rng.random() < self.delay:
+                    self.delays += 1
+                    time.sleep(self.rng.uniform(0, self.max_delay))
                 dst.sendall(self._mangle(data))
+                budget[0] -= len(data)
+                if budget[0] <= 0 and self.closes_left > 0:
+                    self.closes_left -= 1
+                    self.closed += 1
+                    break
         except OSError:
             pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
 
     def _accept(self):
-        client, _ = self.server.accept()
-        upstream = socket.create_connection(("127.0.0.1", self.target_port))
-        threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-        threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            budget = [self.rng.randrange(500, 5000)]   # bytes before a close, both ways
+            threading.Thread(target=self._pump, args=(client, upstream, budget),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, budget),
+                             daemon=True).start()
 
 
 def test_board_backend_matches_reference(cm, board):
@@ -94,6 +123,39 @@ def test_faulty_line_gives_right_answers_or_a_clear_error(cm, board):
     else:
         assert np.array_equal(out, cm.reference(x))
     assert proxy.faults > 0
+
+
+def test_slow_line_that_drops_the_connection_gives_right_answers(cm, board):
+    """Held-back chunks (some past the response timeout, so answers come late and
+    requests are resent) and the connection closed mid-stream three times: the transport
+    reopens the port, the link client resends with the same seq (a resent RUN is not run
+    twice), and every result is right."""
+    proxy = FaultyProxy(board, seed=3, flip=0, drop=0, delay=0.15, max_delay=0.8, closes=3)
+    x = cm.quantize_input(zoo.example_input("digits-cnn", 3).numpy())
+    with host.Session(cm, f"board:socket://127.0.0.1:{proxy.port}") as sess:
+        sess.backend.link.attempts = 10
+        assert np.array_equal(sess.run(x).ints, cm.reference(x))
+        reconnects = sess.backend.transport.reconnects
+        assert 1 <= reconnects == proxy.connections - 1 <= proxy.closed
+        assert sess.backend.link.resends > 0
+    assert proxy.delays > 0
+
+
+def test_a_board_that_goes_away_is_one_clear_error(cm):
+    """The board closes the connection and nothing listens any more: the transport
+    cannot reopen the port and the run ends with one line naming it."""
+    ready, stop = threading.Event(), threading.Event()
+    thread = threading.Thread(target=serve, args=(MachineDevice(AcceleratorConfig()), 0),
+                              kwargs=dict(ready=ready, stop=stop), daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    x = cm.quantize_input(zoo.example_input("digits-cnn", 1).numpy())
+    sess = host.Session(cm, f"board:socket://127.0.0.1:{ready.port}")
+    stop.set()
+    thread.join(5)
+    with pytest.raises(BackendError, match=rf"board:socket://127.0.0.1:{ready.port}: cannot "
+                                           r"reopen board port 'socket://127.0.0.1:\d+'"):
+        sess.run(x)
 
 
 def test_no_board_is_one_clear_error(cm):
