@@ -2,14 +2,22 @@
 in plain PyTorch and Brevitas's own fake-quant forward, measured in the same run.
 
     .venv/bin/python bench/host.py [--model runs/demo] [--images 4096] [--threads 2]
+                                   [--board-frames 100] [--rtl-frames 3] [--no-rtl]
 
-Prints images/s of each and the ratios; writes bench/results/host.json.
+Prints images/s of each and the ratios, then the virtual board's frames/s and per-frame
+latency over loopback with each engine (`samoyed virtual-board --engine machine|rtl`, a
+separate process, driven by `board:socket://127.0.0.1:PORT`); writes
+bench/results/host.json. The machine's load average is recorded with the figures: the
+ratios are measured in the same run, the absolute rates move with whatever else runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,6 +44,48 @@ def best_rate(fn, images: int, repeats: int = 3) -> float:
     return images / best
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def virtual_board(cm, x_int, engine: str, frames: int, config: str) -> dict:
+    """Frames/s and per-frame latency of `board:socket://` against a virtual board."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "host.cli", "virtual-board", "--engine", engine,
+           "--port", str(port), "--config", config]
+    server = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in server.stdout:          # the rtl engine builds the design first
+            if "use backend board:socket://" in line:
+                break
+        else:
+            raise SystemExit(f"virtual board ({engine}) did not start: {server.wait()}")
+        start = time.perf_counter()
+        sess = host.Session(cm, f"board:socket://127.0.0.1:{port}")
+        load_s = time.perf_counter() - start
+        latencies, exact = [], True
+        for i in range(frames):
+            start = time.perf_counter()
+            out = sess.backend.run_ints(x_int[i:i + 1])
+            latencies.append(time.perf_counter() - start)
+            exact &= bool(np.array_equal(out, cm.reference(x_int[i:i + 1])))
+        resends = sess.backend.link.resends
+        sess.close()
+    finally:
+        server.terminate()
+        server.wait(30)
+    lat = np.array(latencies)
+    return {"engine": engine, "config": config, "frames": frames, "bit_exact": exact,
+            "load_weights_s": load_s, "frames_per_s": frames / lat.sum(),
+            "latency_ms": {"median": 1e3 * float(np.median(lat)),
+                           "p90": 1e3 * float(np.percentile(lat, 90)),
+                           "max": 1e3 * float(lat.max())},
+            "resends": resends}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,7 +94,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--board-frames", type=int, default=100,
+                        help="frames through the virtual board's machine engine")
+    parser.add_argument("--rtl-frames", type=int, default=3,
+                        help="frames through the virtual board's rtl engine (Verilator)")
+    parser.add_argument("--no-rtl", action="store_true", help="skip the rtl engine")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     torch.set_num_threads(args.threads)
 
     if args.model:
@@ -77,11 +133,23 @@ def main() -> int:
                "ratio_vs_float_twin": rates["torch_backend"] / rates["float_twin"],
                "ratio_vs_brevitas": rates["torch_backend"] / rates["brevitas_fake_quant"],
                "layer_arithmetic": sess.backend.arithmetic}
+    figures["load_average_before"] = load_before
+    boards = [("machine", args.board_frames)] + ([] if args.no_rtl else [("rtl", args.rtl_frames)])
+    figures["virtual_board"] = []
+    for engine, frames in boards:
+        print(f"virtual board, {engine} engine: {frames} frames ...", flush=True)
+        vb = virtual_board(cm, x_int, engine, frames, cm.config.label)
+        figures["virtual_board"].append(vb)
     for name, rate in rates.items():
         print(f"{name:<22} {rate:>10,.0f} images/s")
     print(f"torch backend / float twin: {figures['ratio_vs_float_twin']:.2f}x (target >= 1.0)")
     print(f"torch backend / Brevitas:   {figures['ratio_vs_brevitas']:.1f}x (target >= 10)")
     print(f"bit-exact with cm.reference: {exact}; layer arithmetic {figures['layer_arithmetic']}")
+    for vb in figures["virtual_board"]:
+        lat = vb["latency_ms"]
+        print(f"virtual board {vb['engine']:<8} {vb['frames_per_s']:>8.2f} frames/s, latency "
+              f"median {lat['median']:.1f} ms (p90 {lat['p90']:.1f}), weights loaded in "
+              f"{vb['load_weights_s']:.1f} s, bit-exact {vb['bit_exact']}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "host.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(f"wrote {RESULTS / 'host.json'}")
