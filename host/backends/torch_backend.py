@@ -79,7 +79,8 @@ class _Requant:
 
         if self.in_float:
             # (acc·M + B)·2**-S == acc·(M·2**-S) + B·2**-S exactly: scaling by a power of
-            # two keeps every product and sum exact, so one fused multiply-add does it.
+            # two keeps every product and sum exact, so one multiply and one add
+            # (in place on a float64 copy) do it.
             # The per-channel factors broadcast over the last axis of a channels-last view.
             self.mult = torch.as_tensor(np.ldexp(mult.astype(np.float64), -shift),
                                         device=device)
@@ -98,7 +99,7 @@ class _Requant:
         if self.in_float:
             nhwc = acc.dim() == 4
             a = acc.permute(0, 2, 3, 1) if nhwc else acc
-            v = torch.addcmul(self.offset, a.to(torch.float64), self.mult)
+            v = a.to(torch.float64).mul_(self.mult).add_(self.offset)   # in place: one copy
             y = v.round_().clamp_(self.lo, self.hi).to(self.out_dtype or acc.dtype)
             y = y.permute(0, 3, 1, 2) if nhwc else y
         else:
