@@ -25,6 +25,7 @@ from typing import Callable
 
 from hw import AcceleratorConfig
 
+from .fit import LUT_MARGIN, estimate
 from .registry import Board, BoardError, check_fit
 from .reports import parse_nextpnr
 from .toolchain import ToolchainError, environment
@@ -112,6 +113,11 @@ def build(board: Board, config: AcceleratorConfig | None = None, out=".", *,
     runner = runner or run_tool
     config = config or board.config
     check_fit(board, config, model)
+    e = estimate(config, board.family)
+    log.info("fit check: %s on %s takes ~%s %s (estimate, ±%.0f%%) of %s, %d %s of %d, %d %s "
+             "of %d", config.label, board.name, f"{e.luts:,}", e.family.lut_cell,
+             100 * LUT_MARGIN, f"{board.luts:,}", e.dsps, e.family.dsp_cell, board.dsps,
+             e.brams, e.family.bram_cell, board.brams)
     env = environment(board.family)
     top = AcceleratorTop(board, config, clock_mhz=clock_mhz, baud=baud)
     out = Path(out)

@@ -1,0 +1,171 @@
+"""What an accelerator config takes of an FPGA, counted before any synthesis.
+
+`estimate(config, family)` is the resource use of `boards.top.AcceleratorTop` (PLL, UART,
+host link, sequencer, datapath and memories of `hw.Accelerator`) in the cells nextpnr
+reports:
+
+- **Multiplier blocks** (ECP5 `MULT18X18D`, iCE40 `SB_MAC16`): one per PE (on iCE40 yosys
+  gives only four PEs a block and builds the rest from LUTs), a fixed number per
+  accumulator lane (the post-processor's partial products), a fixed number for the
+  sequencer's and pool writer's arithmetic, and the MAC counter's (absent at 1x1, where
+  its factors are one bit). Exact for the RTL of `CALIBRATED_AT` (yosys counts at 1x1,
+  2x2, 4x4 and 8x8).
+- **Block RAMs** (ECP5 `DP16KD`, iCE40 `SB_RAM40_4K`): every memory of the design by its
+  shape (`memories`), in the block mode that needs the fewest blocks, the way yosys maps
+  it; a second read port doubles a memory. On ECP5 a memory that costs yosys less as LUT
+  RAM (`TRELLIS_DPR16X4`, 16 words of 4 bits) goes there instead: it then takes LUTs, not
+  block RAM. Exact for the builds in docs/boards.md.
+- **LUTs** (ECP5 `TRELLIS_COMB`, iCE40 `ICESTORM_LC`): an estimate, `base + per row × R +
+  per lane × C + per PE × R·C` plus the LUT RAM, a least-squares fit to the real builds
+  and to yosys's counts (scaled × 1.096, the way nextpnr packs them) of 2x2, 4x2, 4x4,
+  8x4 and 8x8; `LUT_MARGIN` says how far from them it may be (at most 8.4 % and 9.8 %
+  over, for the 12F's 2x2).
+
+The numbers are the RTL's at `CALIBRATED_AT`: a change to `hw/` that adds multipliers or
+logic moves them, and the slow test `tests/boards/test_fit_synth.py` (yosys only, ~1 min)
+says by how much.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil
+
+from hw import AcceleratorConfig
+
+# The commit of hw/ the constants below were measured on (yosys 0.70, nextpnr 0.11.1).
+CALIBRATED_AT = "0e2e96f"
+# Relative error of the LUT estimate against the builds it was fitted to, with room for
+# place-and-route's run-to-run spread: a need within this of the budget may not fit.
+LUT_MARGIN = 0.10
+
+
+@dataclass(frozen=True)
+class MemoryShape:
+    """One memory of the design as the RAM mapper sees it."""
+
+    name: str
+    depth: int                 # words
+    width: int                 # bits per word
+    byte_writes: bool          # written a byte at a time (byte enables)
+    copies: int = 1            # read ports: yosys gives each its own copy
+
+
+def memories(config: AcceleratorConfig) -> list[MemoryShape]:
+    """The memories `hw.Accelerator` (and its host link) instantiate for `config`."""
+    from hw.isa import DESCRIPTOR_BYTES, PARAM_BYTES
+    from hw.link import MAX_PAYLOAD
+    R, C = config.rows, config.cols
+    return [
+        # R banks of one byte per word; the feeder and the pool writer each read it
+        MemoryShape("activations", config.act_depth, 8 * R, True, copies=2),
+        # one word is a whole R x C weight tile
+        MemoryShape("weights", config.weight_depth // R, 8 * R * C, True),
+        MemoryShape("params", config.param_depth, 8 * PARAM_BYTES, True),
+        MemoryShape("program", config.program_depth, 8 * DESCRIPTOR_BYTES, True),
+        # one pixel of C int32 partial sums
+        MemoryShape("accumulators", config.acc_depth, config.acc_bits * C, False),
+        MemoryShape("link staging", MAX_PAYLOAD, 8, False),
+    ]
+
+
+@dataclass(frozen=True)
+class Family:
+    """An FPGA family: its cells, block RAM modes and the design's cost model on it."""
+
+    name: str
+    lut_cell: str
+    dsp_cell: str
+    bram_cell: str
+    bram_bits: int                           # bits per block RAM
+    bram_modes: tuple[tuple[int, int], ...]  # (depth, width) of one block
+    byte_lane: int | None                    # data bits per byte enable (ECP5: 9); None: bit enables
+    bram_cost: int                           # yosys's cost of one block
+    lutram: tuple[int, int, int] | None      # (depth, width, cost) of one LUT RAM cell
+    luts_per_lutram: int                     # LUT sites one LUT RAM cell takes
+    dsp_pe_max: int | None                   # PE products yosys maps to blocks (None: all)
+    dsp_per_lane: int
+    dsp_fixed: int
+    dsp_counter: int                         # the MAC counter's, when R*C > 1
+    lut_base: int
+    lut_per_row: int                         # feeder, pool writer, activation bank logic
+    lut_per_lane: int                        # post-processor, accumulator
+    lut_per_pe: int
+
+
+FAMILIES = {
+    "ecp5": Family(
+        "ecp5", "TRELLIS_COMB", "MULT18X18D", "DP16KD", 18 * 1024,
+        ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)),
+        byte_lane=9, bram_cost=128, lutram=(16, 4, 4),
+        # a DPR16X4: two LUTs in RAM mode, two blocked by its write port, the read muxes
+        # and write decode (the ULX3S-12F's 32-word program memory: 128 cells, ~1,550 LUTs)
+        luts_per_lutram=12,
+        dsp_pe_max=None, dsp_per_lane=4, dsp_fixed=10, dsp_counter=3,
+        lut_base=5_440, lut_per_row=305, lut_per_lane=1_190, lut_per_pe=71),
+    "ice40": Family(
+        "ice40", "ICESTORM_LC", "SB_MAC16", "SB_RAM40_4K", 4 * 1024,
+        ((2048, 2), (1024, 4), (512, 8), (256, 16)),
+        byte_lane=None, bram_cost=64, lutram=None, luts_per_lutram=0,
+        dsp_pe_max=4, dsp_per_lane=5, dsp_fixed=6, dsp_counter=2,
+        # the PE's adder goes into its SB_MAC16; rows against lanes split as on ECP5
+        # (only square configs were synthesized: 1x1, 2x2, 4x4)
+        lut_base=7_645, lut_per_row=395, lut_per_lane=1_530, lut_per_pe=0),
+}
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    """Where one memory goes: block RAMs, or LUT RAM cells."""
+
+    memory: MemoryShape
+    brams: int
+    lutrams: int
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Resources `config` takes on `family`; `luts` is an estimate (±LUT_MARGIN)."""
+
+    config: AcceleratorConfig
+    family: Family
+    dsps: int
+    brams: int
+    luts: int
+    memories: tuple[MemoryUse, ...]
+
+
+def _blocks(memory: MemoryShape, family: Family) -> int:
+    """Blocks of the cheapest mode for one copy of `memory`."""
+    best = None
+    for depth, width in family.bram_modes:
+        data = width
+        if memory.byte_writes and family.byte_lane and width >= family.byte_lane:
+            data = width // family.byte_lane * 8       # one byte per 9-bit lane
+        count = ceil(memory.depth / depth) * ceil(memory.width / data)
+        best = count if best is None else min(best, count)
+    return best
+
+
+def place_memory(memory: MemoryShape, family: Family) -> MemoryUse:
+    """Block RAMs or LUT RAM for `memory`, whichever yosys's cost model prefers (block RAM
+    on a tie)."""
+    brams = _blocks(memory, family)
+    if family.lutram is not None:
+        depth, width, cost = family.lutram
+        cells = ceil(memory.depth / depth) * ceil(memory.width / width)
+        if cells * cost < brams * family.bram_cost:
+            return MemoryUse(memory, 0, cells * memory.copies)
+    return MemoryUse(memory, brams * memory.copies, 0)
+
+
+def estimate(config: AcceleratorConfig, family: str | Family) -> Estimate:
+    """The resources `config` takes on `family` ("ecp5" or "ice40")."""
+    fam = FAMILIES[family] if isinstance(family, str) else family
+    R, C = config.rows, config.cols
+    uses = tuple(place_memory(memory, fam) for memory in memories(config))
+    pes = R * C if fam.dsp_pe_max is None else min(R * C, fam.dsp_pe_max)
+    dsps = pes + fam.dsp_per_lane * C + fam.dsp_fixed + (fam.dsp_counter if R * C > 1 else 0)
+    luts = (fam.lut_base + fam.lut_per_row * R + fam.lut_per_lane * C + fam.lut_per_pe * R * C
+            + fam.luts_per_lutram * sum(use.lutrams for use in uses))
+    return Estimate(config, fam, dsps, sum(use.brams for use in uses), luts, uses)

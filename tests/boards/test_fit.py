@@ -1,0 +1,115 @@
+"""The resource estimate against the real builds: multiplier blocks and block RAMs as
+yosys maps them, LUTs within the stated margin of nextpnr's counts (docs/boards.md,
+"Measured"), and the configs known not to fit refused before synthesis."""
+
+import pytest
+
+import boards
+from boards.build import build
+from boards.fit import FAMILIES, LUT_MARGIN, MemoryShape, estimate, memories, place_memory
+from boards.registry import largest_fit, with_size
+from host import cli
+
+
+def _estimate(board_name, rows, cols):
+    board = boards.get(board_name)
+    return estimate(with_size(board, rows, cols), board.family)
+
+
+def test_memory_shapes_follow_the_config():
+    shapes = {m.name: m for m in memories(with_size(boards.get("ulx3s-85f"), 8, 8))}
+    assert shapes["activations"] == MemoryShape("activations", 4096, 64, True, copies=2)
+    assert shapes["weights"] == MemoryShape("weights", 2048, 512, True)   # 16384 / R words
+    assert shapes["params"] == MemoryShape("params", 1024, 128, True)
+    assert shapes["program"] == MemoryShape("program", 64, 256, True)
+    assert shapes["accumulators"] == MemoryShape("accumulators", 512, 256, False)
+
+
+@pytest.mark.parametrize("board, rows, cols, dsps, brams", [
+    # yosys 0.70 on hw 0e2e96f: R*C PEs + 4 partial products per lane + 10 (sequencer,
+    # pool writer, feeder) + 3 (MAC counter, not at 1x1). docs/boards.md's 24/44/108 are
+    # the RTL before the MAC counter's pipeline.
+    ("ulx3s-85f", 1, 1, 15, 30),
+    ("ulx3s-12f", 2, 2, 25, 19),
+    ("ulx3s-12f", 4, 4, 45, 33),
+    ("ulx3s-85f", 4, 4, 45, 69),
+    ("ulx3s-85f", 8, 8, 109, 121),
+    # SB_MAC16: min(R*C, 4) PEs + 5 per lane (17-bit partial products do not fit 16x16)
+    # + 6 + 2 (MAC counter, not at 1x1)
+    ("icebreaker", 1, 1, 12, 36),
+    ("icebreaker", 2, 2, 22, 46),
+    ("icebreaker", 4, 4, 32, 66),
+])
+def test_multipliers_and_block_rams_are_the_synthesized_counts(board, rows, cols, dsps, brams):
+    e = _estimate(board, rows, cols)
+    assert (e.dsps, e.brams) == (dsps, brams)
+
+
+def test_small_memories_go_to_lut_ram_on_ecp5():
+    ecp5 = FAMILIES["ecp5"]
+    # the ULX3S-12F's 32-descriptor program memory: 128 DPR16X4 (what yosys chose)
+    program = MemoryShape("program", 32, 256, True)
+    assert (place_memory(program, ecp5).brams, place_memory(program, ecp5).lutrams) == (0, 128)
+    # at 64 words the costs tie and yosys keeps the 8 DP16KD
+    assert place_memory(MemoryShape("program", 64, 256, True), ecp5).brams == 8
+    # the iCE40 has no LUT RAM: 16 blocks of 256x16 for 256-bit words
+    assert place_memory(program, FAMILIES["ice40"]).brams == 16
+
+
+@pytest.mark.parametrize("board, rows, cols, measured", [
+    ("ulx3s-12f", 2, 2, 9_337),
+    ("ulx3s-12f", 4, 4, 13_115),      # packed, then not placed: 44 MULT18X18D of 28
+    ("ulx3s-85f", 4, 4, 12_558),
+    ("ulx3s-85f", 8, 8, 21_650),
+    ("ulx3s-85f", 8, 8, 22_143),
+    ("icebreaker", 2, 2, 11_085),     # packed, then not placed
+])
+def test_lut_estimate_is_within_its_margin_of_the_builds(board, rows, cols, measured):
+    assert _estimate(board, rows, cols).luts == pytest.approx(measured, rel=LUT_MARGIN)
+
+
+@pytest.mark.parametrize("board, size, message", [
+    ("ulx3s-12f", "4x4", r"4x4 does not fit ulx3s-12f \(LFE5U-12F\): it needs ~14,\d{3} "
+                         r"TRELLIS_COMB \(estimate, ±10%\) of 12,096, 45 MULT18X18D of 28, "
+                         r"33 DP16KD of 32 \(weights 16, activations 8, params 4, "
+                         r"accumulators 4, link staging 1\); try a smaller --config: 2x2 fits "
+                         r"ulx3s-12f"),
+    ("orangecrab-25f", "4x4", r"4x4 does not fit orangecrab-25f \(LFE5U-25F\): it needs 45 "
+                              r"MULT18X18D of 28, 57 DP16KD of 56 \(weights 32, "
+                              r"activations 16, .*\); try a smaller --config: 2x2 fits"),
+    ("ulx3s-85f", "16x8", r"16x8 does not fit ulx3s-85f \(LFE5U-85F\): it needs 173 "
+                          r"MULT18X18D of 156; try a smaller --config: 8x8 fits"),
+    ("icebreaker", "2x2", r"2x2 does not fit icebreaker \(iCE40UP5K\): it needs ~11,\d{3} "
+                          r"ICESTORM_LC \(estimate, ±10%\) of 5,280, 22 SB_MAC16 of 8, 46 "
+                          r"SB_RAM40_4K of 30 \(program 16, .*\); no accelerator config fits "
+                          r"icebreaker"),
+])
+def test_known_non_fits_are_refused_before_synthesis(tmp_path, board, size, message):
+    rows, cols = map(int, size.split("x"))
+    def never(*args):
+        raise AssertionError("no tool may run when the fit check fails")
+    b = boards.get(board)
+    with pytest.raises(boards.BoardError, match=message):
+        build(b, with_size(b, rows, cols), tmp_path, runner=never)
+    assert not (tmp_path / "build").exists()
+
+
+def test_defaults_fit_except_on_the_icebreaker():
+    for board in boards.BOARDS.values():
+        if board.name == "icebreaker":
+            assert largest_fit(board) is None and board.config.label == "1x1"
+            with pytest.raises(boards.BoardError, match=r"1x1 does not fit icebreaker .*"
+                                                        r"SB_MAC16 of 8"):
+                boards.check_fit(board, board.config)
+        else:
+            assert boards.fit_problems(board, board.config) == [], board.name
+    assert largest_fit(boards.get("ulx3s-85f")).label == "8x8"
+
+
+def test_cli_build_on_the_icebreaker_fails_before_synthesis(tmp_path, capsys):
+    assert cli.main(["build", "--board", "icebreaker", "--out", str(tmp_path)]) == 6
+    err = capsys.readouterr().err
+    assert "1x1 does not fit icebreaker (iCE40UP5K): it needs ~9," in err
+    assert "ICESTORM_LC (estimate, ±10%) of 5,280" in err
+    assert "no accelerator config fits icebreaker" in err
+    assert not (tmp_path / "build").exists()
