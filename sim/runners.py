@@ -218,20 +218,24 @@ def _tail(path, lines=40):
         return "(no log)"
 
 
-_COMB_KICK = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$",
-                        re.MULTILINE)
+_REG_INIT = re.compile(r"^(\s*)reg ((?:signed )?(?:\[[^\]]+\] )?)(\\\S+ |[A-Za-z_]\w*) = ([^;]+);$",
+                       re.MULTILINE)
 
 
 def _kick_comb_blocks(source):
-    """Make Yosys's time-0 trigger of `always @*` blocks work in Icarus.
+    """Make every combinational block of Yosys's Verilog run at time 0 in Icarus.
 
-    Yosys gives every combinational block a dummy `reg ... = 0` to read, so that the
-    block runs once at time 0. Icarus applies declaration initialisers before any
-    process waits, so no block runs and outputs of blocks whose inputs never change
-    stay X (a link that is ready reads as X until its first frame). Toggling the dummy
-    from an `initial` block after the processes started runs each block once.
+    Yosys writes register initial values as declaration initialisers (`reg x = 0;`)
+    and combinational logic as `always @*` blocks, some with a dummy `reg ... = 0` read
+    only to run them at time 0. Icarus applies declaration initialisers without an
+    event, so a block (or a port) that reads only such registers keeps X until one of
+    them first changes: a link that is ready read as X until its first frame, and the
+    post-processor's parameter lane stayed X until the second PARAM record, dropping
+    the first tile's lane 0 parameters of the first run after power-up. Assigning each
+    initial value from `initial #0` instead, once every process waits, is an X -> value
+    event that runs all of them.
     """
-    return _COMB_KICK.sub(r"\1reg \2 = 0;\n\1initial #0 \2 = 1'h1;", source)
+    return _REG_INIT.sub(r"\1reg \2\3;\n\1initial #0 \3 = \4;", source)
 
 
 def build(source, toplevel, simulator, *, waves=None, cache_dir=None):
