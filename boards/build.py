@@ -171,9 +171,9 @@ def build(board: Board, config: AcceleratorConfig | None = None, out=".", *,
     if model is not None:
         if (model.config.rows, model.config.cols) != (config.rows, config.cols):
             log.warning("%s is compiled for %s, the bitstream is %s: its frames/s are for the "
-                        "model recompiled with `samoyed compile --rows %d --cols %d` (the board "
-                        "refuses the %s artifact)", model.name, model.config.label,
-                        config.label, config.rows, config.cols, model.config.label)
+                        "model recompiled with `samoyed compile --board %s --config %s` (the "
+                        "board refuses the %s artifact)", model.name, model.config.label,
+                        config.label, board.name, config.label, model.config.label)
         cycles, fps = estimate_fps(model, config, top.clock_mhz)
         report.update(model=model.name, model_config=model.config.label,
                       cycles_per_frame=cycles, frames_per_s=round(fps, 1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from ..errors import UsageError
@@ -17,12 +18,27 @@ def _load_source(path: Path):
     raise UsageError(f"{str(path)!r} is neither a model directory (with model.pt) nor a .onnx file")
 
 
+def _size(label: str) -> tuple[int, int]:
+    from hw import AcceleratorConfig
+    config = AcceleratorConfig.parse(label)
+    return config.rows, config.cols
+
+
 def run(args) -> int:
     import compiler
     from hw import AcceleratorConfig
     source, meta = _load_source(Path(args.model))
     shape = tuple(args.input_shape) if args.input_shape else None
-    config = AcceleratorConfig(rows=args.rows, cols=args.cols)
+    if args.board:
+        from boards import registry
+        board = registry.get(args.board)
+        config = board.config if args.config is None else registry.with_size(
+            board, *_size(args.config))
+    else:
+        config = AcceleratorConfig.parse(args.config or "8x8")
+    if args.rows or args.cols:
+        config = dataclasses.replace(config, rows=args.rows or config.rows,
+                                     cols=args.cols or config.cols)
     cm = compiler.compile(source, input_shape=shape, config=config)
     cm.meta.update({k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))})
     cm.save(args.out)
@@ -41,6 +57,12 @@ def register(sub, formatter) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="output .samoyed file")
     p.add_argument("--input-shape", type=int, nargs="+", default=None, metavar="N",
                    help="per-sample input shape C H W (default: the zoo's or the ONNX graph's)")
-    p.add_argument("--rows", type=int, default=8, help="systolic array rows")
-    p.add_argument("--cols", type=int, default=8, help="systolic array columns")
+    p.add_argument("--config", default=None, metavar="RxC",
+                   help="accelerator array, e.g. 8x8 (default: 8x8, or the board's)")
+    p.add_argument("--board", default=None, metavar="NAME",
+                   help="compile for this board's accelerator config and memory depths "
+                        "(`samoyed boards` lists them)")
+    p.add_argument("--rows", type=int, default=None, help="array rows (overrides --config)")
+    p.add_argument("--cols", type=int, default=None,
+                   help="array columns (overrides --config)")
     p.set_defaults(func=run)

@@ -130,7 +130,7 @@ def test_model_compiled_for_another_array_is_estimated_recompiled(tmp_path, digi
                                                              config=config).estimate().cycles
     assert report["cycles_per_frame"] < digits_cnn.estimate().cycles
     assert "digits-cnn is compiled for 2x2, the bitstream is 4x4" in caplog.text
-    assert "samoyed compile --rows 4 --cols 4" in caplog.text
+    assert "samoyed compile --board ulx3s-85f --config 4x4" in caplog.text
 
 
 def test_cli_help_shows_the_options(capsys):

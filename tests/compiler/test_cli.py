@@ -26,3 +26,34 @@ def test_bad_artifact_exit_code(tmp_path, capsys):
     bad.write_bytes(b"PK\x03\x04 not really")
     assert cli.main(["inspect", str(bad)]) == 5
     assert "not a complete .samoyed zip" in capsys.readouterr().err
+
+
+def _digits_dir(tmp_path):
+    net = zoo.build("digits-cnn", batch_norm=False)
+    net.train()
+    net(torch.rand(4, 1, 8, 8))
+    torch.save({"zoo": "digits-cnn", "weight_bits": 8, "act_bits": 8, "scaling": "pow2",
+                "batch_norm": False, "state_dict": net.state_dict()}, tmp_path / "model.pt")
+    return tmp_path
+
+
+def test_compile_for_a_config_or_a_board(tmp_path, capsys):
+    """--config RxC as everywhere else; --board takes the board's config and memory
+    depths; --rows/--cols override either."""
+    import compiler
+    from boards import registry
+    model = _digits_dir(tmp_path)
+    cases = [(["--config", "4x4"], (4, 4), None),
+             (["--board", "ulx3s-12f"], None, registry.get("ulx3s-12f").config),
+             (["--config", "8x8", "--cols", "4"], (8, 4), None)]
+    for i, (flags, size, want) in enumerate(cases):
+        out = tmp_path / f"net{i}.samoyed"
+        assert cli.main(["compile", str(model), "--out", str(out), *flags]) == 0
+        config = compiler.load(out).config
+        if want is not None:
+            assert config == want
+        else:
+            assert (config.rows, config.cols) == size
+    assert cli.main(["compile", str(model), "--out", str(tmp_path / "x.samoyed"),
+                     "--config", "eight"]) == 8
+    assert "config 'eight' is not ROWSxCOLS, e.g. 8x8" in capsys.readouterr().err
