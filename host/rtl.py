@@ -66,19 +66,52 @@ def check_program(program, config: AcceleratorConfig) -> None:
 
 CLOCK_WRAPPER = """
 // Simulation top: the accelerator with its own clock, so the simulator toggles it
-// without calling into Python (cocotb's GPI clock costs a callback per edge).
-module {top}(input rst, input i_stream__valid, input [7:0] i_stream__payload,
-             output i_stream__ready, output o_stream__valid, output [7:0] o_stream__payload,
-             input o_stream__ready, output running, output done, output [{msb}:0] descriptor);
+// without calling into Python (cocotb's GPI clock costs a callback per edge), and byte
+// buffers on both link streams, so Python moves a whole frame per wake-up instead of
+// waking on every byte (sim/rtl_server.py). Python writes input bytes into rx_buf
+// (4 per word, little-endian) and raises rx_limit; the design takes them one per cycle
+// while rx_count != rx_limit. Output bytes land in tx_buf while tx_count != tx_limit
+// (Python keeps tx_limit = bytes read + TX_BYTES); tx_pending is high while any is
+// unread. `gaps` inserts LFSR-timed gaps in valid (input) and ready (output).
+module {top}(input rst, input gaps,
+             input [31:0] rx_limit, output reg [31:0] rx_count,
+             input [31:0] tx_read, input [31:0] tx_limit, output reg [31:0] tx_count,
+             output tx_pending,
+             output running, output done, output [{msb}:0] descriptor);
   reg clk = 1'b0;
   always #{half} clk = ~clk;
-  {core} core(.clk(clk), .rst(rst), .i_stream__valid(i_stream__valid),
-    .i_stream__payload(i_stream__payload), .i_stream__ready(i_stream__ready),
-    .o_stream__valid(o_stream__valid), .o_stream__payload(o_stream__payload),
-    .o_stream__ready(o_stream__ready), .running(running), .done(done),
+  reg [31:0] rx_buf [0:{rx_words}-1];
+  reg [7:0] tx_buf [0:{tx_bytes}-1];
+  reg [15:0] lfsr = 16'hace1;
+  always @(posedge clk) lfsr <= {{lfsr[14:0], lfsr[15] ^ lfsr[13] ^ lfsr[12] ^ lfsr[10]}};
+  wire [31:0] rx_word = rx_buf[rx_count[{rx_msb}:2]];
+  wire i_valid = (rx_count != rx_limit) & ~(gaps & (lfsr[2:0] == 3'd0));
+  wire [7:0] i_payload = rx_word[8 * rx_count[1:0] +: 8];
+  wire i_ready, o_valid;
+  wire [7:0] o_payload;
+  wire o_ready = (tx_count != tx_limit) & ~(gaps & (lfsr[5:3] == 3'd0));
+  assign tx_pending = tx_count != tx_read;
+  always @(posedge clk) begin
+    if (rst) begin
+      rx_count <= 32'd0;
+      tx_count <= 32'd0;
+    end else begin
+      if (i_valid & i_ready) rx_count <= rx_count + 32'd1;
+      if (o_valid & o_ready) begin
+        tx_buf[tx_count[{tx_msb}:0]] <= o_payload;
+        tx_count <= tx_count + 32'd1;
+      end
+    end
+  end
+  {core} core(.clk(clk), .rst(rst), .i_stream__valid(i_valid),
+    .i_stream__payload(i_payload), .i_stream__ready(i_ready),
+    .o_stream__valid(o_valid), .o_stream__payload(o_payload),
+    .o_stream__ready(o_ready), .running(running), .done(done),
     .descriptor(descriptor));
 endmodule
 """
+RX_BYTES = 16384                  # the wrapper's input buffer (a K-packed fmnist frame: 12.5 KB)
+TX_BYTES = 4096                   # ... and output buffer
 CLOCK_PERIOD_NS = 10
 
 
@@ -96,8 +129,10 @@ def accelerator_verilog(config_json: str, internal_clock: bool = True) -> str:
     core = verilog_source(Accelerator(config, link_timeout=SIM_LINK_TIMEOUT),
                           name=TOPLEVEL + "_core")
     msb = Shape.cast(range(config.program_depth)).width - 1
-    return core + CLOCK_WRAPPER.format(top=TOPLEVEL, core=TOPLEVEL + "_core", msb=msb,
-                                       half=CLOCK_PERIOD_NS // 2)
+    return core + CLOCK_WRAPPER.format(
+        top=TOPLEVEL, core=TOPLEVEL + "_core", msb=msb, half=CLOCK_PERIOD_NS // 2,
+        rx_words=RX_BYTES // 4, rx_msb=RX_BYTES.bit_length() - 2, tx_bytes=TX_BYTES,
+        tx_msb=TX_BYTES.bit_length() - 2)
 
 
 def internal_clock(simulator: str) -> bool:
@@ -146,6 +181,8 @@ class RtlSimulation:
         self.stop_file.unlink(missing_ok=True)
         env = {"SAMOYED_RTL_PORT_FILE": str(self.port_file),
                "SAMOYED_RTL_INTERNAL_CLOCK": "1" if internal_clock(simulator) else "",
+               "SAMOYED_RTL_BUFFERS": f"{RX_BYTES},{TX_BYTES}" if internal_clock(simulator)
+               else "",
                "SAMOYED_RTL_STOP_FILE": str(self.stop_file),
                "SAMOYED_RTL_CONNECTIONS": str(connections),
                "SAMOYED_RTL_PORT": str(port),

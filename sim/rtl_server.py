@@ -4,13 +4,16 @@ Runs inside the simulator (Verilator or Icarus) that `host.rtl.RtlSimulation` la
 It listens on 127.0.0.1 (port 0: the OS picks; the port is written to
 ``$SAMOYED_RTL_PORT_FILE``), accepts one connection and moves bytes between it and the
 design's ``i_stream`` / ``o_stream``, so the host talks to the RTL exactly as to a board
-(`board:socket://...`). The design runs free while Python waits: bytes are driven one
-per cycle only while there are bytes to move; otherwise the simulator advances in
-chunks of ``POLL_CYCLES`` between socket polls, and stops advancing while the design is
-idle and the host silent.
+(`board:socket://...`). The design runs free while Python waits. On Verilator the
+simulation top has byte buffers on both streams (``$SAMOYED_RTL_BUFFERS``,
+host.rtl.CLOCK_WRAPPER): Python moves a whole frame per wake-up (`BufferedPump`). On
+Icarus, bytes are driven one per cycle from Python while there are bytes to move
+(`LinkPump`). Otherwise the simulator advances in chunks of ``POLL_CYCLES`` between
+socket polls, and stops advancing while the design is idle and the host silent.
 
-``$SAMOYED_RTL_BACKPRESSURE=SEED`` inserts random gaps in the input stream and random
-``ready`` drops on the output stream (the integration tests set it).
+``$SAMOYED_RTL_BACKPRESSURE=SEED`` inserts gaps in the input stream and ``ready`` drops
+on the output stream (random from Python, or LFSR-timed in the buffered top); the
+integration tests set it.
 """
 
 import os
@@ -135,6 +138,93 @@ class LinkPump(TB):
             self.closed = True
 
 
+class BufferedPump(LinkPump):
+    """Byte pump through the simulation top's byte buffers (host.rtl.CLOCK_WRAPPER): a
+    whole frame goes into ``rx_buf`` in one wake-up of Python and the design takes it
+    one byte per cycle on its own; output bytes collect in ``tx_buf`` and are read in
+    bursts. Python wakes when output starts, every ``RUN_CYCLES`` while the design runs,
+    or when it may have taken the input, never per byte."""
+
+    def __init__(self, dut, conn, rx_bytes, tx_bytes, gaps, clock_running=True):
+        super().__init__(dut, conn, None, clock_running=clock_running)
+        self.rx_bytes, self.tx_bytes = rx_bytes, tx_bytes
+        self.rx_total = self.tx_done = 0
+        self.mirror = bytearray(rx_bytes)       # what rx_buf holds, for partial words
+        dut.gaps.value = int(gaps)
+        self._sync_counters()
+
+    def _sync_counters(self):
+        """Continue from wherever the design's counters are (a previous connection)."""
+        dut = self.dut
+        self.rx_total = int(dut.rx_count.value)
+        self.tx_done = int(dut.tx_count.value)
+        dut.rx_limit.value = self.rx_total
+        dut.tx_read.value = self.tx_done
+        dut.tx_limit.value = (self.tx_done + self.tx_bytes) & 0xFFFFFFFF
+
+    def _fill(self):
+        """Move as much of `inbox` into rx_buf as fits; return how many bytes."""
+        taken = int(self.dut.rx_count.value)
+        room = self.rx_bytes - ((self.rx_total - taken) & 0xFFFFFFFF)
+        n = min(room, len(self.inbox))
+        if n <= 0:
+            return 0
+        start = self.rx_total
+        for i in range(n):
+            self.mirror[(start + i) % self.rx_bytes] = self.inbox[i]
+        del self.inbox[:n]
+        buf, words = self.dut.rx_buf, self.rx_bytes // 4
+        for word in range(start // 4, (start + n - 1) // 4 + 1):
+            w = word % words
+            buf[w].value = int.from_bytes(self.mirror[4 * w:4 * w + 4], "little")
+        self.rx_total = (start + n) & 0xFFFFFFFF
+        self.dut.rx_limit.value = self.rx_total
+        return n
+
+    def _drain(self):
+        """Send whatever the design has put into tx_buf."""
+        count = int(self.dut.tx_count.value)
+        n = (count - self.tx_done) & 0xFFFFFFFF
+        if not n:
+            return 0
+        buf = self.dut.tx_buf
+        out = bytes(int(buf[(self.tx_done + i) % self.tx_bytes].value) for i in range(n))
+        self.tx_done = count
+        self.dut.tx_read.value = count
+        self.dut.tx_limit.value = (count + self.tx_bytes) & 0xFFFFFFFF
+        self._send(out)
+        return n
+
+    async def drive(self):
+        dut = self.dut
+        quiet = 0
+        while True:
+            self._recv()
+            self._fill()
+            self._drain()
+            pending = (self.rx_total - int(dut.rx_count.value)) & 0xFFFFFFFF
+            if self.closed and not self.inbox and not pending:
+                return
+            if _high(dut.running) or pending or _high(dut.tx_pending):
+                # Let the design run: until its output starts, or long enough to take the
+                # pending input (twice its length: gaps), or a run chunk.
+                chunk = RUN_CYCLES if _high(dut.running) else max(POLL_CYCLES, 2 * pending)
+                woke = await First(Timer(chunk * self.period_ns, unit="ns"),
+                                   RisingEdge(dut.tx_pending))
+                if not isinstance(woke, Timer):
+                    # an answer is starting: let its burst arrive before reading it
+                    await Timer(POLL_CYCLES * self.period_ns, unit="ns")
+                quiet = 0
+            else:
+                # Idle design, silent host: wait on the socket between short advances.
+                self._recv(IDLE_SECONDS if quiet >= 4 else 0)
+                if not self.inbox:
+                    await Timer(POLL_CYCLES * self.period_ns, unit="ns")
+                    quiet += 1
+                else:
+                    quiet = 0
+
+
 def _accept(server, timeout, stop_file, parent, log):
     """The next client, or None when asked to stop, when the process that started the
     simulator has gone (no orphaned simulators), or after `timeout` seconds."""
@@ -161,8 +251,17 @@ async def serve(dut):
     port_file = os.environ["SAMOYED_RTL_PORT_FILE"]
     seed = os.environ.get("SAMOYED_RTL_BACKPRESSURE")
     rng = random.Random(int(seed)) if seed else None
-    dut.i_stream__valid.value = 0
-    dut.o_stream__ready.value = 1
+    # The Verilator top has byte buffers on the link streams (host.rtl.CLOCK_WRAPPER).
+    buffers = tuple(int(v) for v in os.environ.get("SAMOYED_RTL_BUFFERS", "").split(",")
+                    if v)
+    if buffers:
+        dut.gaps.value = 0
+        for name in ("rx_limit", "tx_read", "tx_limit"):
+            getattr(dut, name).value = 0
+        dut.tx_limit.value = buffers[1]
+    else:
+        dut.i_stream__valid.value = 0
+        dut.o_stream__ready.value = 1
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("127.0.0.1", int(os.environ.get("SAMOYED_RTL_PORT", "0"))))
@@ -181,7 +280,8 @@ async def serve(dut):
         internal = bool(os.environ.get("SAMOYED_RTL_INTERNAL_CLOCK"))
         tb = TB(dut, clock_running=internal)
         await tb.start()
-        for name in ("running", "o_stream__valid", "i_stream__ready"):
+        for name in ("running", "tx_pending") if buffers else \
+                ("running", "o_stream__valid", "i_stream__ready"):
             value = getattr(dut, name).value
             if not value.is_resolvable:
                 tb.log.warning("%s is %s after reset", name, value)
@@ -191,10 +291,15 @@ async def serve(dut):
             if conn is None:
                 break
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            pump = LinkPump(dut, conn, rng, clock_running=internal)
-            collector = cocotb.start_soon(pump.collect())
-            await pump.drive()
-            collector.cancel()
+            if buffers:
+                pump = BufferedPump(dut, conn, *buffers, gaps=rng is not None,
+                                    clock_running=internal)
+                await pump.drive()
+            else:
+                pump = LinkPump(dut, conn, rng, clock_running=internal)
+                collector = cocotb.start_soon(pump.collect())
+                await pump.drive()
+                collector.cancel()
             conn.close()
     finally:
         server.close()
