@@ -102,6 +102,34 @@ def estimate_fps(cm, config: AcceleratorConfig, clock_mhz: float) -> tuple[int, 
     return cycles, clock_mhz * 1e6 / cycles
 
 
+def link_bytes_per_frame(cm, config: AcceleratorConfig) -> tuple[int, int]:
+    """Bytes on the wire to and from the board for one frame of `cm`, the way
+    `board:URL` runs it: the (K-packed) input in WRITE frames, RUN, one STATUS poll (the
+    least: a longer run is polled more), the output in READ frames; with their answers."""
+    from host import protocol as P
+    if cm.config != config:
+        cm = dataclasses.replace(cm, config=config)
+    program, R = cm.program, config.rows
+    n_in, n_out = program.input.words(R) * R, program.output.words(R) * R
+    up = down = 0
+    for start in range(0, n_in, P.MAX_PAYLOAD):
+        chunk = min(P.MAX_PAYLOAD, n_in - start)
+        up += len(P.write_request(0, P.Space.ACTIVATIONS, start, bytes(chunk)).encode())
+        down += len(P.ack(0).encode())
+    up += len(P.run_request(0, 0, 1).encode()) + len(P.status_request(0).encode())
+    down += len(P.ack(0).encode()) + len(P.ack(0, 0, P.DeviceStatus().encode()).encode())
+    for start in range(0, n_out, P.MAX_PAYLOAD):
+        chunk = min(P.MAX_PAYLOAD, n_out - start)
+        up += len(P.read_request(0, P.Space.ACTIVATIONS, start, chunk).encode())
+        down += len(P.ack(0, 0, bytes(chunk)).encode())
+    return up, down
+
+
+def link_fps(cm, config: AcceleratorConfig, baud: int) -> float:
+    """Frames/s the UART carries (10 bits a byte, full duplex): its bound on the rate."""
+    return baud / 10 / max(link_bytes_per_frame(cm, config))
+
+
 def build(board: Board, config: AcceleratorConfig | None = None, out=".", *,
           clock_mhz: float | None = None, baud: int | None = None, model=None,
           runner: Runner | None = None) -> dict:
@@ -175,8 +203,13 @@ def build(board: Board, config: AcceleratorConfig | None = None, out=".", *,
                         "board refuses the %s artifact)", model.name, model.config.label,
                         config.label, board.name, config.label, model.config.label)
         cycles, fps = estimate_fps(model, config, top.clock_mhz)
+        up, down = link_bytes_per_frame(model, config)
+        link = link_fps(model, config, top.baud)
         report.update(model=model.name, model_config=model.config.label,
-                      cycles_per_frame=cycles, frames_per_s=round(fps, 1))
+                      cycles_per_frame=cycles, frames_per_s=round(fps, 1),
+                      link_bytes_per_frame={"to_board": up, "from_board": down},
+                      link_frames_per_s=round(link, 1),
+                      end_to_end_frames_per_s=round(min(fps, link), 1))
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     verdict = "met" if report["timing_met"] else "NOT met"
     log.info("timing %s: Fmax %s MHz for a %g MHz clock; %d LUTs, %d FFs, %d DSPs, "

@@ -33,7 +33,10 @@ def run(args) -> int:
           f"{report['brams']} BRAMs; {report['seconds']:.0f} s")
     if "frames_per_s" in report:
         print(f"{report['model']}: {report['cycles_per_frame']:,} cycles/frame, "
-              f"{report['frames_per_s']:,.1f} frames/s at {report['clock_mhz']:g} MHz")
+              f"{report['frames_per_s']:,.1f} frames/s at {report['clock_mhz']:g} MHz; the "
+              f"UART carries {report['link_frames_per_s']:,.1f} "
+              f"({report['link_bytes_per_frame']['to_board']:,} bytes in per frame), so "
+              f"{report['end_to_end_frames_per_s']:,.1f} frames/s end to end")
     print(f"wrote {args.out}/{report['bitstream']} and {args.out}/report.json "
           f"(UART {report['baud']} baud)")
     return 0

@@ -65,6 +65,14 @@ def test_report_json_from_a_recorded_build(tmp_path, digits_cnn):
         "brams": 0, "bitstream": "ulx3s-12f-2x2.bit", "model": "digits-cnn",
         "cycles_per_frame": cycles}
     assert report["frames_per_s"] == pytest.approx(62.5e6 / cycles, abs=0.1)
+    # The UART's bound: every byte of the K-packed input (plus framing) at 10 bits a byte.
+    R = digits_cnn.config.rows
+    packed = digits_cnn.program.input.words(R) * R
+    up, down = report["link_bytes_per_frame"].values()
+    assert packed < up < packed + 128 and 0 < down < up
+    assert report["link_frames_per_s"] == pytest.approx(1_000_000 / 10 / up, abs=0.1)
+    assert report["end_to_end_frames_per_s"] == min(report["frames_per_s"],
+                                                    report["link_frames_per_s"])
     assert report["accelerator"]["clock_mhz"] == 62.5 and report["seconds"] >= 0
     assert set(report["stage_seconds"]) == {s.value for s in Stage}
     assert (tmp_path / "ulx3s-12f-2x2.bit").read_bytes() == b"\xff" * 64
