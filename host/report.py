@@ -45,7 +45,7 @@ def evaluate(model_dir, backend: str = "auto", sample: int | None = None, config
     n = len(x) if sample is None else min(sample, len(x))
     sess = host.Session(cm, backend=backend)
     start = time.perf_counter()
-    out = sess.run(x_int[:n])
+    out = sess.run(x_int[:n], progress=True)
     seconds = time.perf_counter() - start
     sess.close()
     est = cm.estimate()

@@ -55,8 +55,22 @@ class Session:
             raise BackendError(f"input dtype {x.dtype} is neither float images nor ints")
         return self.cm.quantize_input(x)
 
-    def run(self, images) -> Result:
-        ints = self.backend.run_ints(self.quantize(images))
+    def run(self, images, progress: bool = False) -> Result:
+        """Outputs of a batch. `progress` shows a bar (on stderr) as frames complete: in
+        the backend's batches (torch), or frame by frame (board, rtl, sim)."""
+        x = self.quantize(images)
+        if progress and len(x) > 1:
+            from tqdm import tqdm
+            step = max(1, getattr(self.backend, "batch_size", 1))
+            parts = []
+            with tqdm(total=len(x), desc=self.backend.name, unit="img", leave=False,
+                      dynamic_ncols=True) as bar:
+                for i in range(0, len(x), step):
+                    parts.append(self.backend.run_ints(x[i:i + step]))
+                    bar.update(len(parts[-1]))
+            ints = np.concatenate(parts)
+        else:
+            ints = self.backend.run_ints(x)
         values = self.cm.dequantize(ints)
         labels = values.reshape(len(values), -1).argmax(axis=1)
         return Result(ints, values, labels)

@@ -57,7 +57,7 @@ def run(args) -> int:
     with host.Session(cm, backend=args.backend) as sess:
         sess.run(x[:1])  # warm up: build, connect, load weights
         start = time.perf_counter()
-        out = sess.run(x)
+        out = sess.run(x, progress=True)
         seconds = time.perf_counter() - start
         latency_start = time.perf_counter()
         sess.run(x[:1])

@@ -104,3 +104,12 @@ def test_torch_backend_drops_int8_kernels_that_fail_their_self_check(monkeypatch
     assert dropped and f"layer {dropped[0]}: oneDNN int8 convolution not used" in caplog.text
     x = model.quantize_input(zoo.example_input("fmnist-cnn", 16).numpy())
     assert np.array_equal(sess.run(x).ints, model.reference(x))
+
+
+def test_run_with_progress_gives_the_same_integers(cm, capsys):
+    """A progress bar (frame by frame on sim) changes nothing in the results."""
+    x = cm.quantize_input(zoo.example_input("digits-cnn", 5).numpy())
+    sess = host.Session(cm, "sim")
+    assert np.array_equal(sess.run(x, progress=True).ints, cm.reference(x))
+    err = capsys.readouterr().err
+    assert "sim:" in err and "0/5 [" in err
