@@ -35,6 +35,7 @@ from amaranth.utils import ceil_log2, exact_log2
 from .accumulator import ACC_LATENCY, Accumulator
 from .array import ArrayTiming, SystolicArray
 from .config import AcceleratorConfig, ConfigError, derive
+from .dsp import Multiplier
 from .feeder import FEED_LATENCY, Feeder
 from .isa import DESCRIPTOR, DESCRIPTOR_BYTES, PARAM, PARAM_BYTES, Opcode, Space
 from .link import HostLink
@@ -46,7 +47,9 @@ __all__ = ["Accelerator", "check_config", "conv_cycles", "WEIGHT_LEAD", "DRAIN_C
 
 PACK_LATENCY = 1
 RAW_BEATS = 4                     # an int32 lane is written as 4 byte words
-WEIGHT_LEAD = FEED_LATENCY - 2    # weight read issued this long after a command is accepted
+# Weight read issued this long after a command is accepted: read, the read data into a
+# register, loaded into the array the cycle before the command's first pixel arrives.
+WEIGHT_LEAD = FEED_LATENCY - 3
 
 
 def OT_GAP(cols: int) -> int:
@@ -62,7 +65,8 @@ def DRAIN_CYCLES(rows: int, cols: int) -> int:
             + PACK_LATENCY + (RAW_BEATS - 1) + POOL_WRITE_LATENCY + 1)
 
 
-SETUP_CYCLES = 6        # FETCH, LATCH, DECODE, SIZE, PIXELS, TILE
+# FETCH, LATCH, DECODE, SIZE, SIZE_WAIT, CONV_HW, PIXELS, PIXELS_WAIT, PIXELS_LATCH, TILE
+SETUP_CYCLES = 10
 DIVIDE_CYCLES = 14      # tile_px / conv_w (13 quotient bits + remainder), several tiles only
 
 
@@ -199,7 +203,11 @@ class Accelerator(wiring.Component):
         prg_mem, _ = mems[Space.PROGRAM]
 
         running = Signal()
-        abort = bus.reset
+        # RUN, RESET and the watchdog act a cycle later, from registers: the link's
+        # decision takes most of a cycle, and the clear reaches every block.
+        abort = Signal()
+        start = Signal()
+        m.d.sync += [abort.eq(bus.reset), start.eq(bus.start)]
 
         # --- ports. The host uses one read and one write port per memory while idle;
         # during a run the datapath owns them (ACT: feeder read + writer read/write).
@@ -232,14 +240,18 @@ class Accelerator(wiring.Component):
                     m.d.comb += port.en.eq(Const(1, word_bytes) << w.addr.offset[:shift]
                                            if shift else 1)
 
-        # host byte reads: one request at a time, answered two cycles later
+        # host byte reads: one request at a time, answered three cycles later. Every
+        # memory's read data goes into a register before any logic (a block RAM's output
+        # arrives 5.6 ns after the clock on an ECP5); WGT and PRM share theirs with the
+        # weight and PARAM loaders (below), which own those ports while running.
         r_pending = Signal()
+        r_select = Signal()
         r_have = Signal()
         r_space = Signal(Space)
         r_byte = Signal(16)          # byte index within the word
         r_data = Signal(8)
         m.d.comb += [
-            bus.read_addr.ready.eq(~running & ~r_pending & ~r_have),
+            bus.read_addr.ready.eq(~running & ~r_pending & ~r_select & ~r_have),
             bus.read_data.valid.eq(r_have),
             bus.read_data.payload.eq(r_data),
         ]
@@ -251,12 +263,21 @@ class Accelerator(wiring.Component):
             with m.If(~running):
                 m.d.comb += [rd_ports[space].addr.eq(ra.offset >> shift),
                              rd_ports[space].en.eq(1)]
+        act_q = Signal.like(act_rd.data, reset_less=True)
+        prg_q = Signal.like(prg_rd.data, reset_less=True)
+        wgt_q = Signal.like(wgt_rd.data, reset_less=True)
+        prm_q = Signal.like(prm_rd.data, reset_less=True)
+        m.d.sync += [act_q.eq(act_rd.data), prg_q.eq(prg_rd.data)]
+        read_q = {Space.ACTIVATIONS: act_q, Space.WEIGHTS: wgt_q, Space.PARAMS: prm_q,
+                  Space.PROGRAM: prg_q}
         with m.If(r_pending):
-            m.d.sync += [r_pending.eq(0), r_have.eq(1)]
+            m.d.sync += [r_pending.eq(0), r_select.eq(1)]
+        with m.If(r_select):
+            m.d.sync += [r_select.eq(0), r_have.eq(1)]
             with m.Switch(r_space):
                 for space, (mem, word_bytes) in mems.items():
                     with m.Case(space):
-                        word = rd_ports[space].data
+                        word = read_q[space]
                         index = r_byte[:exact_log2(word_bytes)] if word_bytes > 1 else 0
                         m.d.sync += r_data.eq(word.as_value().word_select(index, 8))
         with m.If(r_have & bus.read_data.ready):
@@ -321,7 +342,12 @@ class Accelerator(wiring.Component):
         kk = Signal(12)
         oh0 = Signal(11)
         ow0 = Signal(11)
-        p0 = Signal(21)
+        tile_first = Signal()        # the pixel tile is the output-channel tile's first
+        more = Signal()              # another pixel tile follows this one
+        left = Signal(21)            # pixels after this pixel tile
+        first_n = Signal(13)         # n, more, left of an output-channel tile's first
+        first_more = Signal()        # pixel tile (set in TILE)
+        first_left = Signal(21)
         n = Signal(13)
         wtile = Signal(20)
         wbase = Signal(20)
@@ -354,8 +380,41 @@ class Accelerator(wiring.Component):
         accept = Signal()
         m.d.comb += accept.eq(feeder.cmd.valid & feeder.cmd.ready)
         step_first = (ki == 0) & (kj == 0) & (kk == 0)
-        step_last = (ki == loop_h - 1) & (kj == loop_w - 1) & (kk == kt - 1)
-        tile_first = p0 == 0
+        # Loop ends as registers (the counts hold still from DECODE on), so the ISSUE
+        # state's loop updates compare registers instead of adding first.
+        kt_last = Signal(12)
+        loop_w_last = Signal(4)
+        loop_h_last = Signal(4)
+        oct_last = Signal(12)
+        m.d.sync += [kt_last.eq(kt - 1), loop_w_last.eq(loop_w - 1),
+                     loop_h_last.eq(loop_h - 1), oct_last.eq(oct_ - 1)]
+        step_last = (ki == loop_h_last) & (kj == loop_w_last) & (kk == kt_last)
+
+        # --- output size: free-running DSP multiplies of registers that hold still
+        # from DECODE on (hw.dsp: operands and product registered, two edges)
+        size_mult = Signal(14)
+        size_shift = Signal(4)
+        with m.Switch(d.stride):
+            for stride in range(1, 8):
+                with m.Case(stride):
+                    mult, shift = reciprocal(stride, 11)
+                    m.d.sync += [size_mult.eq(mult), size_shift.eq(shift)]
+        m.submodules.size_h = size_h = Multiplier(unsigned(11), unsigned(14))
+        m.submodules.size_w = size_w = Multiplier(unsigned(11), unsigned(14))
+        m.submodules.size_hw = size_hw = Multiplier(unsigned(11), unsigned(11))
+        m.d.comb += [size_h.a.eq(num_h), size_h.b.eq(size_mult),
+                     size_w.a.eq(num_w), size_w.b.eq(size_mult),
+                     size_hw.a.eq(conv_h), size_hw.b.eq(conv_w)]
+
+        # --- the next pixel tile's start: ow0 + tp_w wraps past conv_w at most once
+        # (tp_w < conv_w); tp_w - conv_w and tp_h + 1 are set in REMAINDER.
+        tp_w_minus = Signal(signed(12))
+        tp_h1 = Signal(14)
+        ow_wrapped = Signal(signed(12))
+        m.d.comb += ow_wrapped.eq(ow0 + tp_w_minus)
+        wraps = ~ow_wrapped[-1]
+        left_minus_tp = Signal(signed(22))
+        m.d.comb += left_minus_tp.eq(left - tp)
 
         # --- sequencer
         with m.If(running & (since_ot != OT_GAP(C))):
@@ -367,7 +426,7 @@ class Accelerator(wiring.Component):
 
         with m.FSM(name="seq"):
             with m.State("IDLE"):
-                with m.If(bus.start):
+                with m.If(start):
                     m.d.sync += [running.eq(1), pc.eq(bus.program >> exact_log2(DESCRIPTOR_BYTES))]
                     m.d.sync += [c.eq(0) for c in counters]
                     m.next = "FETCH"
@@ -412,31 +471,44 @@ class Accelerator(wiring.Component):
                         m.next = "HANG"          # an unknown opcode: the watchdog ends it
                 leave_on_abort()
             with m.State("SIZE"):
-                # conv_h, conv_w = num // stride + 1 (stride 1..7: reciprocal multiply); a
-                # cycle the other ops spend as well, so every descriptor has the same setup
-                with m.If(is_conv):
-                    with m.Switch(d.stride):
-                        for s in range(1, 8):
-                            with m.Case(s):
-                                mult, shift = reciprocal(s, 11)
-                                m.d.sync += [conv_h.eq(((num_h * mult) >> shift) + 1),
-                                             conv_w.eq(((num_w * mult) >> shift) + 1)]
+                # conv_h, conv_w = num // stride + 1 (stride 1..7: reciprocal multiply, the
+                # DSP blocks' two edges in SIZE and SIZE_WAIT); cycles the other ops spend
+                # as well, so every descriptor has the same setup
                 m.d.sync += conv_active.eq(1)
+                m.next = "SIZE_WAIT"
+                leave_on_abort()
+            with m.State("SIZE_WAIT"):
+                m.next = "CONV_HW"
+                leave_on_abort()
+            with m.State("CONV_HW"):
+                with m.If(is_conv):
+                    m.d.sync += [conv_h.eq((size_h.p >> size_shift) + 1),
+                                 conv_w.eq((size_w.p >> size_shift) + 1)]
                 m.next = "PIXELS"
                 leave_on_abort()
             with m.State("PIXELS"):
-                m.d.sync += [pixels.eq(conv_h * conv_w), tp.eq(d.tile_px)]
+                # conv_h * conv_w: two edges in the DSP block, then into `pixels`
+                m.next = "PIXELS_WAIT"
+                leave_on_abort()
+            with m.State("PIXELS_WAIT"):
+                m.next = "PIXELS_LATCH"
+                leave_on_abort()
+            with m.State("PIXELS_LATCH"):
+                m.d.sync += [pixels.eq(size_hw.p), tp.eq(d.tile_px)]
                 m.next = "TILE"
                 leave_on_abort()
             with m.State("TILE"):
                 m.d.sync += [ot.eq(0), ki.eq(0), kj.eq(0), kk.eq(0), oh0.eq(0), ow0.eq(0),
-                             p0.eq(0), wtile.eq(d.wgt >> lR), wbase.eq(d.wgt >> lR),
+                             tile_first.eq(1), wtile.eq(d.wgt >> lR), wbase.eq(d.wgt >> lR),
                              since_ot.eq(OT_GAP(C)), tp_h.eq(0), div_rem.eq(0), div_i.eq(0)]
                 with m.If((tp == 0) | (tp >= pixels)):
-                    m.d.sync += [tp.eq(pixels), n.eq(pixels)]
+                    m.d.sync += [tp.eq(pixels), n.eq(pixels), more.eq(0), left.eq(0),
+                                 first_n.eq(pixels), first_more.eq(0), first_left.eq(0)]
                     m.next = "ISSUE"
                 with m.Else():
-                    m.d.sync += [n.eq(tp), div_num.eq(tp)]
+                    m.d.sync += [n.eq(tp), div_num.eq(tp), more.eq(1), left.eq(pixels - tp),
+                                 first_n.eq(tp), first_more.eq(1),
+                                 first_left.eq(pixels - tp)]
                     m.next = "DIVIDE"
                 leave_on_abort()
             with m.State("DIVIDE"):
@@ -453,7 +525,8 @@ class Accelerator(wiring.Component):
                     m.next = "REMAINDER"
                 leave_on_abort()
             with m.State("REMAINDER"):
-                m.d.sync += tp_w.eq(div_rem)
+                m.d.sync += [tp_w.eq(div_rem), tp_w_minus.eq(div_rem - conv_w),
+                             tp_h1.eq(tp_h + 1)]
                 m.next = "ISSUE"
                 leave_on_abort()
             with m.State("ISSUE"):
@@ -463,34 +536,35 @@ class Accelerator(wiring.Component):
                     with m.If(step_first & tile_first):
                         m.d.sync += since_ot.eq(1)
                     m.d.sync += wtile.eq(wtile + 1)
-                    with m.If(kk + 1 != kt):
+                    with m.If(kk != kt_last):
                         m.d.sync += kk.eq(kk + 1)
                     with m.Else():
                         m.d.sync += kk.eq(0)
-                        with m.If(kj + 1 != loop_w):
+                        with m.If(kj != loop_w_last):
                             m.d.sync += kj.eq(kj + 1)
                         with m.Else():
                             m.d.sync += kj.eq(0)
-                            with m.If(ki + 1 != loop_h):
+                            with m.If(ki != loop_h_last):
                                 m.d.sync += ki.eq(ki + 1)
                             with m.Else():
                                 m.d.sync += ki.eq(0)
-                                # pixel tile done
-                                p_next = p0 + n
-                                with m.If(p_next < pixels):
-                                    left = pixels - p_next
-                                    ow_next = ow0 + tp_w
-                                    with m.If(ow_next >= conv_w):
-                                        m.d.sync += [ow0.eq(ow_next - conv_w),
-                                                     oh0.eq(oh0 + tp_h + 1)]
-                                    with m.Else():
-                                        m.d.sync += [ow0.eq(ow_next), oh0.eq(oh0 + tp_h)]
-                                    m.d.sync += [p0.eq(p_next), wtile.eq(wbase),
-                                                 n.eq(Mux(left < tp, left, tp))]
-                                with m.Elif(ot + 1 != oct_):
-                                    m.d.sync += [ot.eq(ot + 1), p0.eq(0), oh0.eq(0),
+                                # pixel tile done: every tile but the last has tp pixels,
+                                # so the next one's size and what follows it are one
+                                # subtract and one compare from registers
+                                with m.If(more):
+                                    m.d.sync += [oh0.eq(Mux(wraps, oh0 + tp_h1, oh0 + tp_h)),
+                                                 ow0.eq(Mux(wraps, ow_wrapped, ow0 + tp_w)),
+                                                 tile_first.eq(0), wtile.eq(wbase),
+                                                 n.eq(Mux(left_minus_tp[-1], left, tp)),
+                                                 left.eq(Mux(left_minus_tp[-1], 0,
+                                                             left_minus_tp)),
+                                                 more.eq(~left_minus_tp[-1]
+                                                         & left_minus_tp.any())]
+                                with m.Elif(ot != oct_last):
+                                    m.d.sync += [ot.eq(ot + 1), tile_first.eq(1), oh0.eq(0),
                                                  ow0.eq(0), wbase.eq(wtile + 1),
-                                                 n.eq(Mux(pixels < tp, pixels, tp))]
+                                                 n.eq(first_n), more.eq(first_more),
+                                                 left.eq(first_left)]
                                 with m.Else():
                                     m.d.sync += drain.eq(n + DRAIN_CYCLES(R, C))
                                     m.next = "DRAIN"
@@ -516,12 +590,14 @@ class Accelerator(wiring.Component):
         with m.If(running):
             m.d.comb += [wgt_rd.addr.eq(w_addr), wgt_rd.en.eq(1)]
         w_valid_q = Signal()
-        m.d.sync += w_valid_q.eq(w_valid & ~abort)
-        m.d.comb += [array.load.valid.eq(w_valid_q),
-                     array.load.payload.weights.eq(wgt_rd.data.as_value())]
+        w_valid_qq = Signal()
+        m.d.sync += [w_valid_q.eq(w_valid & ~abort), w_valid_qq.eq(w_valid_q & ~abort),
+                     wgt_q.eq(wgt_rd.data)]
+        m.d.comb += [array.load.valid.eq(w_valid_qq),
+                     array.load.payload.weights.eq(wgt_q.as_value())]
 
         # --- per-pixel tags mirroring the feeder's issue order: pixel q of a command
-        # accepted in cycle a is issued in a + 1 + q and reaches the array in a + 6 + q.
+        # accepted in cycle a is issued in a + 1 + q and reaches the array in a + FEED_LATENCY + q.
         mir_active = Signal()
         mir = Signal(data.StructLayout({
             "q": 12, "n": 13, "first": 1, "last": 1, "tile_first": 1,
@@ -582,10 +658,14 @@ class Accelerator(wiring.Component):
             m.d.sync += swaps.eq(swaps + 1)
 
         # --- PARAM records: tile t loads after the post-processor swapped tile t - 1 in
+        # Two stages that stall together: the read (pl_rvalid, its data on the port) and
+        # the record in prm_q (pl_valid), offered to the post-processor.
         pl_active = Signal()
         pl_tile = Signal(12)
         pl_lane = Signal(range(C))
         pl_addr = Signal(14)
+        pl_rvalid = Signal()
+        pl_rlane = Signal(range(C))
         pl_valid = Signal()
         pl_out_lane = Signal(range(C))
         advance = ~pl_valid | post.param.ready
@@ -594,14 +674,15 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             post.param.valid.eq(pl_valid),
             post.param.payload.lane.eq(pl_out_lane),
-            post.param.payload.param.eq(prm_rd.data.as_value()),
+            post.param.payload.param.eq(prm_q.as_value()),
         ]
         with m.If(is_max):
             m.d.comb += post.param.payload.param.bias.eq(0)
         with m.If(advance):
-            m.d.sync += pl_valid.eq(0)
+            m.d.sync += [prm_q.eq(prm_rd.data), pl_valid.eq(pl_rvalid),
+                         pl_out_lane.eq(pl_rlane), pl_rvalid.eq(0)]
             with m.If(pl_active):
-                m.d.sync += [pl_valid.eq(1), pl_out_lane.eq(pl_lane), pl_addr.eq(pl_addr + 1),
+                m.d.sync += [pl_rvalid.eq(1), pl_rlane.eq(pl_lane), pl_addr.eq(pl_addr + 1),
                              pl_lane.eq(pl_lane + 1)]
                 with m.If(pl_lane == C - 1):
                     m.d.sync += [pl_active.eq(0), pl_tile.eq(pl_tile + 1), pl_lane.eq(0)]
@@ -610,7 +691,7 @@ class Accelerator(wiring.Component):
         with m.If(~conv_active):
             m.d.sync += [pl_tile.eq(0), pl_lane.eq(0), pl_addr.eq(d.prm), pl_active.eq(0)]
         with m.If(abort):
-            m.d.sync += [pl_active.eq(0), pl_valid.eq(0)]
+            m.d.sync += [pl_active.eq(0), pl_rvalid.eq(0), pl_valid.eq(0)]
 
         # --- packer: C post-processed lanes -> one activation word (4 for raw int32)
         beat = writer.pixels.payload
@@ -670,20 +751,20 @@ class Accelerator(wiring.Component):
         m.d.comb += [rows_used.eq(Mux(k_left > R, R, k_left)),
                      cols_used.eq(Mux(c_left > C, C, c_left))]
         # Pipelined (it was the design's critical path as one expression): the command's
-        # operands, then n x rows, then x cols; the count lands 3 cycles after the
-        # command, long before the descriptor's drain ends.
+        # n, rows and cols into registers; rows x cols (small: shift-and-add in the
+        # fabric); then n x (rows x cols) in a DSP block with its registers. The count
+        # lands 5 cycles after the command, long before the descriptor's drain ends.
         mac_n = Signal(13)
-        mac_rows = Signal(range(R + 1))
-        mac_cols = Signal(range(C + 1))
-        mac_cols_d = Signal(range(C + 1))
-        mac_nr = Signal(20)
-        mac_step = Signal(32)
-        m.d.sync += [
-            mac_n.eq(Mux(accept & is_conv, n, 0)), mac_rows.eq(rows_used),
-            mac_cols.eq(cols_used),
-            mac_nr.eq(mac_n * mac_rows), mac_cols_d.eq(mac_cols),
-            mac_step.eq(mac_nr * mac_cols_d),
-        ]
+        mac_rows = Signal.like(rows_used)
+        mac_cols = Signal.like(cols_used)
+        mac_n2 = Signal(13)
+        mac_rc = Signal(range(R * C + 1))
+        rows_x_cols = sum(Mux(mac_cols[i], mac_rows << i, 0) for i in range(len(mac_cols)))
+        m.d.sync += [mac_n.eq(Mux(accept & is_conv, n, 0)), mac_rows.eq(rows_used),
+                     mac_cols.eq(cols_used), mac_n2.eq(mac_n), mac_rc.eq(rows_x_cols)]
+        m.submodules.mac_mul = mac_mul = Multiplier(unsigned(13), mac_rc.shape())
+        m.d.comb += [mac_mul.a.eq(mac_n2), mac_mul.b.eq(mac_rc)]
+        mac_step = mac_mul.p
         with m.If(running):
             m.d.sync += [counters[0].eq(counters[0] + 1),
                          counters[1].eq(counters[1] + feeder.act.valid),

@@ -10,11 +10,20 @@ With `max` high the lanes keep a running maximum instead (standalone max pools, 
 straight from the activation feeder); a beat marked `skip` (a padding pixel) leaves it
 unchanged, and a window's first beat, if skipped, starts it at the lowest value.
 
-Pipeline (ACC_LATENCY = 2): a beat in cycle t reads its partial total; in t + 1 the sum is
-formed and either written back or registered as the output, valid in t + 2. A beat for the
-same pixel in t + 1 (a one-pixel tile stepping every cycle: linear layers) reads the
-entry in the edge that writes it: the read port is transparent for the write port, so it
-sees the new total without extra forwarding logic.
+Pipeline (ACC_LATENCY = 3), for a beat in cycle t:
+
+    t     read the pixel's partial total (address into the block RAM)
+    t+1   the read data lands in a fabric register: a block RAM's output (5.6 ns after
+          the clock on an ECP5 without its output register) drives nothing else
+    t+2   add (or max) and register the total: the write data, or the output
+    t+3   the write lands (edge ending t+3); the output is valid in t+3
+
+A beat reads memory that is up to three totals stale: the beats of the three cycles
+before it are computed or written after its read. Each of those totals is kept in a
+register (the write-data register and two older copies) and forwarded when its address
+matches, the newest first; the match flags are compared a stage early, between
+registers. So a one-pixel tile stepping every cycle (linear layers) accumulates every
+cycle with no stall.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-ACC_LATENCY = 2   # beat in cycle t -> its total (last step) on `out` in cycle t + 2
+ACC_LATENCY = 3   # beat in cycle t -> its total (last step) on `out` in cycle t + 3
 
 
 def beat_layout(cols: int, depth: int, acc_width: int = 32) -> data.StructLayout:
@@ -57,33 +66,62 @@ class Accumulator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        lanes = data.ArrayLayout(signed(self.acc_width), self.cols)
+        C, W = self.cols, self.acc_width
+        lanes = data.ArrayLayout(signed(W), C)
+        layout = beat_layout(C, self.depth, W)
         m.submodules.mem = mem = Memory(shape=lanes, depth=self.depth, init=[])
         wr = mem.write_port()
-        rd = mem.read_port(transparent_for=(wr,))
+        rd = mem.read_port()
 
-        # Stage 0: read the partial total of the beat's pixel.
+        # t: read the partial total of the beat's pixel.
         m.d.comb += [rd.addr.eq(self.beat.payload.addr), rd.en.eq(1)]
-        beat = Signal(beat_layout(self.cols, self.depth, self.acc_width))
-        valid = Signal()
-        m.d.sync += [beat.eq(self.beat.payload), valid.eq(self.beat.valid)]
+        beat1 = Signal(layout, reset_less=True)
+        valid1 = Signal()
+        m.d.sync += [beat1.eq(self.beat.payload), valid1.eq(self.beat.valid)]
 
-        # Stage 1: add, then store the total or hand it on.
+        # Totals of the three beats before, newest first: fwd[0] is the write-data
+        # register (its write lands at the edge ending this cycle), fwd[1], fwd[2] the
+        # totals written one and two edges ago.
+        fwd = [Signal(lanes, name=f"fwd{k}_data", reset_less=True) for k in range(3)]
+        fwd_addr = [Signal.like(beat1.addr, name=f"fwd{k}_addr", reset_less=True)
+                    for k in range(3)]
+        fwd_en = [Signal(name=f"fwd{k}_en") for k in range(3)]
+
+        # t+1: the stored total into a register; which in-flight total is newer. The
+        # beat in t+2 (beat2) becomes fwd[0] at the next edge, fwd[0] becomes fwd[1]...
+        stored = Signal(lanes, reset_less=True)
+        beat2 = Signal(layout, reset_less=True)
+        valid2 = Signal()
+        hit = Signal(3)
+        m.d.sync += [
+            stored.eq(rd.data),
+            beat2.eq(beat1),
+            valid2.eq(valid1),
+            hit[0].eq(valid2 & ~beat2.last & (beat2.addr == beat1.addr)),
+            hit[1].eq(fwd_en[0] & (fwd_addr[0] == beat1.addr)),
+            hit[2].eq(fwd_en[1] & (fwd_addr[1] == beat1.addr)),
+        ]
+        old = Signal(lanes)
+        m.d.comb += old.eq(Mux(hit[0], fwd[0], Mux(hit[1], fwd[1],
+                                                   Mux(hit[2], fwd[2], stored))))
+
+        # t+2: add, then hand the total on to be written or sent out.
         total = Signal(lanes)
-        lowest = -(1 << (self.acc_width - 1))
-        for c in range(self.cols):
-            value = Mux(beat.skip, lowest, beat.sums[c])
+        lowest = -(1 << (W - 1))
+        for c in range(C):
+            value = Mux(beat2.skip, lowest, beat2.sums[c])
             with m.If(self.max):
                 # Max pool: the running maximum; a skipped (padding) beat keeps it.
-                m.d.comb += total[c].eq(Mux(beat.first | (value > rd.data[c]), value,
-                                            rd.data[c]))
+                m.d.comb += total[c].eq(Mux(beat2.first | (value > old[c]), value, old[c]))
             with m.Else():
                 # Assignment truncates: totals wrap at acc_width like the array's sums.
-                m.d.comb += total[c].eq(beat.sums[c] + Mux(beat.first, 0, rd.data[c]))
-        m.d.comb += [
-            wr.addr.eq(beat.addr),
-            wr.data.eq(total),
-            wr.en.eq(valid & ~beat.last),
+                m.d.comb += total[c].eq(beat2.sums[c] + Mux(beat2.first, 0, old[c]))
+        m.d.sync += [
+            fwd[0].eq(total), fwd_addr[0].eq(beat2.addr), fwd_en[0].eq(valid2 & ~beat2.last),
+            fwd[1].eq(fwd[0]), fwd_addr[1].eq(fwd_addr[0]), fwd_en[1].eq(fwd_en[0]),
+            fwd[2].eq(fwd[1]), fwd_addr[2].eq(fwd_addr[1]), fwd_en[2].eq(fwd_en[1]),
+            self.out.valid.eq(valid2 & beat2.last), self.out.payload.eq(total),
         ]
-        m.d.sync += [self.out.valid.eq(valid & beat.last), self.out.payload.eq(total)]
+        # t+3: the write lands.
+        m.d.comb += [wr.addr.eq(fwd_addr[0]), wr.data.eq(fwd[0]), wr.en.eq(fwd_en[0])]
         return m

@@ -16,22 +16,24 @@ banks are one R-byte-wide memory with byte write enables: one read port, one add
 decoder, and synthesis splits it into block RAMs as it likes.
 
 Pipeline: a command accepted in cycle a issues its first pixel in a + 1; each pixel
-goes through (edge after issue) bounds check and ih * in_w, + iw, * groups, + src + k,
-then the read; its activations are on ``act`` :data:`FEED_LATENCY` cycles after the
-command was accepted, one pixel per cycle. ``cmd.ready`` rises in the cycle a
-command issues its last pixel (or its last padding cycle), so back-to-back commands
-stream without a bubble.
+goes through (edges after issue) ih = oh * stride + i - pad_t and iw alike (two
+adds, two edges), bounds check and ih * in_w (two edges, a DSP block with its registers), + iw, * groups (two edges), + src + k, then the read, then the
+read data into a register; its activations are on ``act``
+:data:`FEED_LATENCY` cycles after the command was accepted, one pixel per cycle.
+``cmd.ready`` rises in the cycle a command issues its last pixel (or its last padding
+cycle), so back-to-back commands stream without a bubble.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .dsp import Multiplier
 from .poolwrite import reciprocal
 
 __all__ = ["Feeder", "FEED_LATENCY", "feed_command_layout"]
 
-FEED_LATENCY = 6      # command accepted in cycle a -> its first pixel on `act` in a + 6
+FEED_LATENCY = 11     # command accepted in cycle a -> its first pixel on `act` in a + 11
 
 DIM_BITS = 10         # descriptor in_h / in_w / out_w fields
 CHAN_BITS = 12
@@ -58,11 +60,6 @@ def feed_command_layout(addr_width):
         "k":         unsigned(CHAN_BITS),  # K-tile: channels k*R .. k*R + R - 1
         "swap":      unsigned(1),          # raise the array's swap with the first pixel
     })
-
-
-def _times_small(x, factor):
-    """``x * factor`` for a 3-bit factor as two adds, so it takes no DSP block."""
-    return (Mux(factor[0], x, 0) + Mux(factor[1], x << 1, 0)) + Mux(factor[2], x << 2, 0)
 
 
 def _check_int(what, value, lo, hi, fix):
@@ -135,16 +132,19 @@ class Feeder(wiring.Component):
         px_left = Signal(CHAN_BITS)
         first = Signal()
         cur = Signal(feed_command_layout(A), reset_less=True)
+        oh = Signal(DIM_BITS, reset_less=True)
         ow = Signal(DIM_BITS, reset_less=True)
-        ih = Signal(COORD, reset_less=True)
-        iw = Signal(COORD, reset_less=True)
-        iw_row0 = Signal(COORD, reset_less=True)   # iw at ow = 0: j - pad_l
+        i_off = Signal(signed(5), reset_less=True)     # i - pad_t
+        j_off = Signal(signed(5), reset_less=True)     # j - pad_l
         groups = Signal(CHAN_BITS, reset_less=True)
 
         last_cycle = active & (cycles_left == 1)
         m.d.comb += self.cmd.ready.eq(~active | last_cycle)
         issue = active & (px_left != 0)
 
+        # The issue counters are the output pixel (oh, ow) only: set from the command
+        # without arithmetic, so accepting a command is no longer than a register load;
+        # ih and iw follow in the pipeline (s0, s0b).
         with m.If(active):
             m.d.sync += [cycles_left.eq(cycles_left - 1), first.eq(0)]
             with m.If(last_cycle):
@@ -152,9 +152,9 @@ class Feeder(wiring.Component):
             with m.If(issue):
                 m.d.sync += px_left.eq(px_left - 1)
                 with m.If(ow == cur.conv_w - 1):
-                    m.d.sync += [ow.eq(0), iw.eq(iw_row0), ih.eq(ih + cur.stride)]
+                    m.d.sync += [ow.eq(0), oh.eq(oh + 1)]
                 with m.Else():
-                    m.d.sync += [ow.eq(ow + 1), iw.eq(iw + cur.stride)]
+                    m.d.sync += ow.eq(ow + 1)
 
         # ceil(in_c / R) without a divider; in_c + R - 1 < 2**13 for every R <= 64.
         g_mult, g_shift = reciprocal(R, CHAN_BITS + 1)
@@ -165,10 +165,10 @@ class Feeder(wiring.Component):
                 px_left.eq(cmd.n),
                 first.eq(1),
                 cur.eq(cmd),
+                oh.eq(cmd.oh0),
                 ow.eq(cmd.ow0),
-                ih.eq(_times_small(cmd.oh0, cmd.stride) + cmd.i - cmd.pad_t),
-                iw.eq(_times_small(cmd.ow0, cmd.stride) + cmd.j - cmd.pad_l),
-                iw_row0.eq(cmd.j - cmd.pad_l),
+                i_off.eq(cmd.i - cmd.pad_t),
+                j_off.eq(cmd.j - cmd.pad_l),
                 groups.eq(((cmd.in_c + R - 1) * g_mult) >> g_shift),
             ]
 
@@ -177,41 +177,74 @@ class Feeder(wiring.Component):
         def stage(name, fields):
             return Signal(data.StructLayout(fields), name=name, reset_less=True)
 
-        v1, v2, v3, v4, v5 = (Signal(name=f"valid_{s}") for s in range(1, 6))
-        s1 = stage("s1", {"zero": 1, "swap": 1, "sgn": 1, "row": unsigned(A),
-                          "iw": unsigned(A), "base": unsigned(A), "groups": CHAN_BITS})
-        inside = (ih >= 0) & (ih < cur.in_h) & (iw >= 0) & (iw < cur.in_w)
+        v0, v0b, v1, v1b, v2, v3, v3b, v4, v5 = (
+            Signal(name=f"valid_{s}") for s in ("0", "0b", "1", "1b", "2", "3", "3b", "4", "5"))
+        carried = {"swap": 1, "sgn": 1, "in_h": DIM_BITS, "in_w": DIM_BITS,
+                   "base": unsigned(A), "groups": CHAN_BITS}
+        # s0, s0b: ih = oh * stride + i - pad_t (stride 1..7: three shifted terms), the
+        # same for iw; one add per stage.
+        def split_product(x, factor, offset):
+            return (Mux(factor[0], x, 0) + Mux(factor[1], x << 1, 0),
+                    Mux(factor[2], x << 2, 0) + offset)
+        s0 = stage("s0", {"h0": COORD, "h1": COORD, "w0": COORD, "w1": COORD, **carried})
+        h0, h1 = split_product(oh, cur.stride, i_off)
+        w0, w1 = split_product(ow, cur.stride, j_off)
         m.d.sync += [
-            v1.eq(issue),
-            s1.zero.eq(~inside),
-            s1.swap.eq(first & cur.swap),
-            s1.sgn.eq(cur.in_signed),
-            s1.row.eq(ih[:DIM_BITS] * cur.in_w),
-            s1.iw.eq(iw[:DIM_BITS]),
-            s1.base.eq(cur.src + cur.k),
-            s1.groups.eq(groups),
+            v0.eq(issue),
+            s0.h0.eq(h0), s0.h1.eq(h1), s0.w0.eq(w0), s0.w1.eq(w1),
+            s0.swap.eq(first & cur.swap),
+            s0.sgn.eq(cur.in_signed),
+            s0.in_h.eq(cur.in_h), s0.in_w.eq(cur.in_w),
+            s0.base.eq(cur.src + cur.k),
+            s0.groups.eq(groups),
         ]
+        s0b = stage("s0b", {"ih": COORD, "iw": COORD, **carried})
+        m.d.sync += [v0b.eq(v0), s0b.ih.eq(s0.h0 + s0.h1), s0b.iw.eq(s0.w0 + s0.w1)]
+        m.d.sync += [getattr(s0b, name).eq(getattr(s0, name)) for name in carried]
+        ih, iw = s0b.ih, s0b.iw
+
+        # ih * in_w and pix * groups are DSP blocks with their own operand and product
+        # registers (hw.dsp): each takes two edges, and the fields that ride along wait
+        # one extra stage (s1b, s3b) beside the product.
+        m.submodules.row_mul = row_mul = Multiplier(unsigned(DIM_BITS), unsigned(DIM_BITS))
+        m.submodules.word_mul = word_mul = Multiplier(unsigned(A), unsigned(CHAN_BITS))
+        s1 = stage("s1", {"zero": 1, "swap": 1, "sgn": 1,
+                          "iw": unsigned(A), "base": unsigned(A), "groups": CHAN_BITS})
+        inside = (ih >= 0) & (ih < s0b.in_h) & (iw >= 0) & (iw < s0b.in_w)
+        m.d.comb += [row_mul.a.eq(ih[:DIM_BITS]), row_mul.b.eq(s0b.in_w)]
+        m.d.sync += [
+            v1.eq(v0b),
+            s1.zero.eq(~inside),
+            s1.swap.eq(s0b.swap),
+            s1.sgn.eq(s0b.sgn),
+            s1.iw.eq(iw[:DIM_BITS]),
+            s1.base.eq(s0b.base),
+            s1.groups.eq(s0b.groups),
+        ]
+        s1b = stage("s1b", s1.shape().members)
+        m.d.sync += [v1b.eq(v1), s1b.eq(s1)]
         s2 = stage("s2", {"zero": 1, "swap": 1, "sgn": 1, "pix": unsigned(A),
                           "base": unsigned(A), "groups": CHAN_BITS})
         m.d.sync += [
-            v2.eq(v1),
-            s2.zero.eq(s1.zero), s2.swap.eq(s1.swap), s2.sgn.eq(s1.sgn),
-            s2.pix.eq(s1.row + s1.iw),
-            s2.base.eq(s1.base), s2.groups.eq(s1.groups),
+            v2.eq(v1b),
+            s2.zero.eq(s1b.zero), s2.swap.eq(s1b.swap), s2.sgn.eq(s1b.sgn),
+            s2.pix.eq(row_mul.p + s1b.iw),
+            s2.base.eq(s1b.base), s2.groups.eq(s1b.groups),
         ]
-        s3 = stage("s3", {"zero": 1, "swap": 1, "sgn": 1, "word": unsigned(A),
-                          "base": unsigned(A)})
+        s3 = stage("s3", {"zero": 1, "swap": 1, "sgn": 1, "base": unsigned(A)})
+        m.d.comb += [word_mul.a.eq(s2.pix), word_mul.b.eq(s2.groups)]
         m.d.sync += [
             v3.eq(v2),
             s3.zero.eq(s2.zero), s3.swap.eq(s2.swap), s3.sgn.eq(s2.sgn),
-            s3.word.eq(s2.pix * s2.groups),
             s3.base.eq(s2.base),
         ]
+        s3b = stage("s3b", s3.shape().members)
+        m.d.sync += [v3b.eq(v3), s3b.eq(s3)]
         s4 = stage("s4", {"zero": 1, "swap": 1, "sgn": 1, "addr": unsigned(A)})
         m.d.sync += [
-            v4.eq(v3),
-            s4.zero.eq(s3.zero), s4.swap.eq(s3.swap), s4.sgn.eq(s3.sgn),
-            s4.addr.eq(s3.base + s3.word),
+            v4.eq(v3b),
+            s4.zero.eq(s3b.zero), s4.swap.eq(s3b.swap), s4.sgn.eq(s3b.sgn),
+            s4.addr.eq(s3b.base + word_mul.p),
         ]
         m.d.comb += [
             self.rd.addr.eq(s4.addr),
@@ -219,16 +252,23 @@ class Feeder(wiring.Component):
         ]
         s5 = stage("s5", {"zero": 1, "swap": 1, "sgn": 1})
         m.d.sync += [v5.eq(v4), s5.zero.eq(s4.zero), s5.swap.eq(s4.swap), s5.sgn.eq(s4.sgn)]
+        # The block RAM's output goes straight into a register (it arrives late in the
+        # cycle: 5.6 ns after the clock on an ECP5), and only then into logic.
+        v6 = Signal(name="valid_6")
+        s6 = stage("s6", {"zero": 1, "swap": 1, "sgn": 1,
+                          "data": data.ArrayLayout(unsigned(8), R)})
+        m.d.sync += [v6.eq(v5), s6.zero.eq(s5.zero), s6.swap.eq(s5.swap), s6.sgn.eq(s5.sgn),
+                     s6.data.eq(self.rd.data)]
 
         # --- extension: the bank bytes as act_width-bit signed operands -------------
         for r in range(R):
-            byte = self.rd.data[r]
-            value = Mux(s5.sgn, byte.as_signed(), byte.as_unsigned())
-            m.d.comb += self.act.payload[r].eq(Mux(s5.zero, 0, value))
+            byte = s6.data[r]
+            value = Mux(s6.sgn, byte.as_signed(), byte.as_unsigned())
+            m.d.comb += self.act.payload[r].eq(Mux(s6.zero, 0, value))
         m.d.comb += [
-            self.act.valid.eq(v5),
-            self.swap.eq(v5 & s5.swap),
-            self.pad.eq(v5 & s5.zero),
-            self.busy.eq(active | v1 | v2 | v3 | v4 | v5),
+            self.act.valid.eq(v6),
+            self.swap.eq(v6 & s6.swap),
+            self.pad.eq(v6 & s6.zero),
+            self.busy.eq(active | v0 | v0b | v1 | v1b | v2 | v3 | v3b | v4 | v5 | v6),
         ]
         return m

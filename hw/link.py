@@ -248,9 +248,27 @@ class HostLink(wiring.Component):
         m.d.comb += access_len.eq(hdr.len)
         with m.If(hdr.cmd == Command.READ):
             m.d.comb += access_len.eq(arg)
-        in_bounds = space_ok & (hdr.addr.offset + access_len <= space_size)
-        program_ok = ((hdr.addr.space == Space.PROGRAM)
-                      & (hdr.addr.offset < self.space_sizes[Space.PROGRAM]))
+        # The header and the argument hold still from the CRC state on (at least two
+        # cycles before EXECUTE), so the checks on them are registered: EXECUTE's
+        # priority chain then starts from flip-flops, not from a 32-bit add and compare.
+        crc_ok = Signal()
+        in_bounds = Signal()
+        program_ok = Signal()
+        len_zero = Signal()
+        len_four = Signal()
+        arg_zero = Signal()
+        arg_too_long = Signal()
+        same_seq = Signal()
+        m.d.sync += [
+            in_bounds.eq(space_ok & (hdr.addr.offset + access_len <= space_size)),
+            program_ok.eq((hdr.addr.space == Space.PROGRAM)
+                          & (hdr.addr.offset < self.space_sizes[Space.PROGRAM])),
+            len_zero.eq(hdr.len == 0),
+            len_four.eq(hdr.len == 4),
+            arg_zero.eq(arg == 0),
+            arg_too_long.eq(arg > self.max_payload),
+            same_seq.eq(last_seq == hdr.seq),
+        ]
 
         def receive(on_byte, on_timeout):
             """Accept a byte per cycle; ``on_timeout`` after ``timeout`` idle cycles."""
@@ -329,21 +347,27 @@ class HostLink(wiring.Component):
                     feed_crc(i.payload)
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(cnt == _CRC_BYTES - 1):
-                        m.next = "EXECUTE"
+                        m.next = "CHECK"
                 receive(crc_byte, truncated)
 
             with m.State("DRAIN"):
                 receive(lambda: None, lambda: send_nak(nak_code))
 
+            with m.State("CHECK"):
+                # The CRC's last byte landed at the edge before: its verdict into a
+                # register, so EXECUTE starts from flip-flops only.
+                m.d.sync += crc_ok.eq(crc.residue_ok)
+                m.next = "EXECUTE"
+
             with m.State("EXECUTE"):
                 m.d.sync += resp_addr.eq(hdr.addr)
-                with m.If(~crc.residue_ok):
+                with m.If(~crc_ok):
                     drain_then_nak(NakCode.BAD_CRC)
                 with m.Else():
                     m.d.sync += [last_seq.eq(hdr.seq), last_was_run.eq(0)]
                     with m.Switch(hdr.cmd):
                         with m.Case(Command.WRITE):
-                            with m.If(hdr.len == 0):
+                            with m.If(len_zero):
                                 send_nak(NakCode.BAD_LENGTH)
                             with m.Elif(~in_bounds):
                                 send_nak(NakCode.BAD_ADDRESS)
@@ -353,7 +377,7 @@ class HostLink(wiring.Component):
                                 m.d.sync += cnt.eq(0)
                                 m.next = "COMMIT_READ"
                         with m.Case(Command.READ):
-                            with m.If((hdr.len != 4) | (arg == 0) | (arg > self.max_payload)):
+                            with m.If(~len_four | arg_zero | arg_too_long):
                                 send_nak(NakCode.BAD_LENGTH)
                             with m.Elif(~in_bounds):
                                 send_nak(NakCode.BAD_ADDRESS)
@@ -362,13 +386,13 @@ class HostLink(wiring.Component):
                             with m.Else():
                                 respond(Reply.ACK, arg, memory=True)
                         with m.Case(Command.RUN):
-                            with m.If(hdr.len != 4):
+                            with m.If(~len_four):
                                 send_nak(NakCode.BAD_LENGTH)
                             with m.Elif(~program_ok):
                                 send_nak(NakCode.BAD_ADDRESS)
-                            with m.Elif(arg == 0):
+                            with m.Elif(arg_zero):
                                 send_nak(NakCode.BAD_ARGUMENT)
-                            with m.Elif(last_was_run & (last_seq == hdr.seq)):
+                            with m.Elif(last_was_run & same_seq):
                                 # A resend of the RUN just acknowledged (its ACK was
                                 # lost): acknowledge again, do not run twice.
                                 m.d.sync += last_was_run.eq(1)
@@ -382,7 +406,7 @@ class HostLink(wiring.Component):
                                              last_was_run.eq(1)]
                                 respond(Reply.ACK, 0)
                         with m.Case(Command.STATUS):
-                            with m.If(hdr.len != 0):
+                            with m.If(~len_zero):
                                 send_nak(NakCode.BAD_LENGTH)
                             with m.Else():
                                 m.d.sync += [
@@ -399,7 +423,7 @@ class HostLink(wiring.Component):
                                 ]
                                 respond(Reply.ACK, _STATUS_BYTES)
                         with m.Case(Command.RESET):
-                            with m.If(hdr.len != 0):
+                            with m.If(~len_zero):
                                 send_nak(NakCode.BAD_LENGTH)
                             with m.Else():
                                 m.d.comb += bus.reset.eq(1)
@@ -408,18 +432,27 @@ class HostLink(wiring.Component):
                         with m.Default():
                             send_nak(NakCode.UNKNOWN_COMMAND)
 
-            # WRITE commit: the staging RAM has a one-cycle read latency.
+            # WRITE commit: the staging RAM has a one-cycle read latency. The memory
+            # address is a register (hdr.addr.offset + cnt of the cycle before), so the
+            # memories' address and enable decoding starts from flip-flops; cnt holds
+            # still for a cycle (COMMIT_READ, READ_ADDR) before every use.
             m.d.comb += stage_r.addr.eq(cnt)
+            offset = Signal(32)
+            m.d.sync += offset.eq(hdr.addr.offset + cnt)
+            # Payloads do not depend on the state (only `valid` does), so the memories'
+            # address decoding does not wait for the state decoding.
+            m.d.comb += [
+                bus.write.payload.addr.space.eq(hdr.addr.space),
+                bus.write.payload.addr.offset.eq(offset),
+                bus.write.payload.data.eq(stage_r.data),
+                bus.read_addr.payload.space.eq(hdr.addr.space),
+                bus.read_addr.payload.offset.eq(offset),
+            ]
             with m.State("COMMIT_READ"):
                 m.next = "COMMIT_WRITE"
 
             with m.State("COMMIT_WRITE"):
-                m.d.comb += [
-                    bus.write.valid.eq(1),
-                    bus.write.payload.addr.space.eq(hdr.addr.space),
-                    bus.write.payload.addr.offset.eq(hdr.addr.offset + cnt),
-                    bus.write.payload.data.eq(stage_r.data),
-                ]
+                m.d.comb += bus.write.valid.eq(1)
                 with m.If(bus.write.ready):
                     m.d.sync += cnt.eq(cnt + 1)
                     m.next = "COMMIT_READ"
@@ -443,7 +476,7 @@ class HostLink(wiring.Component):
                         with m.If(resp_len == 0):
                             m.next = "TX_CRC"
                         with m.Elif(from_memory):
-                            m.next = "READ_REQUEST"
+                            m.next = "READ_ADDR"
                         with m.Else():
                             m.next = "TX_PAYLOAD"
 
@@ -457,12 +490,11 @@ class HostLink(wiring.Component):
                         m.d.sync += cnt.eq(0)
                         m.next = "TX_CRC"
 
+            with m.State("READ_ADDR"):
+                m.next = "READ_REQUEST"
+
             with m.State("READ_REQUEST"):
-                m.d.comb += [
-                    bus.read_addr.valid.eq(1),
-                    bus.read_addr.payload.space.eq(hdr.addr.space),
-                    bus.read_addr.payload.offset.eq(hdr.addr.offset + cnt),
-                ]
+                m.d.comb += bus.read_addr.valid.eq(1)
                 with m.If(bus.read_addr.ready):
                     m.next = "READ_WAIT"
 
@@ -477,7 +509,7 @@ class HostLink(wiring.Component):
                 with m.If(o.ready):
                     feed_crc(o.payload)
                     m.d.sync += cnt.eq(cnt + 1)
-                    m.next = "READ_REQUEST"
+                    m.next = "READ_ADDR"
                     with m.If(cnt == resp_len - 1):
                         m.d.sync += cnt.eq(0)
                         m.next = "TX_CRC"

@@ -10,19 +10,24 @@ next weight in the same cycle (tiles swapped every cycle).
 
 Pipeline (one PE, cycles relative to the activation arriving on ``west``):
 
-- edge 0: ``act`` and ``active`` (on swap) latch — these are the multiplier's
-  input registers (A/B registers of an ECP5 MULT18X18D);
+- edge 0: the activation and, on swap, the shadow weight latch into the
+  multiplier's operand registers (the A/B registers of an ECP5 MULT18X18D, the B
+  register enabled by ``swap`` so it *is* the active weight); ``act`` latches too;
 - edge 1: ``product = act * active`` latches — the multiplier's output register;
 - edge 2: ``psum_out = psum_in + product`` latches.
 
 ``east`` is the ``act``/``swap`` register pair, so neighbouring PEs form a
 one-cycle-per-column shift chain, and ``psum_out`` is registered, so partial sums
-move one row per cycle. See ``docs/array.md`` for the whole-array timing.
+move one row per cycle. ``act`` is a fabric copy of the A register: the block's own
+shift outputs would tie neighbouring PEs to neighbouring DSP sites. See
+``docs/array.md`` for the whole-array timing and :mod:`hw.dsp` for the multiplier.
 """
 
 from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from .dsp import Multiplier
 
 __all__ = ["ProcessingElement", "activation_link", "weight_load", "check_widths"]
 
@@ -108,25 +113,29 @@ class ProcessingElement(wiring.Component):
         # Datapath registers need no reset: every value they hold is either
         # overwritten before it is observed or qualified by the array's valid
         # pipeline. Leaving them reset-less keeps the reset net small and lets
-        # the multiplier registers map onto DSP-internal registers.
+        # the multiplier registers be the DSP block's own.
         shadow  = Signal(signed(self.weight_width), reset_less=True)
-        active  = Signal(signed(self.weight_width), reset_less=True)
         act     = Signal(signed(self.act_width), reset_less=True)
-        product = Signal(signed(self.act_width + self.weight_width), reset_less=True)
         psum    = Signal(signed(self.acc_width), reset_less=True)
         # The swap flag is control: a stale flag after reset would activate a
         # half-loaded tile, so it does reset.
         swap    = Signal()
 
+        # Operand A: the activation, every cycle; operand B: the active weight, loaded
+        # from the shadow by the swap (it reads the shadow before this edge's load).
+        m.submodules.mult = mult = Multiplier(signed(self.act_width),
+                                              signed(self.weight_width))
+        m.d.comb += [
+            mult.a.eq(self.west.data),
+            mult.b.eq(shadow),
+            mult.b_en.eq(self.west.swap),
+        ]
         with m.If(self.load.en):
             m.d.sync += shadow.eq(self.load.data)
-        with m.If(self.west.swap):
-            m.d.sync += active.eq(shadow)
         m.d.sync += [
             act.eq(self.west.data),
             swap.eq(self.west.swap),
-            product.eq(act * active),
-            psum.eq(self.psum_in + product),
+            psum.eq(self.psum_in + mult.p),
         ]
         m.d.comb += [
             self.east.data.eq(act),

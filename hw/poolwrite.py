@@ -14,18 +14,22 @@ belongs to pooled cell (ph, pw) = (oh // k, ow // k), and the writer
 The word is ``dst + (ph * out_w + pw) * groups + group`` (``hw/layout.py``), or for a
 raw int32 tensor ``dst + ((oh * out_w + ow) * groups + group) * 4 + byte``.
 
-Pipeline (beat on ``pixels`` in cycle t):
+Pipeline (beat on ``pixels`` in cycle t; every multiply is a DSP block with its operand
+and product registers, ``hw.dsp.Multiplier``, and every block RAM output lands in a
+register before any logic)::
 
-    t+1  ph, pw by multiplying with a reciprocal of k (no divider)
-    t+2  first/keep flags, ph * out_w * groups and pw * groups + group
-    t+3  address; the read is issued in this cycle (one-cycle read port)
-    t+4  merge with the read data; the write is issued in this cycle
+    t+1, t+2  ph, pw by multiplying with a reciprocal of k (no divider)
+    t+3, t+4  first/keep flags; ph * out_w * groups and pw * groups
+    t+5       row part + dst + word in group, column part
+    t+6       address; the read is issued in this cycle (one-cycle read port)
+    t+7       the read data into a register
+    t+8       merge with the stored word; the write is issued in this cycle
 
-Hazard: two consecutive beats of one window row hit the same word, so the later
-one's read (cycle t+3) can coincide with the earlier one's write (also in that
-cycle) and return the stale word. The write of the previous cycle is kept and
-forwarded, byte by byte, in place of the read data when the addresses match, so
-the memory's read port need not be transparent. Writes older than one cycle are in
+Hazard: a beat's read (cycle t+6) comes before the writes of the two beats ahead of it
+(cycles t+6 and t+7), and consecutive beats of one window row hit the same word. The
+writes of the last two cycles are kept and forwarded, newest first, byte by byte, in
+place of the read data when the addresses match (compared a cycle early, between
+registers), so the memory's read port need not be transparent. Older writes are in
 the memory by the time of the read.
 """
 
@@ -33,10 +37,12 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .dsp import Multiplier
+
 __all__ = ["PoolWriter", "POOL_WRITE_LATENCY", "pool_config_layout", "pool_beat_layout",
            "reciprocal"]
 
-POOL_WRITE_LATENCY = 4   # beat in cycle t -> memory written at the edge ending t + 4
+POOL_WRITE_LATENCY = 8   # beat in cycle t -> memory written at the edge ending t + 8
 
 DIM_BITS = 10            # descriptor out_h / out_w / in_h / in_w fields
 MAX_POOL = 7             # pool_k is a 3-bit field
@@ -119,11 +125,17 @@ class PoolWriter(wiring.Component):
         m = Module()
         R, A = self.rows, self.addr_width
         cfg = self.cfg
+        word = data.ArrayLayout(unsigned(8), R)
 
-        # The pool window never changes inside a descriptor, so its reciprocal and the
-        # row stride are registered: the multiplies below then start from flops.
+        def delayed(value, name):
+            reg = Signal.like(value, name=name, reset_less=True)
+            m.d.sync += reg.eq(value)
+            return reg
+
+        # The pool window and tensor shape never change inside a descriptor (set up
+        # several cycles before its first beat), so their reciprocal and the row stride
+        # are registered: the multiplies below then start from flops.
         recip = Signal(16)
-        row_words = Signal(A + 2)
         col_words = Signal(14)
         _, shift = reciprocal(MAX_POOL, DIM_BITS)
         with m.Switch(cfg.pool_k):
@@ -131,88 +143,87 @@ class PoolWriter(wiring.Component):
                 with m.Case(kk):
                     m.d.sync += recip.eq(reciprocal(max(kk, 1), DIM_BITS, shift)[0])
         scale = Mux(cfg.raw, 2, 0)
-        m.d.sync += [
-            row_words.eq((cfg.out_w * cfg.groups) << scale),
-            col_words.eq(cfg.groups << scale),
-        ]
+        m.submodules.row_stride = row_stride = Multiplier(unsigned(DIM_BITS), unsigned(12))
+        row_words = Signal(A + 2)
+        m.d.comb += [row_stride.a.eq(cfg.out_w), row_stride.b.eq(cfg.groups)]
+        m.d.sync += [row_words.eq(row_stride.p << scale), col_words.eq(cfg.groups << scale)]
+
+        def pipe(valid, beat, name):
+            return delayed(valid, f"v{name}"), delayed(beat, f"b{name}")
 
         beat = self.pixels.payload
-        # Stage 1: pooled coordinates.
+        # t+1, t+2: pooled coordinates.
         # x * recip = (x // k) << shift | frac, and frac < recip exactly when k divides
         # x (see `reciprocal`), so the remainder needs no multiply back.
-        v1 = Signal()
-        b1 = Signal(pool_beat_layout(R), reset_less=True)
-        ph1 = Signal(DIM_BITS, reset_less=True)
-        pw1 = Signal(DIM_BITS, reset_less=True)
-        first1 = Signal(reset_less=True)
-        prod_h, prod_w = beat.oh * recip, beat.ow * recip
-        m.d.sync += [
-            v1.eq(self.pixels.valid),
-            b1.eq(beat),
-            ph1.eq(prod_h >> shift),
-            pw1.eq(prod_w >> shift),
-            first1.eq((prod_h[:shift] < recip) & (prod_w[:shift] < recip)),
-        ]
+        m.submodules.div_h = div_h = Multiplier(unsigned(DIM_BITS), unsigned(16))
+        m.submodules.div_w = div_w = Multiplier(unsigned(DIM_BITS), unsigned(16))
+        m.d.comb += [div_h.a.eq(beat.oh), div_h.b.eq(recip),
+                     div_w.a.eq(beat.ow), div_w.b.eq(recip)]
+        v1, b1 = pipe(self.pixels.valid, beat, "1")
+        v2, b2 = pipe(v1, b1, "2")
+        prod_h, prod_w = div_h.p, div_w.p
+        ph = prod_h >> shift
+        pw = prod_w >> shift
 
-        # Stage 2: decision and the two address products.
-        v2 = Signal()
-        first2 = Signal(reset_less=True)
-        keep2 = Signal(reset_less=True)
-        row2 = Signal(A, reset_less=True)
-        col2 = Signal(A, reset_less=True)
-        b2 = Signal(pool_beat_layout(R), reset_less=True)
-        word_in_group = Mux(cfg.raw, (b1.group << 2) | b1.byte, b1.group)
-        m.d.sync += [
-            v2.eq(v1),
-            b2.eq(b1),
-            first2.eq(first1),
-            keep2.eq((ph1 < cfg.out_h) & (pw1 < cfg.out_w)),
-            row2.eq(ph1 * row_words),
-            col2.eq(pw1 * col_words + word_in_group),
-        ]
+        # t+3, t+4: decision and the two address products.
+        m.submodules.row_mul = row_mul = Multiplier(unsigned(DIM_BITS), unsigned(A + 2))
+        m.submodules.col_mul = col_mul = Multiplier(unsigned(DIM_BITS), unsigned(14))
+        m.d.comb += [row_mul.a.eq(ph), row_mul.b.eq(row_words),
+                     col_mul.a.eq(pw), col_mul.b.eq(col_words)]
+        word_in_group = Mux(cfg.raw, (b2.group << 2) | b2.byte, b2.group)
+        v3 = delayed(v2 & (ph < cfg.out_h) & (pw < cfg.out_w), "v3")
+        b3 = delayed(b2, "b3")
+        first3 = delayed((prod_h[:shift] < recip) & (prod_w[:shift] < recip), "first3")
+        base3 = delayed((cfg.dst + word_in_group)[:A], "base3")
+        v4, b4 = pipe(v3, b3, "4")
+        first4 = delayed(first3, "first4")
+        base4 = delayed(base3, "base4")
 
-        # Stage 3: address; read the stored word unless this beat is first.
-        v3 = Signal()
-        first3 = Signal(reset_less=True)
-        addr3 = Signal(A, reset_less=True)
-        b3 = Signal(pool_beat_layout(R), reset_less=True)
-        m.d.sync += [
-            v3.eq(v2 & keep2),
-            first3.eq(first2),
-            addr3.eq(cfg.dst + row2 + col2),
-            b3.eq(b2),
-        ]
+        # t+5, t+6: the address, one add per stage.
+        v5, b5 = pipe(v4, b4, "5")
+        first5 = delayed(first4, "first5")
+        row5 = delayed((row_mul.p + base4)[:A], "row5")
+        col5 = delayed(col_mul.p[:A], "col5")
+        v6, b6 = pipe(v5, b5, "6")
+        first6 = delayed(first5, "first6")
+        addr6 = delayed((row5 + col5)[:A], "addr6")
+        # Read the stored word unless this beat is its window's first.
         m.d.comb += [
-            self.rd.addr.eq(addr3),
-            self.rd.en.eq(v3 & ~first3),
+            self.rd.addr.eq(addr6),
+            self.rd.en.eq(v6 & ~first6),
         ]
 
-        # Stage 4: merge and write.
-        v4 = Signal()
-        first4 = Signal(reset_less=True)
-        addr4 = Signal(A, reset_less=True)
-        b4 = Signal(pool_beat_layout(R), reset_less=True)
-        m.d.sync += [v4.eq(v3), first4.eq(first3), addr4.eq(addr3), b4.eq(b3)]
-
-        # The write issued in the cycle this beat's read was issued.
-        fwd_en = Signal(R)
-        fwd_addr = Signal(A, reset_less=True)
-        fwd_data = Signal(data.ArrayLayout(unsigned(8), R), reset_less=True)
+        # t+7: the read data into a register; which of the two writes ahead is newer.
+        v7, b7 = pipe(v6, b6, "7")
+        first7 = delayed(first6, "first7")
+        addr7 = delayed(addr6, "addr7")
+        stored = delayed(self.rd.data, "stored")
+        fwd_en = [Signal(R, name=f"fwd{k}_en") for k in range(2)]
+        fwd_addr = [Signal(A, name=f"fwd{k}_addr", reset_less=True) for k in range(2)]
+        fwd_data = [Signal(word, name=f"fwd{k}_data", reset_less=True) for k in range(2)]
+        # fwd[0] holds the write issued in the previous cycle, fwd[1] the one before.
         m.d.sync += [
-            fwd_en.eq(self.wr.en),
-            fwd_addr.eq(self.wr.addr),
-            fwd_data.eq(self.wr.data),
+            fwd_en[0].eq(self.wr.en), fwd_addr[0].eq(self.wr.addr),
+            fwd_data[0].eq(self.wr.data),
+            fwd_en[1].eq(fwd_en[0]), fwd_addr[1].eq(fwd_addr[0]),
+            fwd_data[1].eq(fwd_data[0]),
         ]
+        v8, b8 = pipe(v7, b7, "8")
+        first8 = delayed(first7, "first8")
+        addr8 = delayed(addr7, "addr8")
+        # In t+8 the write issued in t+7 (now on wr) is fwd[0], the one of t+6 fwd[1].
+        hit = [delayed(addr7 == addr8, "hit0"), delayed(addr7 == fwd_addr[0], "hit1")]
 
+        # t+8: merge and write.
         flip = Mux(cfg.signed, 0x80, 0)      # int8 order as uint8 order
-        hit = fwd_addr == addr4
         for r in range(R):
-            old = Mux(hit & fwd_en[r], fwd_data[r], self.rd.data[r])
-            new = b4.data[r]
+            old = Mux(hit[0] & fwd_en[0][r], fwd_data[0][r],
+                      Mux(hit[1] & fwd_en[1][r], fwd_data[1][r], stored[r]))
+            new = b8.data[r]
             larger = (new ^ flip) > (old ^ flip)
-            m.d.comb += self.wr.data[r].eq(Mux(first4 | larger, new, old))
+            m.d.comb += self.wr.data[r].eq(Mux(first8 | larger, new, old))
         m.d.comb += [
-            self.wr.addr.eq(addr4),
-            self.wr.en.eq(Mux(v4, b4.en, 0)),
+            self.wr.addr.eq(addr8),
+            self.wr.en.eq(Mux(v8, b8.en, 0)),
         ]
         return m

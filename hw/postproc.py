@@ -10,21 +10,25 @@ Per lane ``c`` of a pixel of ``cols`` int32 accumulators, exactly as
 or, in raw mode, ``y = x mod 2**32`` (the int32 ``acc + bias`` of an ``out_raw``
 layer). ``docs/datapath.md`` is the full protocol; :data:`POST_LATENCY` the depth.
 
-Pipeline (cycle t: the accumulators are on ``acc``; each line is one register stage)::
+Pipeline (cycle t: the accumulators are on ``acc``; each line is one register stage,
+valid in the cycle named)::
 
-    t+1  x    = acc + bias                      fabric adder, 33 bits
-    t+2  pp   = 4 partial products of x × mult  17×17, 17×14, 16×17, 16×14: one
-                                                ECP5 MULT18X18D each, inputs and
-                                                output registered
-    t+3  t1   = {pp_hh, pp_ll} + offset         64-bit add (pp_ll + pp_hh<<34 is a
-         t2   = pp_lh + pp_hl                   concatenation, not an add)
-    t+4  v    = t1 + (t2 << 17)                 64-bit add
-    t+5  q, guard, sticky = v >>> shift         65-bit barrel shift, 63-input OR
-    t+6  y    = clamp(q + round, lo, hi)        on 11 saturated bits, not 64
+    t+1   x    = acc + bias                     fabric adder, 33 bits
+    t+2   x and mult in the operand registers   of 4 MULT18X18D (``hw.dsp``)
+    t+3   pp   = 4 partial products of x × mult  17×17, 17×14, 16×17, 16×14: the
+                                                blocks' output registers
+    t+4   pp copied into the fabric             the route out of the DSP row
+    t+5   t1   = {pp_hh, pp_ll} + offset         64-bit add (pp_ll + pp_hh<<34 is a
+          t2   = pp_lh + pp_hl                   concatenation, not an add)
+    t+6   v    = t1 + (t2 << 17)                 64-bit add
+    t+7   q, guard, sticky = v >>> shift         65-bit barrel shift, 63-input OR
+    t+8   qs   = q saturated to 11 bits, round   two 54-input ORs and a mux
+    t+9   r    = qs + round                      12-bit add
+    t+10  out  = clamp(r, lo, hi), bipolar, raw  two compares, then a subtract
 
-Every stage is at most one carry chain or one barrel shifter deep, and the multiply
-has registered inputs and outputs, so the block is not the critical path next to
-the array's PEs.
+Every stage is at most one carry chain, one barrel shifter or one wide OR deep, and
+the multiplies use the DSP blocks' own registers, so the block runs at the clock of
+the array's PEs (125 MHz is the target on an LFE5U-85F).
 
 Parameters are per lane and double-buffered like the array's weights: ``param``
 writes a *shadow* record, and ``swap`` (with the first pixel that needs the new
@@ -38,13 +42,25 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .dsp import Multiplier
 from .isa import PARAM
 
 __all__ = ["PostProcessor", "POST_LATENCY", "PARAM_BLACKOUT", "mode_layout",
            "param_load_layout", "post_in_layout", "post_out_layout"]
 
-POST_LATENCY = 6      # cycles from a pixel on `acc` to its result on `out`
+POST_LATENCY = 10     # cycles from a pixel on `acc` to its result on `out`
 PARAM_BLACKOUT = 3    # cycles T .. T+2 after a swap in T refuse parameter loads
+
+# The swap wavefront: stage k (valid in t + k) computes in cycle t + k - 1, so a field
+# it uses is copied at the edge ending T + k - 2, right after the last old pixel used
+# it. A field needed later than T + PARAM_BLACKOUT is copied from the shadow at that
+# edge (the first shadow write it accepts lands on the same edge, after the read) and
+# then staged one edge per cycle.
+_COPY_BIAS = 0        # stage 1: comb in the swap cycle itself, registered at T
+_COPY_MULT = 1        # stage 2: the DSP B registers
+_COPY_OFFSET = 3      # stage 5
+_COPY_SHIFT = 5       # stage 7, staged from T + 3
+_COPY_MODE = 8        # stage 10: lo, hi, raw, bipolar
 
 # A 17-bit unsigned low half fits the 18-bit signed operand of an ECP5 MULT18X18D.
 _SPLIT = 17
@@ -136,13 +152,13 @@ class PostProcessor(wiring.Component):
         # used by the computation at the edge ending cycle T + k is copied from the
         # shadow at the edge ending T + k - 1, right after the previous pixel used it.
         swap_d = [self.swap]
-        for k in range(1, 5):
+        for k in range(1, _COPY_MODE + 1):
             s = Signal(name=f"swap_d{k}")
             m.d.sync += s.eq(swap_d[-1])
             swap_d.append(s)
         # Mode travels with the wavefront so back-to-back swaps may change it.
         mode_d = [self.mode]
-        for k in range(1, 5):
+        for k in range(1, _COPY_MODE + 1):
             md = Signal(mode_layout(), name=f"mode_d{k}", reset_less=True)
             m.d.sync += md.eq(mode_d[-1])
             mode_d.append(md)
@@ -165,9 +181,9 @@ class PostProcessor(wiring.Component):
             valid.append(v)
             tags.append(t)
 
-        mode = Signal(mode_layout(), reset_less=True)        # the active mode (stage 6)
-        with m.If(swap_d[4]):
-            m.d.sync += mode.eq(mode_d[4])
+        mode = Signal(mode_layout(), reset_less=True)        # the active mode (stage 10)
+        with m.If(swap_d[_COPY_MODE]):
+            m.d.sync += mode.eq(mode_d[_COPY_MODE])
 
         for c in range(C):
             self._lane(m, c, shadow[c], swap_d, mode_d, mode)
@@ -183,84 +199,96 @@ class PostProcessor(wiring.Component):
             return Signal(shape, name=f"{name}_{c}", reset_less=True)
 
         bias_a = reg(signed(32), "bias")
-        mult_a = reg(unsigned(31), "mult")
         offset_a = reg(signed(56), "offset")
-        shift_a = reg(unsigned(6), "shift")
+        shift_d = [reg(unsigned(6), f"shift_s{k}")
+                   for k in range(PARAM_BLACKOUT, _COPY_SHIFT + 1)]
+        shift_a = shift_d[-1]
 
         # Edge T: x uses the new bias in the swap cycle itself, hence the mux.
-        bias = Mux(swap_d[0], shadow.bias, bias_a)
+        bias = Mux(swap_d[_COPY_BIAS], shadow.bias, bias_a)
         m.d.sync += bias_a.eq(bias)
         # Raw mode reuses the multiply path as x * 1 + 0 >> 0, so x needs no
-        # separate 5-stage delay line to reach the output.
-        with m.If(swap_d[0]):
-            m.d.sync += mult_a.eq(Mux(mode_d[0].raw, 1, shadow.mult))
-        with m.If(swap_d[1]):
-            m.d.sync += offset_a.eq(Mux(mode_d[1].raw, 0, shadow.offset))
-        with m.If(swap_d[3]):
-            # Shifts of 64..255 are outside the contract (the compiler stops at 62).
-            m.d.sync += shift_a.eq(Mux(mode_d[3].raw, 0, shadow.shift[:6]))
+        # separate delay line to reach the output.
+        mult = Mux(mode_d[_COPY_MULT].raw, 1, shadow.mult)
+        with m.If(swap_d[_COPY_OFFSET]):
+            m.d.sync += offset_a.eq(Mux(mode_d[_COPY_OFFSET].raw, 0, shadow.offset))
+        # Shifts of 64..255 are outside the contract (the compiler stops at 62).
+        with m.If(swap_d[PARAM_BLACKOUT]):
+            m.d.sync += shift_d[0].eq(Mux(mode_d[PARAM_BLACKOUT].raw, 0, shadow.shift[:6]))
+        for k in range(1, len(shift_d)):
+            with m.If(swap_d[PARAM_BLACKOUT + k]):
+                m.d.sync += shift_d[k].eq(shift_d[k - 1])
 
         # t+1
         x = reg(signed(33), "x")
         m.d.sync += x.eq(self.acc.payload.acc[c] + bias)
 
-        # t+2: four DSP-sized partial products.
+        # t+2, t+3: four DSP-sized partial products; the mult operands are the blocks'
+        # B registers, loaded by the swap wavefront.
         xl, xh = x[:_SPLIT], x[_SPLIT:].as_signed()
-        ml, mh = mult_a[:_SPLIT], mult_a[_SPLIT:]
-        pp_ll = reg(unsigned(2 * _SPLIT), "pp_ll")
-        pp_lh = reg(unsigned(_SPLIT + 14), "pp_lh")
-        pp_hl = reg(signed(16 + _SPLIT), "pp_hl")
-        pp_hh = reg(signed(16 + 14), "pp_hh")
-        m.d.sync += [
-            pp_ll.eq(xl * ml),
-            pp_lh.eq(xl * mh),
-            pp_hl.eq(xh * ml),
-            pp_hh.eq(xh * mh),
-        ]
+        ml, mh = mult[:_SPLIT], mult[_SPLIT:31]
+        parts = {}
+        for name, a, b in (("ll", xl, ml), ("lh", xl, mh), ("hl", xh, ml), ("hh", xh, mh)):
+            mul = Multiplier(a.shape(), b.shape())
+            m.submodules[f"mult_{name}_{c}"] = mul
+            m.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.b_en.eq(swap_d[_COPY_MULT])]
+            # t+4: out of the DSP row into the fabric before the wide adds.
+            pp = reg(mul.p.shape(), f"pp_{name}")
+            m.d.sync += pp.eq(mul.p)
+            parts[name] = pp
 
-        # t+3: pp_ll < 2**34, so pp_ll + (pp_hh << 34) is a concatenation.
+        # t+5: pp_ll < 2**34, so pp_ll + (pp_hh << 34) is a concatenation.
         t1 = reg(signed(64), "t1")
         t2 = reg(signed(2 * _SPLIT + 1), "t2")
         m.d.sync += [
-            t1.eq((Cat(pp_ll, pp_hh).as_signed() + offset_a)[:64]),
-            t2.eq(pp_lh + pp_hl),
+            t1.eq((Cat(parts["ll"], parts["hh"]).as_signed() + offset_a)[:64]),
+            t2.eq(parts["lh"] + parts["hl"]),
         ]
 
-        # t+4: the product and offset modulo 2**64, as NumPy's int64 wraps.
+        # t+6: the product and offset modulo 2**64, as NumPy's int64 wraps.
         v = reg(signed(64), "v")
         m.d.sync += v.eq((t1 + (t2 << _SPLIT))[:64])
 
-        # t+5: shifting {v, 0} right by s leaves q = v >> s above the bit shifted
+        # t+7: shifting {v, 0} right by s leaves q = v >> s above the bit shifted
         # out last (v[s-1], the guard; 0 when s = 0, so shift 0 never rounds).
         shifted = (Cat(Const(0, 1), v).as_signed() >> shift_a)
-        q = shifted[1:65].as_signed()
         sticky_mask = Cat(*(shift_a > i + 1 for i in range(63)))
-        q32 = reg(signed(32), "q32")
+        q = reg(signed(64), "q")
         guard = reg(1, "guard")
         sticky = reg(1, "sticky")
-        q_hi = reg(1, "q_hi")        # q >= 2**10: above any hi
-        q_lo = reg(1, "q_lo")        # q < -2**10: below any lo
-        top = q[_OUT_BITS - 1:64]
         m.d.sync += [
-            q32.eq(q[:32]),
+            q.eq(shifted[1:65]),
             guard.eq(shifted[0]),
             sticky.eq((v[:63] & sticky_mask).any()),
-            q_hi.eq(~q[63] & top.any()),
-            q_lo.eq(q[63] & ~top.all()),
         ]
 
-        # t+6: round half to even, then clamp, on 11 bits.
-        up = guard & (sticky | q32[0])
-        qs = Mux(q_hi, (1 << (_OUT_BITS - 1)) - 1,
-                 Mux(q_lo, -(1 << (_OUT_BITS - 1)), q32[:_OUT_BITS].as_signed()))
-        r = Signal(signed(_OUT_BITS + 1), name=f"rounded_{c}")
-        lo_cl = Signal(signed(_OUT_BITS + 1), name=f"above_lo_{c}")
-        y = Signal(signed(_OUT_BITS + 1), name=f"clamped_{c}")
-        m.d.comb += [
-            r.eq(qs + up),
-            lo_cl.eq(Mux(r < mode.lo, mode.lo, r)),
-            y.eq(Mux(lo_cl > mode.hi, mode.hi, lo_cl)),
+        # t+8: q saturated to 11 bits (|q| >= 2**10 lies outside any lo/hi), and the
+        # round-half-to-even increment.
+        top = q[_OUT_BITS - 1:64]
+        q_hi = ~q[63] & top.any()        # q >= 2**10: above any hi
+        q_lo = q[63] & ~top.all()        # q < -2**10: below any lo
+        qs = reg(signed(_OUT_BITS), "qs")
+        up = reg(1, "up")
+        q32_8 = reg(signed(32), "q32_8")
+        m.d.sync += [
+            qs.eq(Mux(q_hi, (1 << (_OUT_BITS - 1)) - 1,
+                      Mux(q_lo, -(1 << (_OUT_BITS - 1)), q[:_OUT_BITS].as_signed()))),
+            up.eq(guard & (sticky | q[0])),
+            q32_8.eq(q[:32]),
         ]
+
+        # t+9: rounded.
+        r = reg(signed(_OUT_BITS + 1), "rounded")
+        q32_9 = reg(signed(32), "q32_9")
+        m.d.sync += [r.eq(qs + up), q32_9.eq(q32_8)]
+
+        # t+10: clamp(r) = min(max(r, lo), hi), from two compares made side by side.
+        below = Signal(name=f"below_{c}")
+        above = Signal(name=f"above_{c}")
+        m.d.comb += [below.eq(r < mode.lo), above.eq(r > mode.hi)]
+        y = Signal(signed(_OUT_BITS + 1), name=f"clamped_{c}")
+        m.d.comb += y.eq(Mux(below, Mux(mode.lo > mode.hi, mode.hi, mode.lo),
+                             Mux(above, mode.hi, r)))
         out = reg(signed(32), "out")
-        m.d.sync += out.eq(Mux(mode.raw, q32, Mux(mode.bipolar, (y << 1) - 1, y)))
+        m.d.sync += out.eq(Mux(mode.raw, q32_9, Mux(mode.bipolar, (y << 1) - 1, y)))
         m.d.comb += self.out.payload.data[c].eq(out)

@@ -139,7 +139,9 @@ def test_register_count_matches_docs(rows, cols, load_rows):
     a, w, acc = 9, 8, 32
     dut = SystolicArray(rows, cols, act_width=a, weight_width=w, acc_width=acc,
                         load_rows=load_rows)
-    per_pe = w + w + a + (a + w) + acc + 1        # shadow, active, act, product, psum, swap
+    # shadow, the multiplier's operands (active weight, activation) and product, act
+    # (the east chain's copy of the activation), psum, swap
+    per_pe = w + (w + a + (a + w)) + a + acc + 1
     skew = rows * (rows - 1) // 2 * (a + 1)
     deskew = cols * (cols - 1) // 2 * acc
     valid = rows + cols + 1
