@@ -141,8 +141,9 @@ def internal_clock(simulator: str) -> bool:
     return simulator == "verilator"
 
 
-def build(config: AcceleratorConfig, simulator: str = "verilator"):
-    """The (cached) simulator build of the accelerator for `config`."""
+def build(config: AcceleratorConfig, simulator: str = "verilator", waves: bool = False):
+    """The (cached) simulator build of the accelerator for `config` (`waves`: one that
+    traces every signal, FST where the simulator writes it)."""
     from sim import runners
     if simulator not in SIMULATORS:
         raise BackendError(f"unknown RTL simulator {simulator!r}; choose one of "
@@ -153,7 +154,7 @@ def build(config: AcceleratorConfig, simulator: str = "verilator"):
         raise BackendError(str(error)) from None
     started = time.monotonic()
     built = runners.build(accelerator_verilog(config.to_json(), internal_clock(simulator)),
-                          TOPLEVEL, simulator, waves=False)
+                          TOPLEVEL, simulator, waves=waves)
     log.info("RTL %s build for %s ready in %.1f s (%s)", simulator, config.label,
              time.monotonic() - started, built.directory)
     return built
@@ -163,15 +164,16 @@ class RtlSimulation:
     """A running simulation of the accelerator, reachable at `self.url`.
 
     It serves `connections` clients one after another (the memories persist), then
-    ends; `backpressure` (a seed) makes the byte pump stall both streams at random.
+    ends; `backpressure` (a seed) makes the byte pump stall both streams at random;
+    `waves` traces every signal into `waves_file` (slower; for failures).
     """
 
     def __init__(self, config: AcceleratorConfig, simulator: str = "verilator", *,
                  backpressure: int | None = None, connections: int = 1, work_dir=None,
-                 port: int = 0, accept_timeout: float | None = 60.0):
+                 port: int = 0, accept_timeout: float | None = 60.0, waves: bool = False):
         self.config = config
         self.simulator = simulator
-        self.built = build(config, simulator)
+        self.built = build(config, simulator, waves)
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="samoyed-rtl-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.port_file = self.work_dir / "port"
@@ -212,6 +214,14 @@ class RtlSimulation:
                         rerun_with_waves=False)
         except BaseException as error:  # reported by __init__ / close
             self.error = error
+
+    @property
+    def waves_file(self) -> Path | None:
+        """The waveform the simulation writes (with `waves=True`), else None."""
+        if not self.built.waves:
+            return None
+        from sim import runners
+        return self.work_dir / f"{TOPLEVEL}.{runners.wave_format(self.simulator)}"
 
     @property
     def alive(self) -> bool:

@@ -72,9 +72,17 @@ def run_rtl(sim, cm, x):
         board.close()
 
 
-def check_run(cm, x, out, status, *, tolerance=CYCLE_TOLERANCE):
+def check_run(cm, x, out, status, *, tolerance=CYCLE_TOLERANCE, sim=None):
+    """Outputs == the program simulator's and the reference's; STATUS done; cycles within
+    `tolerance` of the model; MACs exact. When the outputs differ and `sim` is given, the
+    frames are rerun on a traced build and the failure names its waveform."""
     assert out.dtype.kind == "i"
-    assert np.array_equal(out, machine.run_frames(cm.program, x))
+    want = machine.run_frames(cm.program, x)
+    if sim is not None and not np.array_equal(out, want):
+        pytest.fail(f"RTL outputs differ from the program simulator's at "
+                    f"{np.argwhere(out != want)[:8].tolist()}; waveform of a rerun: "
+                    f"{_rerun_with_waves(sim.config, sim.simulator, cm, x)}")
+    assert np.array_equal(out, want)
     assert np.array_equal(out, cm.reference(x))
     assert status.flags == P.StatusFlag.DONE
     estimate = cm.estimate()
@@ -84,6 +92,16 @@ def check_run(cm, x, out, status, *, tolerance=CYCLE_TOLERANCE):
     return cycles, estimate.cycles
 
 
+def _rerun_with_waves(config, simulator, cm, x):
+    """Run `x` again on a traced build of the design; the waveform's path."""
+    traced = rtl.RtlSimulation(config, simulator, connections=1, waves=True)
+    try:
+        run_rtl(traced, cm, x)
+    finally:
+        traced.close(timeout=120)
+    return traced.waves_file
+
+
 def _digits(config):
     return compiler.compile(zoo.calibrate(zoo.build("digits-cnn"), "digits-cnn"), config=config)
 
@@ -91,7 +109,16 @@ def _digits(config):
 def test_digits_cnn_on_verilator(verilator):
     cm = _digits(verilator.config)
     x = cm.quantize_input(zoo.example_input("digits-cnn", 4).numpy())
-    check_run(cm, x, *run_rtl(verilator, cm, x))
+    check_run(cm, x, *run_rtl(verilator, cm, x), sim=verilator)
+
+
+def test_a_failing_run_can_be_traced():
+    """What a failing integration test does: rerun on a traced build; the FST is there."""
+    config = AcceleratorConfig.parse("4x4", **CONFIGS["4x4"])
+    cm = _digits(config)
+    x = cm.quantize_input(zoo.example_input("digits-cnn", 1).numpy())
+    path = _rerun_with_waves(config, "icarus", cm, x)
+    assert path.suffix == ".fst" and path.stat().st_size > 10_000
 
 
 def test_digits_cnn_on_icarus(icarus_4x4):
@@ -99,7 +126,7 @@ def test_digits_cnn_on_icarus(icarus_4x4):
     from its declared value, none from X (sim.runners._kick_comb_blocks)."""
     cm = _digits(icarus_4x4.config)
     x = cm.quantize_input(zoo.example_input("digits-cnn", 2).numpy())
-    check_run(cm, x, *run_rtl(icarus_4x4, cm, x))
+    check_run(cm, x, *run_rtl(icarus_4x4, cm, x), sim=icarus_4x4)
 
 
 def _random_rtl_nets(config, count, seeds):
@@ -130,7 +157,7 @@ def test_random_nets_on_verilator(verilator):
         images = torch.rand(2, *shape, generator=torch.Generator().manual_seed(seed)) * 2 - 0.5
         x = cm.quantize_input(images.numpy())
         out, status = run_rtl(verilator, cm, x)
-        check_run(cm, x, out, status)
+        check_run(cm, x, out, status, sim=verilator)
 
 
 def test_residual_add_and_global_average_pool_on_verilator(verilator):
@@ -157,7 +184,7 @@ def test_residual_add_and_global_average_pool_on_verilator(verilator):
     ops = [d.op for d in isa.unpack_program(cm.program.image.prg)]
     assert Opcode.ADD in ops and Opcode.AVGPOOL in ops
     x = cm.quantize_input(np.random.default_rng(0).random((3, 3, 9, 9)).astype(np.float32))
-    check_run(cm, x, *run_rtl(verilator, cm, x))
+    check_run(cm, x, *run_rtl(verilator, cm, x), sim=verilator)
 
 
 def test_session_backend_rtl():
@@ -175,7 +202,7 @@ def test_fmnist_cnn_on_verilator(verilator):
     cm = compiler.compile(zoo.calibrate(zoo.build("fmnist-cnn"), "fmnist-cnn"), config=config)
     x = cm.quantize_input(zoo.example_input("fmnist-cnn", 2).numpy())
     out, status = run_rtl(verilator, cm, x)
-    check_run(cm, x, out, status)
+    check_run(cm, x, out, status, sim=verilator)
     utilization = status.counters["macs"] / (status.counters["cycles"] * config.rows * config.cols)
     assert utilization >= 0.85, utilization
 
