@@ -23,14 +23,15 @@ register before any logic)::
     t+5       row part + dst + word in group, column part
     t+6       address; the read is issued in this cycle (one-cycle read port)
     t+7       the read data into a register
-    t+8       merge with the stored word; the write is issued in this cycle
+    t+8       merge with the stored word into the write register
+    t+9       the write is issued (from registers only)
 
-Hazard: a beat's read (cycle t+6) comes before the writes of the two beats ahead of it
-(cycles t+6 and t+7), and consecutive beats of one window row hit the same word. The
-writes of the last two cycles are kept and forwarded, newest first, byte by byte, in
-place of the read data when the addresses match (compared a cycle early, between
-registers), so the memory's read port need not be transparent. Older writes are in
-the memory by the time of the read.
+Hazard: a beat's read (cycle t+6) comes before the writes of the three beats ahead of
+it land, and consecutive beats of one window row hit the same word. The last three
+merged words are kept (the write register and two older copies) and forwarded,
+newest first, byte by byte, in place of the read data when the addresses match
+(compared a cycle early, between registers), so the memory's read port need not be
+transparent. Older writes are in the memory by the time of the read.
 """
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
@@ -42,7 +43,7 @@ from .dsp import Multiplier
 __all__ = ["PoolWriter", "POOL_WRITE_LATENCY", "pool_config_layout", "pool_beat_layout",
            "reciprocal"]
 
-POOL_WRITE_LATENCY = 8   # beat in cycle t -> memory written at the edge ending t + 8
+POOL_WRITE_LATENCY = 9   # beat in cycle t -> memory written at the edge ending t + 9
 
 DIM_BITS = 10            # descriptor out_h / out_w / in_h / in_w fields
 MAX_POOL = 7             # pool_k is a 3-bit field
@@ -193,37 +194,42 @@ class PoolWriter(wiring.Component):
             self.rd.en.eq(v6 & ~first6),
         ]
 
-        # t+7: the read data into a register; which of the two writes ahead is newer.
+        # t+7: the read data into a register; which of the writes ahead is newest.
         v7, b7 = pipe(v6, b6, "7")
         first7 = delayed(first6, "first7")
         addr7 = delayed(addr6, "addr7")
         stored = delayed(self.rd.data, "stored")
-        fwd_en = [Signal(R, name=f"fwd{k}_en") for k in range(2)]
-        fwd_addr = [Signal(A, name=f"fwd{k}_addr", reset_less=True) for k in range(2)]
-        fwd_data = [Signal(word, name=f"fwd{k}_data", reset_less=True) for k in range(2)]
-        # fwd[0] holds the write issued in the previous cycle, fwd[1] the one before.
-        m.d.sync += [
-            fwd_en[0].eq(self.wr.en), fwd_addr[0].eq(self.wr.addr),
-            fwd_data[0].eq(self.wr.data),
-            fwd_en[1].eq(fwd_en[0]), fwd_addr[1].eq(fwd_addr[0]),
-            fwd_data[1].eq(fwd_data[0]),
-        ]
+        # fwd[0] is the write register (its write lands at the edge ending this cycle),
+        # fwd[1], fwd[2] the writes that landed one and two edges ago.
+        fwd_en = [Signal(R, name=f"fwd{k}_en") for k in range(3)]
+        fwd_addr = [Signal(A, name=f"fwd{k}_addr", reset_less=True) for k in range(3)]
+        fwd_data = [Signal(word, name=f"fwd{k}_data", reset_less=True) for k in range(3)]
         v8, b8 = pipe(v7, b7, "8")
         first8 = delayed(first7, "first8")
         addr8 = delayed(addr7, "addr8")
-        # In t+8 the write issued in t+7 (now on wr) is fwd[0], the one of t+6 fwd[1].
-        hit = [delayed(addr7 == addr8, "hit0"), delayed(addr7 == fwd_addr[0], "hit1")]
+        # The beat in t+8 merges what the three beats ahead of it wrote: the one merging
+        # in t+7 (addr8 then, fwd[0] in t+8), and those in fwd[0] and fwd[1] in t+7.
+        hit = [delayed(addr7 == addr8, "hit0"), delayed(addr7 == fwd_addr[0], "hit1"),
+               delayed(addr7 == fwd_addr[1], "hit2")]
 
-        # t+8: merge and write.
+        # t+8: merge into the write register; t+9: the write lands.
         flip = Mux(cfg.signed, 0x80, 0)      # int8 order as uint8 order
+        merged = Signal(word)
         for r in range(R):
             old = Mux(hit[0] & fwd_en[0][r], fwd_data[0][r],
-                      Mux(hit[1] & fwd_en[1][r], fwd_data[1][r], stored[r]))
+                      Mux(hit[1] & fwd_en[1][r], fwd_data[1][r],
+                          Mux(hit[2] & fwd_en[2][r], fwd_data[2][r], stored[r])))
             new = b8.data[r]
             larger = (new ^ flip) > (old ^ flip)
-            m.d.comb += self.wr.data[r].eq(Mux(first8 | larger, new, old))
+            m.d.comb += merged[r].eq(Mux(first8 | larger, new, old))
+        m.d.sync += [
+            fwd_en[0].eq(Mux(v8, b8.en, 0)), fwd_addr[0].eq(addr8), fwd_data[0].eq(merged),
+            fwd_en[1].eq(fwd_en[0]), fwd_addr[1].eq(fwd_addr[0]), fwd_data[1].eq(fwd_data[0]),
+            fwd_en[2].eq(fwd_en[1]), fwd_addr[2].eq(fwd_addr[1]), fwd_data[2].eq(fwd_data[1]),
+        ]
         m.d.comb += [
-            self.wr.addr.eq(addr8),
-            self.wr.en.eq(Mux(v8, b8.en, 0)),
+            self.wr.addr.eq(fwd_addr[0]),
+            self.wr.data.eq(fwd_data[0]),
+            self.wr.en.eq(fwd_en[0]),
         ]
         return m

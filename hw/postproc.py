@@ -23,8 +23,8 @@ valid in the cycle named)::
     t+6   v    = t1 + (t2 << 17)                 64-bit add
     t+7   q, guard, sticky = v >>> shift         65-bit barrel shift, 63-input OR
     t+8   qs   = q saturated to 11 bits, round   two 54-input ORs and a mux
-    t+9   r    = qs + round                      12-bit add
-    t+10  out  = clamp(r, lo, hi), bipolar, raw  two compares, then a subtract
+    t+9   r    = qs + round, 2r - 1              12-bit adds side by side
+    t+10  out  = clamp(r, lo, hi), bipolar, raw  two compares, then muxes
 
 Every stage is at most one carry chain, one barrel shifter or one wide OR deep, and
 the multiplies use the DSP blocks' own registers, so the block runs at the clock of
@@ -277,18 +277,21 @@ class PostProcessor(wiring.Component):
             q32_8.eq(q[:32]),
         ]
 
-        # t+9: rounded.
+        # t+9: rounded, and its bipolar image 2r - 1 = 2qs + (round ? 1 : -1) beside it.
         r = reg(signed(_OUT_BITS + 1), "rounded")
+        r2 = reg(signed(_OUT_BITS + 2), "rounded2")
         q32_9 = reg(signed(32), "q32_9")
-        m.d.sync += [r.eq(qs + up), q32_9.eq(q32_8)]
+        m.d.sync += [r.eq(qs + up), r2.eq((qs << 1) + Mux(up, 1, -1)), q32_9.eq(q32_8)]
 
-        # t+10: clamp(r) = min(max(r, lo), hi), from two compares made side by side.
+        # t+10: clamp(r) = min(max(r, lo), hi), from two compares made side by side; the
+        # bipolar 2y - 1 is picked from 2r - 1, 2lo - 1, 2hi - 1 (the last two from the
+        # mode register), so no add follows the compares.
         below = Signal(name=f"below_{c}")
         above = Signal(name=f"above_{c}")
         m.d.comb += [below.eq(r < mode.lo), above.eq(r > mode.hi)]
-        y = Signal(signed(_OUT_BITS + 1), name=f"clamped_{c}")
-        m.d.comb += y.eq(Mux(below, Mux(mode.lo > mode.hi, mode.hi, mode.lo),
-                             Mux(above, mode.hi, r)))
+        to_hi = Mux(below, mode.lo > mode.hi, above)
+        y = Mux(below & ~to_hi, mode.lo, Mux(to_hi, mode.hi, r))
+        y2 = Mux(below & ~to_hi, (mode.lo << 1) - 1, Mux(to_hi, (mode.hi << 1) - 1, r2))
         out = reg(signed(32), "out")
-        m.d.sync += out.eq(Mux(mode.raw, q32_9, Mux(mode.bipolar, (y << 1) - 1, y)))
+        m.d.sync += out.eq(Mux(mode.raw, q32_9, Mux(mode.bipolar, y2, y)))
         m.d.comb += self.out.payload.data[c].eq(out)
