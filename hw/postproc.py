@@ -181,12 +181,18 @@ class PostProcessor(wiring.Component):
             valid.append(v)
             tags.append(t)
 
-        mode = Signal(mode_layout(), reset_less=True)        # the active mode (stage 10)
+        # The active mode (stage 10), with what the clamp derives from it: lo > hi and
+        # the bipolar images 2lo - 1, 2hi - 1, registered with it at the swap.
+        mode = Signal(mode_layout(), reset_less=True)
+        limits = Signal(data.StructLayout({"lo_above_hi": 1, "lo2": signed(12),
+                                           "hi2": signed(12)}), reset_less=True)
         with m.If(swap_d[_COPY_MODE]):
-            m.d.sync += mode.eq(mode_d[_COPY_MODE])
+            new = mode_d[_COPY_MODE]
+            m.d.sync += [mode.eq(new), limits.lo_above_hi.eq(new.lo > new.hi),
+                         limits.lo2.eq((new.lo << 1) - 1), limits.hi2.eq((new.hi << 1) - 1)]
 
         for c in range(C):
-            self._lane(m, c, shadow[c], swap_d, mode_d, mode)
+            self._lane(m, c, shadow[c], swap_d, mode_d, mode, limits)
 
         m.d.comb += [
             self.out.valid.eq(valid[POST_LATENCY]),
@@ -194,7 +200,7 @@ class PostProcessor(wiring.Component):
         ]
         return m
 
-    def _lane(self, m, c, shadow, swap_d, mode_d, mode):
+    def _lane(self, m, c, shadow, swap_d, mode_d, mode, limits):
         def reg(shape, name):
             return Signal(shape, name=f"{name}_{c}", reset_less=True)
 
@@ -284,14 +290,14 @@ class PostProcessor(wiring.Component):
         m.d.sync += [r.eq(qs + up), r2.eq((qs << 1) + Mux(up, 1, -1)), q32_9.eq(q32_8)]
 
         # t+10: clamp(r) = min(max(r, lo), hi), from two compares made side by side; the
-        # bipolar 2y - 1 is picked from 2r - 1, 2lo - 1, 2hi - 1 (the last two from the
-        # mode register), so no add follows the compares.
+        # bipolar 2y - 1 is picked from 2r - 1, 2lo - 1, 2hi - 1 (the last two
+        # registered with the mode), so no add follows the compares.
         below = Signal(name=f"below_{c}")
         above = Signal(name=f"above_{c}")
         m.d.comb += [below.eq(r < mode.lo), above.eq(r > mode.hi)]
-        to_hi = Mux(below, mode.lo > mode.hi, above)
+        to_hi = Mux(below, limits.lo_above_hi, above)
         y = Mux(below & ~to_hi, mode.lo, Mux(to_hi, mode.hi, r))
-        y2 = Mux(below & ~to_hi, (mode.lo << 1) - 1, Mux(to_hi, (mode.hi << 1) - 1, r2))
+        y2 = Mux(below & ~to_hi, limits.lo2, Mux(to_hi, limits.hi2, r2))
         out = reg(signed(32), "out")
         m.d.sync += out.eq(Mux(mode.raw, q32_9, Mux(mode.bipolar, y2, y)))
         m.d.comb += self.out.payload.data[c].eq(out)
