@@ -8,8 +8,8 @@ reports:
   gives only four PEs a block and builds the rest from LUTs), a fixed number per
   accumulator lane (the post-processor's partial products), a fixed number for the
   sequencer's and pool writer's arithmetic, and the MAC counter's (absent at 1x1, where
-  its factors are one bit). Exact for the RTL of `CALIBRATED_AT` (yosys counts at 1x1,
-  2x2, 4x4 and 8x8).
+  its factors are one bit). Exact for the RTL of `CALIBRATED_AT` (yosys counts: ECP5
+  2x2 and 8x8, iCE40 1x1 and 2x2).
 - **Block RAMs** (ECP5 `DP16KD`, iCE40 `SB_RAM40_4K`): every memory of the design by its
   shape (`memories`), in the block mode that needs the fewest blocks, the way yosys maps
   it; a second read port doubles a memory. On ECP5 a memory that costs yosys less as LUT
@@ -22,8 +22,7 @@ reports:
   over, for the 12F's 2x2).
 
 The numbers are the RTL's at `CALIBRATED_AT`: a change to `hw/` that adds multipliers or
-logic moves them, and the slow test `tests/boards/test_fit_synth.py` (yosys only, ~1 min)
-says by how much.
+logic moves them; a yosys-only synthesis of a 2x2 (~30 s) says by how much.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from math import ceil
 from hw import AcceleratorConfig
 
 # The commit of hw/ the constants below were measured on (yosys 0.70, nextpnr 0.11.1).
-CALIBRATED_AT = "0e2e96f"
+CALIBRATED_AT = "e29d20a"
 # Relative error of the LUT estimate against the builds it was fitted to, with room for
 # place-and-route's run-to-run spread: a need within this of the budget may not fit.
 LUT_MARGIN = 0.10
@@ -101,13 +100,13 @@ FAMILIES = {
         # a DPR16X4: two LUTs in RAM mode, two blocked by its write port, the read muxes
         # and write decode (the ULX3S-12F's 32-word program memory: 128 cells, ~1,550 LUTs)
         luts_per_lutram=12,
-        dsp_pe_max=None, dsp_per_lane=4, dsp_fixed=10, dsp_counter=3,
+        dsp_pe_max=None, dsp_per_lane=4, dsp_fixed=10, dsp_counter=1,
         lut_base=5_440, lut_per_row=305, lut_per_lane=1_190, lut_per_pe=71),
     "ice40": Family(
         "ice40", "ICESTORM_LC", "SB_MAC16", "SB_RAM40_4K", 4 * 1024,
         ((2048, 2), (1024, 4), (512, 8), (256, 16)),
         byte_lane=None, bram_cost=64, lutram=None, luts_per_lutram=0,
-        dsp_pe_max=4, dsp_per_lane=5, dsp_fixed=6, dsp_counter=2,
+        dsp_pe_max=4, dsp_per_lane=5, dsp_fixed=5, dsp_counter=0,
         # the PE's adder goes into its SB_MAC16; rows against lanes split as on ECP5
         # (only square configs were synthesized: 1x1, 2x2, 4x4)
         lut_base=7_645, lut_per_row=395, lut_per_lane=1_530, lut_per_pe=0),

@@ -62,7 +62,8 @@ _SMALL_ECP5 = AcceleratorConfig(rows=2, cols=2, act_depth=2048, weight_depth=819
 BOARDS = {b.name: b for b in [
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F", 25.0,
           83_640, 83_640, 156, 208, 3_000_000,
-          AcceleratorConfig(), "Radiona ULX3S, ECP5-85F, FTDI FT231X"),
+          # 65 MHz: the 8x8 met it with 72.6 MHz post-route Fmax (docs/boards.md)
+          AcceleratorConfig(clock_mhz=65.0), "Radiona ULX3S, ECP5-85F, FTDI FT231X"),
     Board("ulx3s-12f", "amaranth_boards.ulx3s:ULX3S_12F_Platform", "ecp5", "LFE5U-12F", 25.0,
           12_096, 12_096, 28, 32, 3_000_000,
           _SMALL_ECP5, "Radiona ULX3S, ECP5-12F"),

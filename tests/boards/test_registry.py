@@ -30,7 +30,7 @@ def test_too_big_configs_are_named():
     ice = boards.get("icebreaker")
     with pytest.raises(boards.BoardError, match=r"8x8 does not fit icebreaker \(iCE40UP5K\): "
                                                 r"it needs ~\d\d,\d{3} ICESTORM_LC \(estimate, "
-                                                r"±10%\) of 5,280, 52 SB_MAC16 of 8, \d+ "
+                                                r"±10%\) of 5,280, 49 SB_MAC16 of 8, \d+ "
                                                 r"SB_RAM40_4K of 30 \(weights \d+, .*\); no "
                                                 r"accelerator config fits icebreaker"):
         boards.check_fit(ice, AcceleratorConfig())
@@ -54,8 +54,8 @@ def test_unknown_board_and_cli_listing(capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in boards.names()) and "default board: ulx3s-85f" in out
     rows = {line.split()[0]: line for line in out.splitlines()}
-    assert rows["ulx3s-12f"].split()[2:7] == ["2x2", "~10,250/12,096", "25/28", "19/32", "yes"]
-    assert rows["ulx3s-85f"].split()[2:8] == ["8x8", "~21,944/83,640", "109/156", "121/208",
-                                              "yes", "8x8"]
-    assert "no config fits: 1x1 needs ~9,570 ICESTORM_LC (estimate, ±10%) of 5,280, 12 " \
+    assert rows["ulx3s-12f"].split()[2:7] == ["2x2", "~10,250/12,096", "23/28", "19/32", "yes"]
+    assert rows["ulx3s-85f"].split()[2:8] == ["8x8", "~21,944/83,640", "107/156", "121/208",
+                                              "yes", "32x4"]
+    assert "no config fits: 1x1 needs ~9,570 ICESTORM_LC (estimate, ±10%) of 5,280, 11 " \
            "SB_MAC16 of 8, 36 SB_RAM40_4K of 30" in rows["icebreaker"]
