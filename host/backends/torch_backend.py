@@ -222,7 +222,8 @@ class _Layer:
         if isinstance(node, ir.Conv) and node.pool is not None:
             # Requantization is non-decreasing in the accumulator (M > 0) and so is the
             # clamp, so pooling first gives the same integers on a quarter of the values.
-            acc = _pool_max(acc, *node.pool)
+            k, s = node.pool
+            acc = F.max_pool2d(acc, k, s)
         return acc if self.requant is None else self.requant(acc)
 
 
@@ -247,19 +248,6 @@ class _Elementwise:
         x = [a.to(torch.float64) for a in args]
         acc = x[0] + x[1] if isinstance(self.node, ir.Add) else x[0].sum(dim=(2, 3), keepdim=True)
         return acc if self.requant is None else self.requant(acc)
-
-
-def _pool_max(acc: torch.Tensor, k: int, s: int) -> torch.Tensor:
-    """Floor-mode k x k max pool with stride s, no padding, as the maximum of k*k strided
-    views: on channels-last tensors ~3x faster than F.max_pool2d (same values)."""
-    H, W = acc.shape[-2:]
-    Hp, Wp = (H - k) // s + 1, (W - k) // s + 1
-    out = None
-    for di in range(k):
-        for dj in range(k):
-            view = acc[:, :, di:di + s * (Hp - 1) + 1:s, dj:dj + s * (Wp - 1) + 1:s]
-            out = view if out is None else torch.maximum(out, view)
-    return out
 
 
 def _max_pool(x: torch.Tensor, kernel, stride, padding) -> torch.Tensor:

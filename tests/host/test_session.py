@@ -113,13 +113,3 @@ def test_run_with_progress_gives_the_same_integers(cm, capsys):
     assert np.array_equal(sess.run(x, progress=True).ints, cm.reference(x))
     err = capsys.readouterr().err
     assert "sim:" in err and "0/5 [" in err
-
-
-@pytest.mark.parametrize("k, s", [(1, 1), (2, 2), (3, 3), (3, 2), (2, 1)])
-def test_strided_view_pool_equals_max_pool2d(k, s):
-    import torch
-    from host.backends.torch_backend import _pool_max
-    gen = torch.Generator().manual_seed(k * 10 + s)
-    x = torch.randint(-1000, 1000, (3, 5, 11, 8), generator=gen).float()
-    for t in (x, x.contiguous(memory_format=torch.channels_last)):
-        assert torch.equal(_pool_max(t, k, s), torch.nn.functional.max_pool2d(t, k, s))
