@@ -93,11 +93,15 @@ def _check_utilisation(board: Board, config: AcceleratorConfig, log_path: Path,
                          f"bigger board") from error
 
 
+def _for_config(cm, config: AcceleratorConfig):
+    """Compiled model `cm`, lowered again for `config` if it was compiled for another."""
+    return cm if cm.config == config else dataclasses.replace(cm, config=config)
+
+
 def estimate_fps(cm, config: AcceleratorConfig, clock_mhz: float) -> tuple[int, float]:
     """Modelled cycles per frame of compiled model `cm` on `config`, and frames/s at
     `clock_mhz`. A model compiled for another config is lowered again for this one."""
-    if cm.config != config:
-        cm = dataclasses.replace(cm, config=config)
+    cm = _for_config(cm, config)
     cycles = cm.estimate().cycles
     return cycles, clock_mhz * 1e6 / cycles
 
@@ -107,8 +111,7 @@ def link_bytes_per_frame(cm, config: AcceleratorConfig) -> tuple[int, int]:
     `board:URL` runs it: the (K-packed) input in WRITE frames, RUN, one STATUS poll (the
     least: a longer run is polled more), the output in READ frames; with their answers."""
     from host import protocol as P
-    if cm.config != config:
-        cm = dataclasses.replace(cm, config=config)
+    cm = _for_config(cm, config)
     program, R = cm.program, config.rows
     n_in, n_out = program.input.words(R) * R, program.output.words(R) * R
     up = down = 0

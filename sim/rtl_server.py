@@ -62,6 +62,16 @@ class LinkPump(TB):
             else:
                 self.closed = True
 
+    async def _idle(self, quiet):
+        """Idle design, silent host: poll the socket (blocking a little once `quiet` polls
+        found nothing) and let a short stretch of time pass when nothing came (the link's
+        inter-byte timeout still runs). The new count of quiet polls."""
+        self._recv(IDLE_SECONDS if quiet >= 4 else 0)
+        if self.inbox:
+            return 0
+        await Timer(POLL_CYCLES * self.period_ns, unit="ns")
+        return quiet + 1
+
     async def drive(self):
         """Feed `inbox` into i_stream, one byte per cycle (with gaps under backpressure)."""
         dut = self.dut
@@ -81,12 +91,7 @@ class LinkPump(TB):
                     self._recv()
                     quiet = 0
                 else:
-                    self._recv(IDLE_SECONDS if quiet >= 4 else 0)
-                    if not self.inbox:
-                        await Timer(POLL_CYCLES * self.period_ns, unit="ns")
-                        quiet += 1
-                    else:
-                        quiet = 0
+                    quiet = await self._idle(quiet)
                 continue
             await FallingEdge(self.clk)
             # Inputs set at a falling edge are sampled by the next rising edge; `ready`
@@ -216,13 +221,7 @@ class BufferedPump(LinkPump):
                     await Timer(POLL_CYCLES * self.period_ns, unit="ns")
                 quiet = 0
             else:
-                # Idle design, silent host: wait on the socket between short advances.
-                self._recv(IDLE_SECONDS if quiet >= 4 else 0)
-                if not self.inbox:
-                    await Timer(POLL_CYCLES * self.period_ns, unit="ns")
-                    quiet += 1
-                else:
-                    quiet = 0
+                quiet = await self._idle(quiet)
 
 
 def _accept(server, timeout, stop_file, parent, log):
@@ -256,9 +255,8 @@ async def serve(dut):
                     if v)
     if buffers:
         dut.gaps.value = 0
-        for name in ("rx_limit", "tx_read", "tx_limit"):
+        for name in ("rx_limit", "tx_read", "tx_limit"):   # each pump sets them
             getattr(dut, name).value = 0
-        dut.tx_limit.value = buffers[1]
     else:
         dut.i_stream__valid.value = 0
         dut.o_stream__ready.value = 1

@@ -109,6 +109,15 @@ class _Requant:
         return 2 * y - 1 if self.bipolar else y
 
 
+def _padding(node) -> tuple[tuple[int, int, int, int] | None, list[int]]:
+    """A convolution's padding as (an explicit F.pad for uneven padding, else None;
+    the symmetric padding the convolution op itself takes)."""
+    t, l, b, r = node.padding
+    if (t, l) == (b, r):
+        return None, [t, l]
+    return (l, r, t, b), [0, 0]
+
+
 def _onednn_int8_available() -> bool:
     return (torch.backends.mkldnn.is_available() and hasattr(torch.ops, "onednn")
             and hasattr(torch.ops.onednn, "qconv2d_pointwise"))
@@ -124,14 +133,12 @@ class _Int8Conv:
     equal raises `_NotExact`, and the layer runs in floating point instead.
     """
 
-    def __init__(self, node, in_type: ir.TensorType, device):
+    def __init__(self, node, in_type: ir.TensorType, weight: np.ndarray):
         self.node = node
         self.zero_point = 0 if in_type.lo >= 0 else 128
-        t, l, b, r = node.padding
-        self.pre_pad = None if (t, l) == (b, r) else (l, r, t, b)
-        self.padding = [t, l] if self.pre_pad is None else [0, 0]
+        self.pre_pad, self.padding = _padding(node)
         self.stride = list(node.stride)
-        weight = torch.as_tensor(np.asarray(node.weight, np.int64))
+        weight = torch.as_tensor(weight)
         out_c = len(weight)
         self.w_scale = torch.ones(out_c, dtype=torch.float32)
         self.w_zero = torch.zeros(out_c, dtype=torch.int64)
@@ -185,12 +192,11 @@ class _Layer:
                 and weight.min(initial=0) >= -128 and weight.max(initial=0) <= 127
                 and _onednn_int8_available()):
             try:
-                self.int8 = _Int8Conv(node, in_type, device)
+                self.int8 = _Int8Conv(node, in_type, weight)
             except (_NotExact, RuntimeError) as error:
                 log.info("layer %s: oneDNN int8 convolution not used (%s: %s); float32 "
                          "instead", node.name, type(error).__name__, error)
-        self.weight = torch.as_tensor(np.asarray(node.weight, np.int64), device=device
-                                      ).to(self.dtype)
+        self.weight = torch.as_tensor(weight, device=device).to(self.dtype)
         self.bias = None if node.bias is None else torch.as_tensor(
             np.asarray(node.bias, np.int64), device=device)
         ndim = 4 if isinstance(node, ir.Conv) else 2
@@ -210,11 +216,10 @@ class _Layer:
             acc = self.int8(x)
         elif isinstance(node, ir.Conv):
             xf = x.to(self.dtype)
-            t, l, b, r = node.padding
-            if (t, l) != (b, r):
-                xf = F.pad(xf, (l, r, t, b))
-            acc = F.conv2d(xf, self.weight, stride=node.stride,
-                           padding=(t, l) if (t, l) == (b, r) else 0)
+            pre_pad, padding = _padding(node)
+            if pre_pad is not None:
+                xf = F.pad(xf, pre_pad)
+            acc = F.conv2d(xf, self.weight, stride=node.stride, padding=padding)
         else:
             acc = x.to(self.dtype).reshape(len(x), -1) @ self.weight.T
         if self.bias is not None:

@@ -18,24 +18,19 @@ def _load_source(path: Path):
     raise UsageError(f"{str(path)!r} is neither a model directory (with model.pt) nor a .onnx file")
 
 
-def _size(label: str) -> tuple[int, int]:
-    from hw import AcceleratorConfig
-    config = AcceleratorConfig.parse(label)
-    return config.rows, config.cols
-
-
 def run(args) -> int:
     import compiler
     from hw import AcceleratorConfig
     source, meta = _load_source(Path(args.model))
     shape = tuple(args.input_shape) if args.input_shape else None
+    size = AcceleratorConfig.parse(args.config or "8x8")
     if args.board:
         from boards import registry
         board = registry.get(args.board)
         config = board.config if args.config is None else registry.with_size(
-            board, *_size(args.config))
+            board, size.rows, size.cols)
     else:
-        config = AcceleratorConfig.parse(args.config or "8x8")
+        config = size
     if args.rows or args.cols:
         config = dataclasses.replace(config, rows=args.rows or config.rows,
                                      cols=args.cols or config.cols)
