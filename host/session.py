@@ -61,7 +61,8 @@ class Session:
         x = self.quantize(images)
         if progress and len(x) > 1:
             from tqdm import tqdm
-            step = max(1, getattr(self.backend, "batch_size", 1))
+            step = max(1, getattr(self.backend, "batch_size", 1)
+                       * getattr(self.backend, "parallel_chunks", 1))
             parts = []
             with tqdm(total=len(x), desc=self.backend.name, unit="img", leave=False,
                       dynamic_ncols=True) as bar:
