@@ -115,20 +115,6 @@ def test_run_with_progress_gives_the_same_integers(cm, capsys):
     assert "sim:" in err and "0/5 [" in err
 
 
-@pytest.mark.parametrize("kernel,stride,h,w", [(2, 2, 28, 28), (2, 2, 7, 7), (3, 2, 12, 11),
-                                               (3, 3, 10, 10), (2, 1, 5, 6), (1, 1, 4, 3)])
-def test_nhwc_max_pool_equals_max_pool2d(kernel, stride, h, w):
-    """The fused pool of the torch backend (strided views of an NHWC tensor) gives
-    max_pool2d's values, floor mode, odd sizes included."""
-    import torch
-    import torch.nn.functional as F
-    from host.backends.torch_backend import _max_pool_nhwc
-    x = torch.randint(-1000, 1000, (3, 5, h, w)).float().contiguous(
-        memory_format=torch.channels_last)
-    got = _max_pool_nhwc(x.permute(0, 2, 3, 1), kernel, stride).permute(0, 3, 1, 2)
-    assert torch.equal(got, F.max_pool2d(x, kernel, stride))
-
-
 def test_torch_backend_runs_chunks_in_parallel_threads():
     """Chunks on several threads give the reference's integers in input order, and the
     caller's torch thread count is left as it was."""
