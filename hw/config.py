@@ -57,6 +57,8 @@ class AcceleratorConfig:
                                     # not in chains of flip-flops (same cycles)
     serial_size: bool = False       # output size and pixel count by one shift-add
                                     # multiplier in the setup (no multiplier blocks; +32 cycles)
+    compact_link: bool = False      # the host link keeps only STATUS's changing fields in
+                                    # registers (the same bytes on the line)
 
     def __post_init__(self):
         for name, (lo, hi) in _LIMITS.items():
@@ -73,7 +75,7 @@ class AcceleratorConfig:
         if isinstance(beat, bool) or not isinstance(beat, int) or beat not in (1, 2, 4, 8, 16, 32):
             raise ConfigError(f"program_beat_bytes must be 1, 2, 4, 8, 16 or 32 (a divisor of "
                               f"the 32-byte descriptor), not {beat!r}")
-        for name in ("ram_delays", "serial_size"):
+        for name in ("ram_delays", "serial_size", "compact_link"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if self.data_bits != 8:
