@@ -16,7 +16,13 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["DelayLine"]
+__all__ = ["DelayLine", "ram_depth"]
+
+
+def ram_depth(max_cycles: int) -> int:
+    """Words of a DelayLine's RAM: at least 256 (a RAM that small is one block either
+    way, and yosys maps a shallow one to flip-flops)."""
+    return 1 << max(8, ceil_log2(max_cycles))
 
 
 class DelayLine(wiring.Component):
@@ -40,9 +46,7 @@ class DelayLine(wiring.Component):
         self.width = width
         self.max_cycles = max_cycles
         self.variable = variable
-        # at least 256 words: a RAM that small is one block either way, and yosys maps a
-        # shallow one to flip-flops
-        self.depth = 1 << max(8, ceil_log2(max_cycles))
+        self.depth = ram_depth(max_cycles)
         ports = {"i": In(width), "o": Out(width)}
         if variable:
             ports["cycles"] = In(range(2, max_cycles + 1))
