@@ -52,7 +52,7 @@ class AcceleratorConfig:
     clock_mhz: float = 50.0
     # Reductions for small FPGAs (iCE40UP5K); the defaults build the full-speed design.
     program_beat_bytes: int = 32    # program memory word: a descriptor is fetched in
-                                    # 32 / program_beat_bytes reads (1 + cycles each but the first)
+                                    # 32 / program_beat_bytes reads, a cycle each
     ram_delays: bool = False        # pixel tags and weight addresses delayed in block RAM,
                                     # not in chains of flip-flops (same cycles)
     serial_size: bool = False       # output size and pixel count by one shift-add
