@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import boards  # noqa: E402
 import compiler  # noqa: E402
 from boards.build import build  # noqa: E402
+from compiler.errors import CompileError  # noqa: E402
 from hw import AcceleratorConfig  # noqa: E402
 from models import zoo  # noqa: E402
 
@@ -46,7 +47,11 @@ def parse_target(text: str):
 
 def fmnist_cnn(board, config, net):
     """fmnist-cnn compiled for `config`, or None (with the reason) if it does not fit."""
-    cm = compiler.compile(net, config=config)
+    try:
+        cm = compiler.compile(net, config=config)
+        cm.program                         # lowered: its tensors in the config's memories
+    except CompileError as error:          # e.g. they outgrow the activation banks
+        return None, f"fmnist-cnn does not fit {config.label}'s memories: {error}"
     try:
         boards.check_fit(board, config, cm)
     except boards.BoardError as error:
@@ -80,8 +85,14 @@ def main() -> int:
     results = []
     for board, config, clock in targets:
         cm, why_not = fmnist_cnn(board, config, net)
-        report = build(board, config, root / f"{board.name}-{config.label}", clock_mhz=clock,
-                       model=cm)
+        try:
+            report = build(board, config, root / f"{board.name}-{config.label}",
+                           clock_mhz=clock, model=cm)
+        except boards.BoardError as error:     # the config does not fit the board
+            logging.error("%s", error)
+            results.append({"board": board.name, "config": config.label,
+                            "does_not_fit": str(error), "fmnist_cnn": why_not})
+            continue
         if cm is None:
             report["fmnist_cnn"] = why_not
         else:
@@ -93,6 +104,10 @@ def main() -> int:
           f"{'FFs':>7} {'DSPs':>5} {'BRAMs':>6} {'build s':>8} {'fmnist cyc':>11} "
           f"{'fps@clk':>8} {'fps@Fmax':>9}")
     for r in results:
+        if "does_not_fit" in r:
+            print(f"{r['board']:<15} {r['config']:<6} {r['does_not_fit']}\n"
+                  f"{'':<22} {r['fmnist_cnn']}")
+            continue
         fps = (f"{r['cycles_per_frame']:>11,} {r['frames_per_s']:>8,.0f} "
                f"{r['frames_per_s_at_fmax']:>9,.0f}" if "cycles_per_frame" in r
                else f"{'does not fit':>30}")

@@ -39,6 +39,11 @@ CALIBRATED_AT = "e29d20a"
 LUT_MARGIN = 0.10
 
 
+# The sequencer's output-size multiplies (conv_h, conv_w, conv_h x conv_w), in
+# `dsp_fixed`; `serial_size` makes them with one shift-add multiplier in the fabric.
+SIZE_MULTIPLIERS = 3
+
+
 @dataclass(frozen=True)
 class MemoryShape:
     """One memory of the design as the RAM mapper sees it."""
@@ -52,19 +57,33 @@ class MemoryShape:
 
 def memories(config: AcceleratorConfig) -> list[MemoryShape]:
     """The memories `hw.Accelerator` (and its host link) instantiate for `config`."""
+    from hw.accelerator import FEED_LATENCY, WEIGHT_LEAD
+    from hw.delay import ram_depth
     from hw.isa import DESCRIPTOR_BYTES, PARAM_BYTES
     from hw.link import MAX_PAYLOAD
     R, C = config.rows, config.cols
+    beat = config.program_beat_bytes
+    delays = []
+    if config.ram_delays:
+        # hw.delay.DelayLine: one RAM per delayed signal, at least 256 words
+        depth = ram_depth(FEED_LATENCY)
+        delays = [MemoryShape("weight address delay", depth,
+                              max(1, (config.weight_depth // R - 1).bit_length()), False),
+                  MemoryShape("accumulator tag delay", depth, 15, False),
+                  MemoryShape("pixel tag delay", depth, 32, False)]
     return [
         # R banks of one byte per word; the feeder and the pool writer each read it
         MemoryShape("activations", config.act_depth, 8 * R, True, copies=2),
         # one word is a whole R x C weight tile
         MemoryShape("weights", config.weight_depth // R, 8 * R * C, True),
         MemoryShape("params", config.param_depth, 8 * PARAM_BYTES, True),
-        MemoryShape("program", config.program_depth, 8 * DESCRIPTOR_BYTES, True),
+        # a descriptor is DESCRIPTOR_BYTES / program_beat_bytes words
+        MemoryShape("program", config.program_depth * DESCRIPTOR_BYTES // beat, 8 * beat,
+                    True),
         # one pixel of C int32 partial sums
         MemoryShape("accumulators", config.acc_depth, config.acc_bits * C, False),
         MemoryShape("link staging", MAX_PAYLOAD, 8, False),
+        *delays,
     ]
 
 
@@ -90,6 +109,9 @@ class Family:
     lut_per_row: int                         # feeder, pool writer, activation bank logic
     lut_per_lane: int                        # post-processor, accumulator
     lut_per_pe: int
+    # LUT cells each reduction of AcceleratorConfig saves (a negative number costs),
+    # measured where it matters; none counted where not measured (an over-estimate)
+    lut_saved: tuple[tuple[str, int], ...] = ()
 
 
 FAMILIES = {
@@ -107,9 +129,17 @@ FAMILIES = {
         ((2048, 2), (1024, 4), (512, 8), (256, 16)),
         byte_lane=None, bram_cost=64, lutram=None, luts_per_lutram=0,
         dsp_pe_max=4, dsp_per_lane=5, dsp_fixed=5, dsp_counter=0,
-        # the PE's adder goes into its SB_MAC16; rows against lanes split as on ECP5
-        # (only square configs were synthesized: 1x1, 2x2, 4x4)
-        lut_base=7_645, lut_per_row=395, lut_per_lane=1_530, lut_per_pe=0),
+        # the PE's adder goes into its SB_MAC16; rows against lanes split as first
+        # measured (395 : 1,530; only square configs were synthesized). Calibrated on hw
+        # 10d5f37: nextpnr packs the whole top at 1x1 into 10,464 LCs, at 2x2 13,327.
+        lut_base=7_601, lut_per_row=587, lut_per_lane=2_276, lut_per_pe=0,
+        # what each reduction saves: nextpnr's packed LCs of hw.Accelerator at 1x1 with
+        # one at a time (656, 940, -35, 678 of 10,571), scaled to what all four save in
+        # the whole top (1,913 at 1x1, 2,010 at 2x2). The 256-bit program word and its
+        # byte select; the tag and weight-address flip-flop chains; the serial
+        # multiplier's adder and registers (a cost); the 384-bit STATUS register
+        lut_saved=(("narrow_program", 574), ("ram_delays", 823), ("serial_size", -31),
+                   ("compact_link", 594))),
 }
 
 
@@ -158,13 +188,22 @@ def place_memory(memory: MemoryShape, family: Family) -> MemoryUse:
     return MemoryUse(memory, brams * memory.copies, 0)
 
 
+def _reduced(config: AcceleratorConfig, name: str) -> bool:
+    """Whether `config` has the reduction `name` of Family.lut_saved."""
+    if name == "narrow_program":
+        return config.program_beat_bytes < 32
+    return getattr(config, name)
+
+
 def estimate(config: AcceleratorConfig, family: str | Family) -> Estimate:
     """The resources `config` takes on `family` ("ecp5" or "ice40")."""
     fam = FAMILIES[family] if isinstance(family, str) else family
     R, C = config.rows, config.cols
     uses = tuple(place_memory(memory, fam) for memory in memories(config))
     pes = R * C if fam.dsp_pe_max is None else min(R * C, fam.dsp_pe_max)
-    dsps = pes + fam.dsp_per_lane * C + fam.dsp_fixed + (fam.dsp_counter if R * C > 1 else 0)
+    dsps = (pes + fam.dsp_per_lane * C + fam.dsp_fixed + (fam.dsp_counter if R * C > 1 else 0)
+            - (SIZE_MULTIPLIERS if config.serial_size else 0))
     luts = (fam.lut_base + fam.lut_per_row * R + fam.lut_per_lane * C + fam.lut_per_pe * R * C
-            + fam.luts_per_lutram * sum(use.lutrams for use in uses))
+            + fam.luts_per_lutram * sum(use.lutrams for use in uses)
+            - sum(saved for name, saved in fam.lut_saved if _reduced(config, name)))
     return Estimate(config, fam, dsps, sum(use.brams for use in uses), luts, uses)

@@ -62,9 +62,10 @@ class CompiledModel:
     def estimate(self):
         """Modelled cycles of one frame on `config` (sim.cycles.Estimate): `.cycles`,
         `.utilization`, `.layers`."""
+        from hw.accelerator import extra_setup_cycles
         from sim import cycles
         return cycles.estimate(self.program.descriptors, self.config.rows, self.config.cols,
-                               self.config.load_rows)
+                               self.config.load_rows, extra=extra_setup_cycles(self.config))
 
     @property
     def input_shape(self) -> tuple[int, ...]:

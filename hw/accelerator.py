@@ -35,7 +35,8 @@ from amaranth.utils import ceil_log2, exact_log2
 from .accumulator import ACC_LATENCY, Accumulator
 from .array import ArrayTiming, SystolicArray
 from .config import AcceleratorConfig, ConfigError, derive
-from .dsp import Multiplier
+from .delay import DelayLine
+from .dsp import Multiplier, SerialMultiplier
 from .feeder import FEED_LATENCY, Feeder
 from .isa import DESCRIPTOR, DESCRIPTOR_BYTES, PARAM, PARAM_BYTES, Opcode, Space
 from .link import HostLink
@@ -43,7 +44,8 @@ from .poolwrite import POOL_WRITE_LATENCY, PoolWriter, reciprocal
 from .postproc import POST_LATENCY, PostProcessor
 
 __all__ = ["Accelerator", "check_config", "conv_cycles", "WEIGHT_LEAD", "DRAIN_CYCLES",
-           "OT_GAP", "SETUP_CYCLES", "DIVIDE_CYCLES", "RAW_BEATS"]
+           "OT_GAP", "SETUP_CYCLES", "DIVIDE_CYCLES", "RAW_BEATS", "fetch_beats",
+           "extra_setup_cycles", "SERIAL_SIZE_CYCLES"]
 
 PACK_LATENCY = 1
 RAW_BEATS = 4                     # an int32 lane is written as 4 byte words
@@ -68,6 +70,20 @@ def DRAIN_CYCLES(rows: int, cols: int) -> int:
 # FETCH, LATCH, DECODE, SIZE, SIZE_WAIT, CONV_HW, PIXELS, PIXELS_WAIT, PIXELS_LATCH, TILE
 SETUP_CYCLES = 10
 DIVIDE_CYCLES = 14      # tile_px / conv_w (13 quotient bits + remainder), several tiles only
+# serial_size: SIZE, three 11-bit shift-add products of 12 cycles each and a start
+# cycle for the third, in place of SIZE .. PIXELS_LATCH (6 cycles)
+SERIAL_SIZE_CYCLES = 1 + 3 * 12 + 1 - 6
+
+
+def fetch_beats(config: AcceleratorConfig) -> int:
+    """Program memory reads per descriptor."""
+    return DESCRIPTOR_BYTES // config.program_beat_bytes
+
+
+def extra_setup_cycles(config: AcceleratorConfig) -> tuple[int, int]:
+    """Cycles `config`'s reductions add to every descriptor: (to its fetch, END
+    included; to the setup of the others)."""
+    return fetch_beats(config) - 1, SERIAL_SIZE_CYCLES if config.serial_size else 0
 
 
 def conv_cycles(rows: int, cols: int, ot_cycles: int, oc_tiles: int, several_tiles: bool
@@ -174,7 +190,8 @@ class Accelerator(wiring.Component):
                 (Space.ACTIVATIONS, "act", cfg.act_depth, R),
                 (Space.WEIGHTS, "wgt", cfg.weight_depth // R, R * C),
                 (Space.PARAMS, "prm", cfg.param_depth, PARAM_BYTES),
-                (Space.PROGRAM, "prg", cfg.program_depth, DESCRIPTOR_BYTES)):
+                (Space.PROGRAM, "prg", cfg.program_depth * fetch_beats(cfg),
+                 cfg.program_beat_bytes)):
             mem = Memory(shape=data.ArrayLayout(unsigned(8), word_bytes), depth=depth,
                          init=init(name, depth, word_bytes))
             m.submodules[f"{name}_mem"] = mem
@@ -191,7 +208,7 @@ class Accelerator(wiring.Component):
 
         m.submodules.link = link = HostLink(self.link_timeout,
                                             space_sizes=self.derived.space_sizes,
-                                            shape=(R, C))
+                                            shape=(R, C), compact_status=cfg.compact_link)
         wiring.connect(m, wiring.flipped(self.i_stream), link.i_stream)
         wiring.connect(m, link.o_stream, wiring.flipped(self.o_stream))
         bus = link.bus
@@ -293,7 +310,8 @@ class Accelerator(wiring.Component):
                                          min_cycles=timing.min_swap_interval))
         array = block("array", SystolicArray(R, C, act_width=9, weight_width=8, acc_width=32))
         acc = block("acc", Accumulator(C, cfg.acc_depth))
-        post = block("post", PostProcessor(C, tag_width=tag_layout.size))
+        post = block("post", PostProcessor(C, tag_width=0 if cfg.ram_delays
+                                             else tag_layout.size))
         writer = block("writer", PoolWriter(R, addr_width=A))
 
         wiring.connect(m, feeder.act, array.act)
@@ -310,8 +328,17 @@ class Accelerator(wiring.Component):
             writer.rd.data.eq(act_rd_pool.data),
         ]
 
-        # --- descriptor registers and derived values
-        d = Signal(DESCRIPTOR)
+        # --- descriptor registers and derived values. A narrow program memory
+        # (program_beat_bytes) shifts the descriptor in one read at a time, from the top:
+        # after `beats` reads its first bit is at the bottom.
+        beats = fetch_beats(cfg)
+        beat_bits = 8 * cfg.program_beat_bytes
+        if beats == 1:
+            d = Signal(DESCRIPTOR)
+        else:
+            d_shift = Signal(beats * beat_bits, reset_less=True)
+            d = DESCRIPTOR(d_shift[:DESCRIPTOR.size])
+            beat = Signal(range(beats))
         is_conv = Signal()
         is_max = Signal()
         is_add = Signal()
@@ -399,12 +426,15 @@ class Accelerator(wiring.Component):
                 with m.Case(stride):
                     mult, shift = reciprocal(stride, 11)
                     m.d.sync += [size_mult.eq(mult), size_shift.eq(shift)]
-        m.submodules.size_h = size_h = Multiplier(unsigned(11), unsigned(14))
-        m.submodules.size_w = size_w = Multiplier(unsigned(11), unsigned(14))
-        m.submodules.size_hw = size_hw = Multiplier(unsigned(11), unsigned(11))
-        m.d.comb += [size_h.a.eq(num_h), size_h.b.eq(size_mult),
-                     size_w.a.eq(num_w), size_w.b.eq(size_mult),
-                     size_hw.a.eq(conv_h), size_hw.b.eq(conv_w)]
+        if cfg.serial_size:
+            m.submodules.size_mul = size_mul = SerialMultiplier(11, 14)
+        else:
+            m.submodules.size_h = size_h = Multiplier(unsigned(11), unsigned(14))
+            m.submodules.size_w = size_w = Multiplier(unsigned(11), unsigned(14))
+            m.submodules.size_hw = size_hw = Multiplier(unsigned(11), unsigned(11))
+            m.d.comb += [size_h.a.eq(num_h), size_h.b.eq(size_mult),
+                         size_w.a.eq(num_w), size_w.b.eq(size_mult),
+                         size_hw.a.eq(conv_h), size_hw.b.eq(conv_w)]
 
         # --- the next pixel tile's start: ow0 + tp_w wraps past conv_w at most once
         # (tp_w < conv_w); tp_w - conv_w and tp_h + 1 are set in REMAINDER.
@@ -422,6 +452,8 @@ class Accelerator(wiring.Component):
         def leave_on_abort():
             with m.If(abort):
                 m.d.sync += [running.eq(0), conv_active.eq(0)]
+                if beats > 1:
+                    m.d.sync += beat.eq(0)
                 m.next = "IDLE"
 
         with m.FSM(name="seq"):
@@ -431,11 +463,24 @@ class Accelerator(wiring.Component):
                     m.d.sync += [c.eq(0) for c in counters]
                     m.next = "FETCH"
             with m.State("FETCH"):
-                m.d.comb += [prg_rd.addr.eq(pc), prg_rd.en.eq(1)]
-                m.next = "LATCH"
+                if beats == 1:
+                    m.d.comb += [prg_rd.addr.eq(pc), prg_rd.en.eq(1)]
+                    m.next = "LATCH"
+                else:
+                    words = DESCRIPTOR_BYTES // cfg.program_beat_bytes
+                    m.d.comb += [prg_rd.addr.eq(pc * words + beat), prg_rd.en.eq(1)]
+                    m.d.sync += beat.eq(beat + 1)
+                    with m.If(beat != 0):
+                        m.d.sync += d_shift.eq(Cat(d_shift[beat_bits:], prg_rd.data))
+                    with m.If(beat == beats - 1):
+                        m.d.sync += beat.eq(0)
+                        m.next = "LATCH"
                 leave_on_abort()
             with m.State("LATCH"):
-                m.d.sync += d.eq(prg_rd.data.as_value()[:DESCRIPTOR.size])
+                if beats == 1:
+                    m.d.sync += d.eq(prg_rd.data.as_value()[:DESCRIPTOR.size])
+                else:
+                    m.d.sync += d_shift.eq(Cat(d_shift[beat_bits:], prg_rd.data))
                 m.next = "DECODE"
                 leave_on_abort()
             with m.State("DECODE"):
@@ -470,33 +515,67 @@ class Accelerator(wiring.Component):
                     with m.Default():
                         m.next = "HANG"          # an unknown opcode: the watchdog ends it
                 leave_on_abort()
-            with m.State("SIZE"):
-                # conv_h, conv_w = num // stride + 1 (stride 1..7: reciprocal multiply, the
-                # DSP blocks' two edges in SIZE and SIZE_WAIT); cycles the other ops spend
-                # as well, so every descriptor has the same setup
-                m.d.sync += conv_active.eq(1)
-                m.next = "SIZE_WAIT"
-                leave_on_abort()
-            with m.State("SIZE_WAIT"):
-                m.next = "CONV_HW"
-                leave_on_abort()
-            with m.State("CONV_HW"):
-                with m.If(is_conv):
-                    m.d.sync += [conv_h.eq((size_h.p >> size_shift) + 1),
-                                 conv_w.eq((size_w.p >> size_shift) + 1)]
-                m.next = "PIXELS"
-                leave_on_abort()
-            with m.State("PIXELS"):
-                # conv_h * conv_w: two edges in the DSP block, then into `pixels`
-                m.next = "PIXELS_WAIT"
-                leave_on_abort()
-            with m.State("PIXELS_WAIT"):
-                m.next = "PIXELS_LATCH"
-                leave_on_abort()
-            with m.State("PIXELS_LATCH"):
-                m.d.sync += [pixels.eq(size_hw.p), tp.eq(d.tile_px)]
-                m.next = "TILE"
-                leave_on_abort()
+            if cfg.serial_size:
+                with m.State("SIZE"):
+                    # the same products one after the other in the serial multiplier
+                    # (SERIAL_SIZE_CYCLES): num_h, num_w times the reciprocal, conv_h x conv_w
+                    m.d.sync += conv_active.eq(1)
+                    m.d.comb += [size_mul.start.eq(1), size_mul.a.eq(num_h),
+                                 size_mul.b.eq(size_mult)]
+                    m.next = "MUL_H"
+                    leave_on_abort()
+                with m.State("MUL_H"):
+                    with m.If(size_mul.done):
+                        with m.If(is_conv):
+                            m.d.sync += conv_h.eq((size_mul.p >> size_shift) + 1)
+                        m.d.comb += [size_mul.start.eq(1), size_mul.a.eq(num_w),
+                                     size_mul.b.eq(size_mult)]
+                        m.next = "MUL_W"
+                    leave_on_abort()
+                with m.State("MUL_W"):
+                    with m.If(size_mul.done):
+                        with m.If(is_conv):
+                            m.d.sync += conv_w.eq((size_mul.p >> size_shift) + 1)
+                        m.next = "PIXELS"
+                    leave_on_abort()
+                with m.State("PIXELS"):
+                    m.d.comb += [size_mul.start.eq(1), size_mul.a.eq(conv_h),
+                                 size_mul.b.eq(conv_w)]
+                    m.next = "MUL_HW"
+                    leave_on_abort()
+                with m.State("MUL_HW"):
+                    with m.If(size_mul.done):
+                        m.d.sync += [pixels.eq(size_mul.p), tp.eq(d.tile_px)]
+                        m.next = "TILE"
+                    leave_on_abort()
+            else:
+                with m.State("SIZE"):
+                    # conv_h, conv_w = num // stride + 1 (stride 1..7: reciprocal multiply, the
+                    # DSP blocks' two edges in SIZE and SIZE_WAIT); cycles the other ops spend
+                    # as well, so every descriptor has the same setup
+                    m.d.sync += conv_active.eq(1)
+                    m.next = "SIZE_WAIT"
+                    leave_on_abort()
+                with m.State("SIZE_WAIT"):
+                    m.next = "CONV_HW"
+                    leave_on_abort()
+                with m.State("CONV_HW"):
+                    with m.If(is_conv):
+                        m.d.sync += [conv_h.eq((size_h.p >> size_shift) + 1),
+                                     conv_w.eq((size_w.p >> size_shift) + 1)]
+                    m.next = "PIXELS"
+                    leave_on_abort()
+                with m.State("PIXELS"):
+                    # conv_h * conv_w: two edges in the DSP block, then into `pixels`
+                    m.next = "PIXELS_WAIT"
+                    leave_on_abort()
+                with m.State("PIXELS_WAIT"):
+                    m.next = "PIXELS_LATCH"
+                    leave_on_abort()
+                with m.State("PIXELS_LATCH"):
+                    m.d.sync += [pixels.eq(size_hw.p), tp.eq(d.tile_px)]
+                    m.next = "TILE"
+                    leave_on_abort()
             with m.State("TILE"):
                 m.d.sync += [ot.eq(0), ki.eq(0), kj.eq(0), kk.eq(0), oh0.eq(0), ow0.eq(0),
                              tile_first.eq(1), wtile.eq(d.wgt >> lR), wbase.eq(d.wgt >> lR),
@@ -586,7 +665,12 @@ class Accelerator(wiring.Component):
         # --- weight tiles: read WEIGHT_LEAD cycles after the command, loaded the cycle
         # before the command's first pixel (and its swap) reaches the array.
         w_valid = _delay(m, accept, WEIGHT_LEAD, "wload")
-        w_addr = _delay(m, wtile, WEIGHT_LEAD, "waddr")
+        if cfg.ram_delays:
+            m.submodules.waddr_line = waddr_line = DelayLine(len(wgt_rd.addr), WEIGHT_LEAD)
+            m.d.comb += waddr_line.i.eq(wtile)
+            w_addr = waddr_line.o
+        else:
+            w_addr = _delay(m, wtile, WEIGHT_LEAD, "waddr")
         with m.If(running):
             m.d.comb += [wgt_rd.addr.eq(w_addr), wgt_rd.en.eq(1)]
         w_valid_q = Signal()
@@ -624,12 +708,29 @@ class Accelerator(wiring.Component):
             issued.last.eq(mir.last), issued.ot_first.eq(mir.tile_first & (mir.q == 0)),
             issued.tag.oh.eq(mir.oh), issued.tag.ow.eq(mir.ow), issued.tag.ot.eq(mir.ot),
         ]
-        at_feed = _delay(m, issued, FEED_LATENCY - 1, "ftag")
-        at_sums = _delay(m, at_feed, timing.latency, "tag")
         # CONV: the array's sums; the other ops: the feeder's activations themselves
         # (ADD and AVGPOOL sum them, MAXPOOL keeps their maximum), C == R lanes.
         at_acc = Signal.like(issued)
-        m.d.comb += at_acc.eq(Mux(bypass, at_feed.as_value(), at_sums.as_value()))
+        if cfg.ram_delays:
+            to_acc = Mux(bypass, FEED_LATENCY - 1, FEED_LATENCY - 1 + timing.latency)
+            # what the accumulator needs in one RAM; the pixel's tag straight to the
+            # post-processor's output in another (the post-processor carries none)
+            m.submodules.acc_line = acc_line = DelayLine(
+                15, FEED_LATENCY - 1 + timing.latency, variable=True)
+            m.submodules.tag_line = tag_line = DelayLine(
+                tag_layout.size, FEED_LATENCY - 1 + timing.latency + ACC_LATENCY
+                + POST_LATENCY, variable=True)
+            m.d.comb += [
+                acc_line.i.eq(Cat(issued.q, issued.first, issued.last, issued.ot_first)),
+                acc_line.cycles.eq(to_acc),
+                Cat(at_acc.q, at_acc.first, at_acc.last, at_acc.ot_first).eq(acc_line.o),
+                tag_line.i.eq(issued.tag),
+                tag_line.cycles.eq(to_acc + ACC_LATENCY + POST_LATENCY),
+            ]
+        else:
+            at_feed = _delay(m, issued, FEED_LATENCY - 1, "ftag")
+            at_sums = _delay(m, at_feed, timing.latency, "tag")
+            m.d.comb += at_acc.eq(Mux(bypass, at_feed.as_value(), at_sums.as_value()))
         with m.If(bypass):
             m.d.comb += [acc.beat.valid.eq(feeder.act.valid),
                          acc.beat.payload.skip.eq(feeder.pad)]
@@ -644,12 +745,18 @@ class Accelerator(wiring.Component):
             acc.beat.payload.first.eq(at_acc.first),
             acc.beat.payload.last.eq(at_acc.last),
         ]
-        at_post = _delay(m, at_acc, ACC_LATENCY, "ptag")
+        if cfg.ram_delays:
+            post_ot_first = _delay(m, at_acc.ot_first, ACC_LATENCY, "ptag")
+            post_tag = []
+        else:
+            at_post = _delay(m, at_acc, ACC_LATENCY, "ptag")
+            post_ot_first = at_post.ot_first
+            post_tag = [post.acc.payload.tag.eq(at_post.tag)]
         m.d.comb += [
             post.acc.valid.eq(acc.out.valid),
             post.acc.payload.acc.eq(acc.out.payload),
-            post.acc.payload.tag.eq(at_post.tag),
-            post.swap.eq(acc.out.valid & at_post.ot_first),
+            *post_tag,
+            post.swap.eq(acc.out.valid & post_ot_first),
             post.mode.lo.eq(d.lo), post.mode.hi.eq(d.hi),
             # MAXPOOL passes its maxima through as raw values with bias 0 (below)
             post.mode.raw.eq(d.out_raw | is_max), post.mode.bipolar.eq(d.bipolar),
@@ -697,7 +804,7 @@ class Accelerator(wiring.Component):
         beat = writer.pixels.payload
         out = post.out.payload
         out_tag = Signal(tag_layout)
-        m.d.comb += out_tag.eq(out.tag)
+        m.d.comb += out_tag.eq(tag_line.o if cfg.ram_delays else out.tag)
         lanes = Signal(data.ArrayLayout(signed(32), C))
         for j in range(C):
             channel = out_tag.ot * C + j

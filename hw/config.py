@@ -50,6 +50,15 @@ class AcceleratorConfig:
     acc_depth: int = 512        # pixels per accumulator tile (each C × 32 bits, doubled)
     weight_load_rows: int | None = None  # array rows per weight-load beat; None: the whole tile
     clock_mhz: float = 50.0
+    # Reductions for small FPGAs (iCE40UP5K); the defaults build the full-speed design.
+    program_beat_bytes: int = 32    # program memory word: a descriptor is fetched in
+                                    # 32 / program_beat_bytes reads, a cycle each
+    ram_delays: bool = False        # pixel tags and weight addresses delayed in block RAM,
+                                    # not in chains of flip-flops (same cycles)
+    serial_size: bool = False       # output size and pixel count by one shift-add
+                                    # multiplier in the setup (no multiplier blocks; +32 cycles)
+    compact_link: bool = False      # the host link keeps only STATUS's changing fields in
+                                    # registers (the same bytes on the line)
 
     def __post_init__(self):
         for name, (lo, hi) in _LIMITS.items():
@@ -62,6 +71,13 @@ class AcceleratorConfig:
             divisors = [d for d in range(1, self.rows + 1) if self.rows % d == 0]
             raise ConfigError(f"weight_load_rows must divide rows={self.rows}, not {load!r}; "
                               f"use one of {', '.join(map(str, divisors))} (or None: {self.rows})")
+        beat = self.program_beat_bytes
+        if isinstance(beat, bool) or not isinstance(beat, int) or beat not in (1, 2, 4, 8, 16, 32):
+            raise ConfigError(f"program_beat_bytes must be 1, 2, 4, 8, 16 or 32 (a divisor of "
+                              f"the 32-byte descriptor), not {beat!r}")
+        for name in ("ram_delays", "serial_size", "compact_link"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if self.data_bits != 8:
             raise ConfigError(f"data_bits must be 8 (int8 datapath), not {self.data_bits!r}")
         if self.acc_bits != 32:

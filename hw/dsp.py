@@ -26,7 +26,7 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal, si
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Multiplier", "DSP_WIDTH", "MULT_LATENCY"]
+__all__ = ["Multiplier", "SerialMultiplier", "DSP_WIDTH", "MULT_LATENCY"]
 
 DSP_WIDTH = 18        # signed operand bits of one MULT18X18D
 MULT_LATENCY = 2      # operands sampled at edge 0, product on `p` after edge 1
@@ -117,3 +117,38 @@ class Multiplier(wiring.Component):
             i_CE0=self.a_en, i_CE1=self.b_en, i_CE2=Const(1), i_CE3=Const(0),
             i_RST0=Const(0), i_RST1=Const(0), i_RST2=Const(0), i_RST3=Const(0),
             **ports)
+
+
+class SerialMultiplier(wiring.Component):
+    """``p = a * b`` of unsigned operands by shift and add, one bit of ``a`` a cycle: no
+    multiplier block, one adder (``AcceleratorConfig.serial_size``).
+
+    ``start`` samples ``a`` and ``b``; ``p`` holds the product and ``done`` is high from
+    ``len(a)`` cycles after that (``len(a) + 1`` cycles counting the start's) until the
+    next start.
+    """
+
+    def __init__(self, a_width: int, b_width: int):
+        self.a_width, self.b_width = a_width, b_width
+        super().__init__({
+            "start": In(1),
+            "a":     In(a_width),
+            "b":     In(b_width),
+            "p":     Out(a_width + b_width),
+            "done":  Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        a = Signal(self.a_width, reset_less=True)
+        b = Signal(self.a_width + self.b_width, reset_less=True)
+        p = Signal(self.a_width + self.b_width, reset_less=True)
+        left = Signal(range(self.a_width + 1))
+        m.d.comb += [self.p.eq(p), self.done.eq(left == 0)]
+        with m.If(self.start):
+            m.d.sync += [a.eq(self.a), b.eq(self.b), p.eq(0), left.eq(self.a_width)]
+        with m.Elif(left != 0):
+            m.d.sync += [a.eq(a >> 1), b.eq(b << 1), left.eq(left - 1)]
+            with m.If(a[0]):
+                m.d.sync += p.eq(p + b)
+        return m

@@ -145,15 +145,20 @@ MODELS = {
 
 
 def estimate(program: list[isa.Descriptor], rows: int, cols: int,
-             load_rows: int | None = None) -> Estimate:
+             load_rows: int | None = None, *, extra: tuple[int, int] = (0, 0)) -> Estimate:
     """Cycle estimate of a decoded program (up to its END) on an R×C array whose weight
-    port carries `load_rows` rows per beat (None: the whole tile)."""
+    port carries `load_rows` rows per beat (None: the whole tile). `extra` is what a
+    reduced config adds to every descriptor's fetch and to every setup
+    (`hw.accelerator.extra_setup_cycles(config)`)."""
+    fetch_extra, setup_extra = extra
     layers = []
     for index, d in enumerate(program):
         if d.op is Opcode.END:
-            layers.append(LayerCycles(index, "END", DESCRIPTOR_FETCH, 0, "control"))
+            layers.append(LayerCycles(index, "END", DESCRIPTOR_FETCH + fetch_extra, 0,
+                                      "control"))
             break
         cycles, macs, bound, detail = MODELS[d.op](d, rows, cols, load_rows)
-        layers.append(LayerCycles(index, d.op.name, cycles + DESCRIPTOR_FETCH, macs, bound,
-                                  detail))
+        layers.append(LayerCycles(index, d.op.name,
+                                  cycles + DESCRIPTOR_FETCH + fetch_extra + setup_extra,
+                                  macs, bound, detail))
     return Estimate(rows, cols, layers)

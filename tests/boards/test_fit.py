@@ -2,6 +2,8 @@
 yosys maps them, LUTs within the stated margin of nextpnr's counts (docs/boards.md,
 "Measured"), and the configs known not to fit refused before synthesis."""
 
+import dataclasses
+
 import pytest
 
 import boards
@@ -11,9 +13,19 @@ from boards.registry import largest_fit, with_size
 from host import cli
 
 
+def _full(config):
+    """`config` without the reductions of the iCE40 variant (the design as it was first
+    measured on the iCEBreaker)."""
+    return dataclasses.replace(config, program_beat_bytes=32, ram_delays=False,
+                               serial_size=False, compact_link=False)
+
+
 def _estimate(board_name, rows, cols):
-    board = boards.get(board_name)
-    return estimate(with_size(board, rows, cols), board.family)
+    """The estimate for a board's config at RxC; "NAME:full" drops the reductions."""
+    name, _, variant = board_name.partition(":")
+    board = boards.get(name)
+    config = with_size(board, rows, cols)
+    return estimate(_full(config) if variant == "full" else config, board.family)
 
 
 def test_memory_shapes_follow_the_config():
@@ -36,9 +48,13 @@ def test_memory_shapes_follow_the_config():
     ("ulx3s-85f", 8, 8, 107, 121),
     # SB_MAC16: min(R*C, 4) PEs + 5 per lane (17-bit partial products do not fit 16x16)
     # + 5 (yosys builds the MAC counter's products from LUTs)
-    ("icebreaker", 1, 1, 11, 36),
-    ("icebreaker", 2, 2, 19, 46),
-    ("icebreaker", 4, 4, 29, 66),
+    ("icebreaker:full", 1, 1, 11, 36),
+    ("icebreaker:full", 2, 2, 19, 46),
+    ("icebreaker:full", 4, 4, 29, 66),
+    # the reduced variant (hw 10d5f37): no output-size multipliers; the program memory
+    # one block of 256x16 instead of 16, and 4 blocks of delay lines
+    ("icebreaker", 1, 1, 8, 25),
+    ("icebreaker", 2, 2, 16, 35),
 ])
 def test_multipliers_and_block_rams_are_the_synthesized_counts(board, rows, cols, dsps, brams):
     e = _estimate(board, rows, cols)
@@ -62,7 +78,11 @@ def test_small_memories_go_to_lut_ram_on_ecp5():
     ("ulx3s-85f", 4, 4, 12_558),
     ("ulx3s-85f", 8, 8, 21_650),
     ("ulx3s-85f", 8, 8, 22_143),
-    ("icebreaker", 2, 2, 11_085),     # packed, then not placed
+    # packed, then not placed (hw 10d5f37): the design, and the reduced variant
+    ("icebreaker:full", 1, 1, 10_464),
+    ("icebreaker:full", 2, 2, 13_327),
+    ("icebreaker", 1, 1, 8_551),
+    ("icebreaker", 2, 2, 11_317),
 ])
 def test_lut_estimate_is_within_its_margin_of_the_builds(board, rows, cols, measured):
     assert _estimate(board, rows, cols).luts == pytest.approx(measured, rel=LUT_MARGIN)
@@ -80,8 +100,9 @@ def test_lut_estimate_is_within_its_margin_of_the_builds(board, rows, cols, meas
     ("ulx3s-85f", "16x8", r"16x8 does not fit ulx3s-85f \(LFE5U-85F\): it needs 171 "
                           r"MULT18X18D of 156; try a smaller --config: 8x8 fits"),
     ("icebreaker", "2x2", r"2x2 does not fit icebreaker \(iCE40UP5K\): it needs ~11,\d{3} "
-                          r"ICESTORM_LC \(estimate, ±10%\) of 5,280, 19 SB_MAC16 of 8, 46 "
-                          r"SB_RAM40_4K of 30 \(program 16, .*\); no accelerator config fits "
+                          r"ICESTORM_LC \(estimate, ±10%\) of 5,280, 16 SB_MAC16 of 8, 35 "
+                          r"SB_RAM40_4K of 30 \(activations 8, weights 8, params 8, .*\); no "
+                          r"accelerator config fits "
                           r"icebreaker"),
 ])
 def test_known_non_fits_are_refused_before_synthesis(tmp_path, board, size, message):
@@ -98,8 +119,11 @@ def test_defaults_fit_except_on_the_icebreaker():
     for board in boards.BOARDS.values():
         if board.name == "icebreaker":
             assert largest_fit(board) is None and board.config.label == "1x1"
-            with pytest.raises(boards.BoardError, match=r"1x1 does not fit icebreaker .*"
-                                                        r"SB_MAC16 of 8"):
+            # the reduced variant fits the multipliers and block RAMs, not the LCs
+            with pytest.raises(boards.BoardError, match=r"1x1 does not fit icebreaker "
+                                                        r"\(iCE40UP5K\): it needs ~\d,\d{3} "
+                                                        r"ICESTORM_LC \(estimate, ±10%\) of "
+                                                        r"5,280; no accelerator"):
                 boards.check_fit(board, board.config)
         else:
             assert boards.fit_problems(board, board.config) == [], board.name
@@ -110,7 +134,7 @@ def test_defaults_fit_except_on_the_icebreaker():
 def test_cli_build_on_the_icebreaker_fails_before_synthesis(tmp_path, capsys):
     assert cli.main(["build", "--board", "icebreaker", "--out", str(tmp_path)]) == 6
     err = capsys.readouterr().err
-    assert "1x1 does not fit icebreaker (iCE40UP5K): it needs ~9," in err
+    assert "1x1 does not fit icebreaker (iCE40UP5K): it needs ~8,504" in err
     assert "ICESTORM_LC (estimate, ±10%) of 5,280" in err
     assert "no accelerator config fits icebreaker" in err
     assert not (tmp_path / "build").exists()

@@ -57,5 +57,7 @@ def test_unknown_board_and_cli_listing(capsys):
     assert rows["ulx3s-12f"].split()[2:7] == ["2x2", "~10,250/12,096", "23/28", "19/32", "yes"]
     assert rows["ulx3s-85f"].split()[2:8] == ["8x8", "~21,944/83,640", "107/156", "121/208",
                                               "yes", "32x4"]
-    assert "no config fits: 1x1 needs ~9,570 ICESTORM_LC (estimate, ±10%) of 5,280, 11 " \
-           "SB_MAC16 of 8, 36 SB_RAM40_4K of 30" in rows["icebreaker"]
+    # the reduced 1x1 fits the multipliers and block RAMs, not the LCs
+    assert rows["icebreaker"].split()[2:7] == ["1x1", "~8,504/5,280!", "8/8", "25/30", "no"]
+    assert "no config fits: 1x1 needs ~8,504 ICESTORM_LC (estimate, ±10%) of 5,280" \
+        in rows["icebreaker"]

@@ -63,6 +63,22 @@ def icarus_4x4(request):
     return _simulation(request, "4x4", "icarus", connections=8)
 
 
+# The iCEBreaker's reduced accelerator (boards.registry: 1x1, descriptors fetched two
+# bytes at a time, tags delayed in block RAM, serial output-size multiplies, compact
+# STATUS registers), with memories big enough for digits-cnn.
+REDUCED = AcceleratorConfig(rows=1, cols=1, act_depth=4096, weight_depth=16384,
+                            param_depth=128, program_depth=16, acc_depth=64,
+                            program_beat_bytes=2, ram_delays=True, serial_size=True,
+                            compact_link=True)
+
+
+@pytest.fixture(scope="module")
+def verilator_reduced(request):
+    sim = rtl.RtlSimulation(REDUCED, "verilator", backpressure=1234, connections=8)
+    request.addfinalizer(lambda: sim.close(timeout=120))
+    return sim
+
+
 def run_rtl(sim, cm, x):
     """Outputs and final STATUS of frames `x` on the simulation `sim`."""
     board = BoardBackend(cm, sim.url, response_timeout=60.0, attempts=2)
@@ -158,6 +174,31 @@ def test_random_nets_on_verilator(verilator):
         x = cm.quantize_input(images.numpy())
         out, status = run_rtl(verilator, cm, x)
         check_run(cm, x, out, status, sim=verilator)
+
+
+def test_reduced_config_cycle_terms():
+    """What the reductions add to every descriptor: 15 more program reads (16 of 2 bytes
+    instead of 1 of 32), 32 more setup cycles for the serial output size."""
+    from hw.accelerator import extra_setup_cycles
+    assert extra_setup_cycles(AcceleratorConfig()) == (0, 0)
+    assert extra_setup_cycles(REDUCED) == (15, 32)
+
+
+def test_reduced_config_is_bit_exact_and_cycle_exact(verilator_reduced):
+    """The reduced variant runs digits-cnn and random nets (pooled and plain) with the
+    program simulator's integers, and its cycle counter equals the model's, which adds
+    the longer fetch and setup (hw.accelerator.extra_setup_cycles)."""
+    import torch
+    sim = verilator_reduced
+    cm = _digits(REDUCED)
+    x = cm.quantize_input(zoo.example_input("digits-cnn", 1).numpy())
+    cycles, model = check_run(cm, x, *run_rtl(sim, cm, x), sim=sim)
+    assert cycles == model
+    for seed, cm, shape in _random_rtl_nets(REDUCED, 1, range(200, 300)):
+        images = torch.rand(2, *shape, generator=torch.Generator().manual_seed(seed)) * 2 - 0.5
+        x = cm.quantize_input(images.numpy())
+        cycles, model = check_run(cm, x, *run_rtl(sim, cm, x), sim=sim)
+        assert cycles == model, seed
 
 
 def test_residual_add_and_global_average_pool_on_verilator(verilator):

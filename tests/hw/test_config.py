@@ -22,6 +22,10 @@ def test_json_round_trip():
     (dict(clock_mhz=0), r"clock_mhz must be a number in \(0, 1000\], not 0"),
     (dict(rows=6, weight_load_rows=4), r"weight_load_rows must divide rows=6, not 4; use one "
                                        r"of 1, 2, 3, 6 \(or None: 6\)"),
+    (dict(program_beat_bytes=3), r"program_beat_bytes must be 1, 2, 4, 8, 16 or 32 \(a "
+                                 r"divisor of the 32-byte descriptor\), not 3"),
+    (dict(ram_delays=1), "ram_delays must be True or False, not 1"),
+    (dict(compact_link="yes"), "compact_link must be True or False, not 'yes'"),
 ])
 def test_invalid_fields_are_named(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -45,3 +49,15 @@ def test_derived_sizes():
         "ACTIVATIONS": d.act_bytes, "WEIGHTS": d.weight_bytes, "PARAMS": d.param_bytes,
         "PROGRAM": d.program_bytes}
     assert d.macs_per_cycle == 64
+
+
+def test_reductions_default_off_and_round_trip():
+    """The iCE40 reductions are off by default (the full design) and survive JSON."""
+    cfg = AcceleratorConfig(rows=1, cols=1, program_beat_bytes=2, ram_delays=True,
+                            serial_size=True, compact_link=True)
+    assert AcceleratorConfig.from_json(cfg.to_json()) == cfg
+    full = AcceleratorConfig()
+    assert (full.program_beat_bytes, full.ram_delays, full.serial_size, full.compact_link) \
+        == (32, False, False, False)
+    # the host sees the same memory spaces: the program space is still 32 bytes a descriptor
+    assert derive(cfg).program_bytes == derive(AcceleratorConfig(rows=1, cols=1)).program_bytes

@@ -49,8 +49,10 @@ def pattern(request):
 class LinkBench:
     """Owns the DUT, the byte-stream drivers and the memory/accelerator models."""
 
-    def __init__(self, pattern, *, seed=0, run_latency=None, max_payload=MAX_PAYLOAD):
-        self.dut = L.HostLink(TIMEOUT, max_payload=max_payload, space_sizes=SIZES)
+    def __init__(self, pattern, *, seed=0, run_latency=None, max_payload=MAX_PAYLOAD,
+                 compact_status=False):
+        self.dut = L.HostLink(TIMEOUT, max_payload=max_payload, space_sizes=SIZES,
+                              compact_status=compact_status)
         self.pattern = pattern
         self.seed = seed
         self.run_latency = run_latency      # None: the accelerator never signals done
@@ -404,7 +406,9 @@ def test_length_beyond_staging_ram_is_drained_and_refused(pattern):
     LinkBench(pattern).run(script)
 
 
-def test_bad_lengths_addresses_and_arguments_are_refused(pattern):
+# compact_status (the iCE40 variant) must put the same bytes on the line
+@pytest.mark.parametrize("compact", [False, True], ids=["full", "compact"])
+def test_bad_lengths_addresses_and_arguments_are_refused(pattern, compact):
     act = P.make_address(P.Space.ACTIVATIONS, 0)
     cases = [
         (P.Frame(P.Command.WRITE, 0, act), P.NakCode.BAD_LENGTH),              # empty write
@@ -430,12 +434,13 @@ def test_bad_lengths_addresses_and_arguments_are_refused(pattern):
         assert bench.write_beats == 0
         assert bench.starts == [] and bench.resets == []
 
-    LinkBench(pattern).run(script)
+    LinkBench(pattern, compact_status=compact).run(script)
 
 
 # --- run, status, watchdog, reset ---------------------------------------------------
 
-def test_run_status_busy_and_duplicate_run(pattern):
+@pytest.mark.parametrize("compact", [False, True], ids=["full", "compact"])
+def test_run_status_busy_and_duplicate_run(pattern, compact):
     latency = 3000
 
     async def script(bench, ctx):
@@ -473,7 +478,7 @@ def test_run_status_busy_and_duplicate_run(pattern):
         assert [program for _, program in bench.starts] == [12, 4]
         assert await bench.expect_ack(ctx, P.reset_request(9)) == b""
 
-    LinkBench(pattern, run_latency=latency).run(script)
+    LinkBench(pattern, run_latency=latency, compact_status=compact).run(script)
 
 
 def test_watchdog_aborts_a_run_that_never_finishes(pattern):
