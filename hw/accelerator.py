@@ -698,10 +698,16 @@ class Accelerator(wiring.Component):
         out = post.out.payload
         out_tag = Signal(tag_layout)
         m.d.comb += out_tag.eq(out.tag)
+        # Which lanes hold a real output channel (ot * C + j < out_c), decided as the
+        # pixel enters the post-processor and carried beside it: the compare would
+        # otherwise sit between the post-processor's output and the packer's muxes.
+        in_range = Signal(C)
+        for j in range(C):
+            m.d.comb += in_range[j].eq(at_post.tag.ot * C + j < d.out_c)
+        in_range_out = _delay(m, in_range, POST_LATENCY, "in_range")
         lanes = Signal(data.ArrayLayout(signed(32), C))
         for j in range(C):
-            channel = out_tag.ot * C + j
-            m.d.comb += lanes[j].eq(Mux(channel < d.out_c, out.data[j], 0))
+            m.d.comb += lanes[j].eq(Mux(in_range_out[j], out.data[j], 0))
         p_valid = Signal()
         p_beat = Signal.like(beat)
         raw_buf = Signal(data.ArrayLayout(signed(32), C))
