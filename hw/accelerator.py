@@ -771,9 +771,17 @@ class Accelerator(wiring.Component):
         m.submodules.mac_mul = mac_mul = Multiplier(unsigned(13), mac_rc.shape())
         m.d.comb += [mac_mul.a.eq(mac_n2), mac_mul.b.eq(mac_rc)]
         mac_step = mac_mul.p
+        # The counters sit by the link, far from the sequencer, feeder and DSP block that
+        # drive them: each increment crosses into a register first, so the route and the
+        # 32-bit add are separate cycles. Counts arrive a cycle late but none is lost
+        # (a stall, a fed pixel or a command's MACs come cycles before `running` falls).
+        busy_q = Signal()
+        stall_q = Signal()
+        mac_q = Signal.like(mac_step)
+        m.d.sync += [busy_q.eq(feeder.act.valid), stall_q.eq(stall), mac_q.eq(mac_step)]
         with m.If(running):
             m.d.sync += [counters[0].eq(counters[0] + 1),
-                         counters[1].eq(counters[1] + feeder.act.valid),
-                         counters[2].eq(counters[2] + mac_step),
-                         counters[3].eq(counters[3] + stall)]
+                         counters[1].eq(counters[1] + busy_q),
+                         counters[2].eq(counters[2] + mac_q),
+                         counters[3].eq(counters[3] + stall_q)]
         return m
