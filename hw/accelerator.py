@@ -805,10 +805,20 @@ class Accelerator(wiring.Component):
         out = post.out.payload
         out_tag = Signal(tag_layout)
         m.d.comb += out_tag.eq(tag_line.o if cfg.ram_delays else out.tag)
+        # Which lanes hold a real output channel (ot * C + j < out_c). Pipelined, it is
+        # decided as the pixel enters the post-processor and carried beside it: the
+        # compare would otherwise sit between the post-processor's output and the
+        # packer's muxes. With ram_delays (small FPGAs, slow clocks) the tag comes out of
+        # its RAM with the output and is compared there.
+        in_range = Signal(C)
+        for j in range(C):
+            tag = out_tag if cfg.ram_delays else at_post.tag
+            m.d.comb += in_range[j].eq(tag.ot * C + j < d.out_c)
+        in_range_out = in_range if cfg.ram_delays else _delay(m, in_range, POST_LATENCY,
+                                                               "in_range")
         lanes = Signal(data.ArrayLayout(signed(32), C))
         for j in range(C):
-            channel = out_tag.ot * C + j
-            m.d.comb += lanes[j].eq(Mux(channel < d.out_c, out.data[j], 0))
+            m.d.comb += lanes[j].eq(Mux(in_range_out[j], out.data[j], 0))
         p_valid = Signal()
         p_beat = Signal.like(beat)
         raw_buf = Signal(data.ArrayLayout(signed(32), C))
@@ -872,9 +882,17 @@ class Accelerator(wiring.Component):
         m.submodules.mac_mul = mac_mul = Multiplier(unsigned(13), mac_rc.shape())
         m.d.comb += [mac_mul.a.eq(mac_n2), mac_mul.b.eq(mac_rc)]
         mac_step = mac_mul.p
+        # The counters sit by the link, far from the sequencer, feeder and DSP block that
+        # drive them: each increment crosses into a register first, so the route and the
+        # 32-bit add are separate cycles. Counts arrive a cycle late but none is lost
+        # (a stall, a fed pixel or a command's MACs come cycles before `running` falls).
+        busy_q = Signal()
+        stall_q = Signal()
+        mac_q = Signal.like(mac_step)
+        m.d.sync += [busy_q.eq(feeder.act.valid), stall_q.eq(stall), mac_q.eq(mac_step)]
         with m.If(running):
             m.d.sync += [counters[0].eq(counters[0] + 1),
-                         counters[1].eq(counters[1] + feeder.act.valid),
-                         counters[2].eq(counters[2] + mac_step),
-                         counters[3].eq(counters[3] + stall)]
+                         counters[1].eq(counters[1] + busy_q),
+                         counters[2].eq(counters[2] + mac_q),
+                         counters[3].eq(counters[3] + stall_q)]
         return m

@@ -46,9 +46,10 @@ class ArrayTiming:
     @property
     def latency(self):
         """Cycles from a pixel in cycle ``t`` to its sums valid in cycle ``t + latency``."""
-        # 1 input latch + (rows - 1) row skew + 1 product register + 1 psum
-        # register per row (rows in all) + (cols - 1) column skew/deskew.
-        return self.rows + self.cols + 1
+        # 1 input latch + (rows - 1) row skew + 1 product register + 1 fabric copy of
+        # the product + 1 psum register per row (rows in all) + (cols - 1) column
+        # skew/deskew.
+        return self.rows + self.cols + 2
 
     @property
     def load_cycles(self):

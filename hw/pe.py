@@ -13,8 +13,10 @@ Pipeline (one PE, cycles relative to the activation arriving on ``west``):
 - edge 0: the activation and, on swap, the shadow weight latch into the
   multiplier's operand registers (the A/B registers of an ECP5 MULT18X18D, the B
   register enabled by ``swap`` so it *is* the active weight); ``act`` latches too;
-- edge 1: ``product = act * active`` latches — the multiplier's output register;
-- edge 2: ``psum_out = psum_in + product`` latches.
+- edge 1: ``act * active`` latches — the multiplier's output register;
+- edge 2: that product is copied into a fabric register beside the adder (the route
+  out of the DSP row has a cycle of its own, not shared with the 32-bit add);
+- edge 3: ``psum_out = psum_in + product`` latches.
 
 ``east`` is the ``act``/``swap`` register pair, so neighbouring PEs form a
 one-cycle-per-column shift chain, and ``psum_out`` is registered, so partial sums
@@ -91,7 +93,7 @@ class ProcessingElement(wiring.Component):
     psum_in : In(signed(acc_width))
         Partial sum from the PE above (0 for the top row).
     psum_out : Out(signed(acc_width))
-        ``psum_in + act * active_weight``, two cycles after ``act`` latched.
+        ``psum_in + act * active_weight``, three cycles after ``act`` latched.
     """
 
     def __init__(self, *, act_width=8, weight_width=8, acc_width=32):
@@ -117,6 +119,7 @@ class ProcessingElement(wiring.Component):
         shadow  = Signal(signed(self.weight_width), reset_less=True)
         act     = Signal(signed(self.act_width), reset_less=True)
         psum    = Signal(signed(self.acc_width), reset_less=True)
+        product = Signal(signed(self.act_width + self.weight_width), reset_less=True)
         # The swap flag is control: a stale flag after reset would activate a
         # half-loaded tile, so it does reset.
         swap    = Signal()
@@ -135,7 +138,8 @@ class ProcessingElement(wiring.Component):
         m.d.sync += [
             act.eq(self.west.data),
             swap.eq(self.west.swap),
-            psum.eq(self.psum_in + mult.p),
+            product.eq(mult.p),
+            psum.eq(self.psum_in + product),
         ]
         m.d.comb += [
             self.east.data.eq(act),

@@ -23,8 +23,10 @@ valid in the cycle named)::
     t+6   v    = t1 + (t2 << 17)                 64-bit add
     t+7   q, guard, sticky = v >>> shift         65-bit barrel shift, 63-input OR
     t+8   qs   = q saturated to 11 bits, round   two 54-input ORs and a mux
-    t+9   r    = qs + round, 2r - 1              12-bit adds side by side
-    t+10  out  = clamp(r, lo, hi), bipolar, raw  two compares, then muxes
+    t+9   r    = qs + round (or 2r - 1)          12-bit adds side by side, and the clamp's
+                                                two compares r < lo, r > hi made as
+                                                qs < lo - round, qs > hi - round
+    t+10  out  = lo, hi, r or raw                muxes only
 
 Every stage is at most one carry chain, one barrel shifter or one wide OR deep, and
 the multiplies use the DSP blocks' own registers, so the block runs at the clock of
@@ -60,7 +62,8 @@ _COPY_BIAS = 0        # stage 1: comb in the swap cycle itself, registered at T
 _COPY_MULT = 1        # stage 2: the DSP B registers
 _COPY_OFFSET = 3      # stage 5
 _COPY_SHIFT = 5       # stage 7, staged from T + 3
-_COPY_MODE = 8        # stage 10: lo, hi, raw, bipolar
+_COPY_COMPARE = 7     # stage 9: lo, hi, bipolar (the compares and the rounding add)
+_COPY_MODE = 8        # stage 10: lo, hi (their bipolar images), raw
 
 # A 17-bit unsigned low half fits the 18-bit signed operand of an ECP5 MULT18X18D.
 _SPLIT = 17
@@ -181,18 +184,8 @@ class PostProcessor(wiring.Component):
             valid.append(v)
             tags.append(t)
 
-        # The active mode (stage 10), with what the clamp derives from it: lo > hi and
-        # the bipolar images 2lo - 1, 2hi - 1, registered with it at the swap.
-        mode = Signal(mode_layout(), reset_less=True)
-        limits = Signal(data.StructLayout({"lo_above_hi": 1, "lo2": signed(12),
-                                           "hi2": signed(12)}), reset_less=True)
-        with m.If(swap_d[_COPY_MODE]):
-            new = mode_d[_COPY_MODE]
-            m.d.sync += [mode.eq(new), limits.lo_above_hi.eq(new.lo > new.hi),
-                         limits.lo2.eq((new.lo << 1) - 1), limits.hi2.eq((new.hi << 1) - 1)]
-
         for c in range(C):
-            self._lane(m, c, shadow[c], swap_d, mode_d, mode, limits)
+            self._lane(m, c, shadow[c], swap_d, mode_d)
 
         m.d.comb += [
             self.out.valid.eq(valid[POST_LATENCY]),
@@ -200,7 +193,7 @@ class PostProcessor(wiring.Component):
         ]
         return m
 
-    def _lane(self, m, c, shadow, swap_d, mode_d, mode, limits):
+    def _lane(self, m, c, shadow, swap_d, mode_d):
         def reg(shape, name):
             return Signal(shape, name=f"{name}_{c}", reset_less=True)
 
@@ -225,9 +218,11 @@ class PostProcessor(wiring.Component):
             with m.If(swap_d[PARAM_BLACKOUT + k]):
                 m.d.sync += shift_d[k].eq(shift_d[k - 1])
 
-        # t+1
+        # t+1: both sums side by side and the swap picks one, so the swap (a late,
+        # widely fanned-out signal) drives a mux in front of the register, not an adder.
         x = reg(signed(33), "x")
-        m.d.sync += x.eq(self.acc.payload.acc[c] + bias)
+        acc = self.acc.payload.acc[c]
+        m.d.sync += x.eq(Mux(swap_d[_COPY_BIAS], acc + shadow.bias, acc + bias_a))
 
         # t+2, t+3: four DSP-sized partial products; the mult operands are the blocks'
         # B registers, loaded by the swap wavefront.
@@ -283,21 +278,49 @@ class PostProcessor(wiring.Component):
             q32_8.eq(q[:32]),
         ]
 
-        # t+9: rounded, and its bipolar image 2r - 1 = 2qs + (round ? 1 : -1) beside it.
-        r = reg(signed(_OUT_BITS + 1), "rounded")
-        r2 = reg(signed(_OUT_BITS + 2), "rounded2")
-        q32_9 = reg(signed(32), "q32_9")
-        m.d.sync += [r.eq(qs + up), r2.eq((qs << 1) + Mux(up, 1, -1)), q32_9.eq(q32_8)]
+        # Each lane keeps its own copy of the mode, so the compares and the output
+        # muxes read registers next to them, not one register routed to every lane.
+        # Stage 9's copy: lo and hi for the compares, lo - 1 and hi - 1 for when
+        # rounding adds one, and lo > hi (then min(max(r, lo), hi) is hi).
+        cmp_mode = reg(data.StructLayout({
+            "lo": signed(10), "hi": signed(10), "lo_1": signed(11), "hi_1": signed(11),
+            "lo_above_hi": 1, "bipolar": 1}), "cmp_mode")
+        with m.If(swap_d[_COPY_COMPARE]):
+            new = mode_d[_COPY_COMPARE]
+            m.d.sync += [cmp_mode.lo.eq(new.lo), cmp_mode.hi.eq(new.hi),
+                         cmp_mode.lo_1.eq(new.lo - 1), cmp_mode.hi_1.eq(new.hi - 1),
+                         cmp_mode.lo_above_hi.eq(new.lo > new.hi),
+                         cmp_mode.bipolar.eq(new.bipolar)]
+        # Stage 10's copy: the values a clamped lane takes (2lo - 1, 2hi - 1 if bipolar).
+        out_mode = reg(data.StructLayout({"lo": signed(12), "hi": signed(12), "raw": 1}),
+                       "out_mode")
+        with m.If(swap_d[_COPY_MODE]):
+            new = mode_d[_COPY_MODE]
+            m.d.sync += [
+                out_mode.lo.eq(Mux(new.bipolar, (new.lo << 1) - 1, new.lo)),
+                out_mode.hi.eq(Mux(new.bipolar, (new.hi << 1) - 1, new.hi)),
+                out_mode.raw.eq(new.raw),
+            ]
 
-        # t+10: clamp(r) = min(max(r, lo), hi), from two compares made side by side; the
-        # bipolar 2y - 1 is picked from 2r - 1, 2lo - 1, 2hi - 1 (the last two
-        # registered with the mode), so no add follows the compares.
-        below = Signal(name=f"below_{c}")
-        above = Signal(name=f"above_{c}")
-        m.d.comb += [below.eq(r < mode.lo), above.eq(r > mode.hi)]
-        to_hi = Mux(below, limits.lo_above_hi, above)
-        y = Mux(below & ~to_hi, mode.lo, Mux(to_hi, mode.hi, r))
-        y2 = Mux(below & ~to_hi, limits.lo2, Mux(to_hi, limits.hi2, r2))
+        # t+9: rounded (or its bipolar image 2r - 1 = 2qs + (round ? 1 : -1)), and
+        # clamp(r) = min(max(r, lo), hi) decided from compares of qs made beside the
+        # add: r < lo is qs < lo - round, r > hi is qs > hi - round.
+        r = reg(signed(_OUT_BITS + 2), "rounded")
+        to_lo = reg(1, "to_lo")
+        to_hi = reg(1, "to_hi")
+        q32_9 = reg(signed(32), "q32_9")
+        below = Mux(up, qs < cmp_mode.lo_1, qs < cmp_mode.lo)
+        above = Mux(up, qs > cmp_mode.hi_1, qs > cmp_mode.hi)
+        hi_wins = Mux(below, cmp_mode.lo_above_hi, above)
+        m.d.sync += [
+            r.eq(Mux(cmp_mode.bipolar, (qs << 1) + Mux(up, 1, -1), qs + up)),
+            to_lo.eq(below & ~hi_wins),
+            to_hi.eq(hi_wins),
+            q32_9.eq(q32_8),
+        ]
+
+        # t+10: muxes only.
         out = reg(signed(32), "out")
-        m.d.sync += out.eq(Mux(mode.raw, q32_9, Mux(mode.bipolar, y2, y)))
+        m.d.sync += out.eq(Mux(out_mode.raw, q32_9,
+                               Mux(to_lo, out_mode.lo, Mux(to_hi, out_mode.hi, r))))
         m.d.comb += self.out.payload.data[c].eq(out)

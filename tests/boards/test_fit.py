@@ -78,6 +78,7 @@ def test_small_memories_go_to_lut_ram_on_ecp5():
     ("ulx3s-85f", 4, 4, 12_558),
     ("ulx3s-85f", 8, 8, 21_650),
     ("ulx3s-85f", 8, 8, 22_143),
+    ("ulx3s-85f", 8, 8, 23_535),      # hw 11d6e8e
     # packed, then not placed (hw 10d5f37): the design, and the reduced variant
     ("icebreaker:full", 1, 1, 10_464),
     ("icebreaker:full", 2, 2, 13_327),

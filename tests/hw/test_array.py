@@ -89,7 +89,7 @@ def test_timing_formulas_whole_tile_port():
     t = ArrayTiming(3, 5)
     assert t.load_rows == 3
     assert t == ArrayTiming(3, 5, 3)
-    assert t.latency == 3 + 5 + 1
+    assert t.latency == 3 + 5 + 2
     assert t.load_cycles == 1
     assert t.min_swap_interval == 1
     assert t.load_deadline(0, 100) == 99
@@ -112,7 +112,7 @@ def test_swap_cycles_recurrence():
 
 def test_timing_formulas_narrow_port():
     t = ArrayTiming(6, 4, load_rows=2)
-    assert t.latency == 11
+    assert t.latency == 12
     assert t.load_cycles == 3
     assert t.min_swap_interval == 3
     assert [t.load_group(r) for r in range(6)] == [0, 0, 1, 1, 2, 2]
@@ -139,12 +139,12 @@ def test_register_count_matches_docs(rows, cols, load_rows):
     a, w, acc = 9, 8, 32
     dut = SystolicArray(rows, cols, act_width=a, weight_width=w, acc_width=acc,
                         load_rows=load_rows)
-    # shadow, the multiplier's operands (active weight, activation) and product, act
-    # (the east chain's copy of the activation), psum, swap
-    per_pe = w + (w + a + (a + w)) + a + acc + 1
+    # shadow, the multiplier's operands (active weight, activation) and product, its
+    # fabric copy, act (the east chain's copy of the activation), psum, swap
+    per_pe = w + (w + a + (a + w)) + (a + w) + a + acc + 1
     skew = rows * (rows - 1) // 2 * (a + 1)
     deskew = cols * (cols - 1) // 2 * acc
-    valid = rows + cols + 1
+    valid = rows + cols + 2
     assert register_bits(dut) == (rows * cols * per_pe + skew + deskew + valid
                                   + dut.timing.weight_delay_flops(w))
 
@@ -181,7 +181,7 @@ def test_pe_rejects_bad_width():
 # --- PE -------------------------------------------------------------------------------
 
 def test_pe_pipeline_and_swap():
-    """``east`` is ``west`` one cycle later; ``psum_out(t+3) = psum_in(t+2) + west(t)*active``,
+    """``east`` is ``west`` one cycle later; ``psum_out(t+4) = psum_in(t+3) + west(t)*active``,
     and the active weight changes exactly with the activation that carries ``swap``."""
     rng = np.random.default_rng(1)
     n = 60
@@ -218,9 +218,9 @@ def test_pe_pipeline_and_swap():
     for t in range(1, n):
         assert trace[t][0] == acts[t - 1]
         assert trace[t][1] == (t - 1 in swaps)
-    for t in range(n - 3):
-        want = wrap([int(psums[t + 2]) + int(acts[t]) * weight_at[t]], 32)[0]
-        assert trace[t + 3][2] == want, f"cycle {t}"
+    for t in range(n - 4):
+        want = wrap([int(psums[t + 3]) + int(acts[t]) * weight_at[t]], 32)[0]
+        assert trace[t + 4][2] == want, f"cycle {t}"
 
 
 # --- array ----------------------------------------------------------------------------
@@ -231,7 +231,7 @@ def test_pe_pipeline_and_swap():
 ])
 def test_array_back_to_back_tiles(rows, cols, load_rows):
     """Several tiles, each loaded during the previous one and swapped in with no bubble:
-    the input stream has no gap and every sum arrives exactly ``R + C + 1`` cycles late."""
+    the input stream has no gap and every sum arrives exactly ``R + C + 2`` cycles late."""
     rng = np.random.default_rng(rows * 100 + cols)
     timing = ArrayTiming(rows, cols, load_rows)
     pixels = max(rows, cols) + 2
@@ -247,8 +247,8 @@ def test_array_back_to_back_tiles(rows, cols, load_rows):
 
     got = run_array(SystolicArray(rows, cols, load_rows=load_rows), sched)
     assert got == expected_sums(sched)
-    assert min(got) == 1 + rows + cols + 1
-    assert max(got) == 1 + 4 * pixels - 1 + rows + cols + 1    # docs/array.md cycle model
+    assert min(got) == 1 + rows + cols + 2
+    assert max(got) == 1 + 4 * pixels - 1 + rows + cols + 2    # docs/array.md cycle model
     want = products(weights, acts)
     for k in range(4):
         assert [got[1 + k * pixels + p + timing.latency] for p in range(pixels)] == want[k]
@@ -271,7 +271,7 @@ def test_array_one_pixel_per_tile_every_cycle(rows, cols):
 
     got = run_array(SystolicArray(rows, cols), sched)
     assert got == expected_sums(sched)
-    latency = rows + cols + 1
+    latency = rows + cols + 2
     assert sorted(got) == list(range(1 + latency, 1 + n + latency))
     assert [got[1 + k + latency] for k in range(n)] == [p[0] for p in products(weights, acts)]
     assert got[1 + latency] == [rows * 2**14] * cols
@@ -332,7 +332,7 @@ def test_array_short_tiles_with_narrow_port():
     got = run_array(SystolicArray(rows, cols, load_rows=2), sched)
     assert got == expected_sums(sched)
     assert list(got.values()) == [p[0] for p in products(weights, acts)]
-    assert max(got) == 13 + rows + cols + 1
+    assert max(got) == 13 + rows + cols + 2
 
 
 def test_array_narrow_operands_sign_extended():
@@ -355,7 +355,7 @@ def test_array_nine_bit_activations_hold_uint8():
     sched = tile_stream(2, 3, weights, acts)
     got = run_array(SystolicArray(2, 3, act_width=9), sched)
     assert list(got.values()) == [v for p in products(weights, acts) for v in p]
-    assert got[1 + 6][0] == 2 * 255 * -128
+    assert got[1 + 7][0] == 2 * 255 * -128
 
 
 def test_array_accumulator_wraps():
@@ -385,7 +385,7 @@ def test_zero_weights_before_first_swap():
     sched.beat(0).act = [100, -100]
     sched.beat(0).load = (0, [[3, 3], [3, 3]])
     got = run_array(SystolicArray(2, 2), sched)
-    assert got == {5: [0, 0]}
+    assert got == {6: [0, 0]}
 
 
 def test_out_of_range_group_is_ignored():
@@ -399,7 +399,7 @@ def test_out_of_range_group_is_ignored():
     sched.beat(5).act = [1, 0, 1, 0, 1, 0]
     check(sched)
     got = run_array(SystolicArray(rows, cols, load_rows=2), sched)
-    assert got == expected_sums(sched) == {5 + 9: [6, 6]}
+    assert got == expected_sums(sched) == {5 + 10: [6, 6]}
 
 
 @pytest.mark.parametrize("load, message", [
