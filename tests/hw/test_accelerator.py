@@ -382,7 +382,9 @@ def test_virtual_board_rtl_engine(tmp_path):
             assert np.array_equal(session.run(x).ints, cm.reference(x))
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        # communicate() drains what the server printed after "listening on": a full pipe
+        # would block it before it can stop
+        proc.communicate(timeout=60)
 
 
 def test_faulty_line_to_the_rtl_gives_right_answers(verilator):
