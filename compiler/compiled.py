@@ -62,10 +62,8 @@ class CompiledModel:
     def estimate(self):
         """Modelled cycles of one frame on `config` (sim.cycles.Estimate): `.cycles`,
         `.utilization`, `.layers`."""
-        from hw.accelerator import extra_setup_cycles
         from sim import cycles
-        return cycles.estimate(self.program.descriptors, self.config.rows, self.config.cols,
-                               self.config.load_rows, extra=extra_setup_cycles(self.config))
+        return cycles.estimate_on(self.program.descriptors, self.config)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

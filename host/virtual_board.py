@@ -16,7 +16,6 @@ import struct
 import numpy as np
 
 from hw import AcceleratorConfig, derive, isa, layout
-from hw.accelerator import extra_setup_cycles
 from sim import cycles, machine
 
 from . import protocol as P
@@ -134,8 +133,7 @@ class MachineDevice:
         flags = P.StatusFlag.DONE
         try:
             program = isa.unpack_program(image.prg)
-            est = cycles.estimate(program, R, C, self.config.load_rows,
-                                  extra=extra_setup_cycles(self.config))
+            est = cycles.estimate_on(program, self.config)
             descriptor = len(est.layers) - 1
             if est.cycles > watchdog:
                 # The hardware would be stopped by its watchdog part-way; nothing is written.

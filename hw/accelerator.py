@@ -811,8 +811,8 @@ class Accelerator(wiring.Component):
         # packer's muxes. With ram_delays (small FPGAs, slow clocks) the tag comes out of
         # its RAM with the output and is compared there.
         in_range = Signal(C)
+        tag = out_tag if cfg.ram_delays else at_post.tag
         for j in range(C):
-            tag = out_tag if cfg.ram_delays else at_post.tag
             m.d.comb += in_range[j].eq(tag.ot * C + j < d.out_c)
         in_range_out = in_range if cfg.ram_delays else _delay(m, in_range, POST_LATENCY,
                                                                "in_range")

@@ -162,3 +162,10 @@ def estimate(program: list[isa.Descriptor], rows: int, cols: int,
                                   cycles + DESCRIPTOR_FETCH + fetch_extra + setup_extra,
                                   macs, bound, detail))
     return Estimate(rows, cols, layers)
+
+
+def estimate_on(program: list[isa.Descriptor], config) -> Estimate:
+    """`estimate` of `program` on the accelerator built from `config`
+    (hw.AcceleratorConfig): its array, weight port and reductions."""
+    return estimate(program, config.rows, config.cols, config.load_rows,
+                    extra=accelerator.extra_setup_cycles(config))
