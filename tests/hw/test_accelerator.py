@@ -44,9 +44,12 @@ CONFIGS = {"4x4": dict(weight_depth=32768), "8x8": {}}
 
 
 def _simulation(request, label, simulator, connections=64):
+    # A module's simulation waits for its next client however long the tests between
+    # take (a fresh checkout builds other designs meanwhile); the finalizer ends it.
     try:
         sim = rtl.RtlSimulation(AcceleratorConfig.parse(label, **CONFIGS[label]), simulator,
-                                backpressure=1234, connections=connections)
+                                backpressure=1234, connections=connections,
+                                accept_timeout=None)
     except BackendError as error:
         pytest.fail(str(error))
     request.addfinalizer(lambda: sim.close(timeout=120))
@@ -74,7 +77,8 @@ REDUCED = AcceleratorConfig(rows=1, cols=1, act_depth=4096, weight_depth=16384,
 
 @pytest.fixture(scope="module")
 def verilator_reduced(request):
-    sim = rtl.RtlSimulation(REDUCED, "verilator", backpressure=1234, connections=8)
+    sim = rtl.RtlSimulation(REDUCED, "verilator", backpressure=1234, connections=8,
+                            accept_timeout=None)
     request.addfinalizer(lambda: sim.close(timeout=120))
     return sim
 
