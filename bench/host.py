@@ -142,7 +142,8 @@ def main() -> int:
                "images_per_s_by_batch": per_batch,
                "ratio_vs_float_twin": rates["torch_backend"] / rates["float_twin"],
                "ratio_vs_brevitas": rates["torch_backend"] / rates["brevitas_fake_quant"],
-               "layer_arithmetic": sess.backend.arithmetic}
+               "layer_arithmetic": sess.backend.arithmetic,
+               "fused_pool_requant_layers": sess.backend.fused_layers}
     figures["load_average_before"] = load_before
     boards = [("machine", args.board_frames)] + ([] if args.no_rtl else [("rtl", args.rtl_frames)])
     figures["virtual_board"] = []
@@ -154,7 +155,8 @@ def main() -> int:
         print(f"{name:<22} {rate:>10,.0f} images/s (batch {best_batch[name]})")
     print(f"torch backend / float twin: {figures['ratio_vs_float_twin']:.2f}x (target >= 1.0)")
     print(f"torch backend / Brevitas:   {figures['ratio_vs_brevitas']:.1f}x (target >= 10)")
-    print(f"bit-exact with cm.reference: {exact}; layer arithmetic {figures['layer_arithmetic']}")
+    print(f"bit-exact with cm.reference: {exact}; layer arithmetic {figures['layer_arithmetic']}; "
+          f"pool+requant fused in {figures['fused_pool_requant_layers']}")
     for vb in figures["virtual_board"]:
         lat = vb["latency_ms"]
         print(f"virtual board {vb['engine']:<8} {vb['frames_per_s']:>8.2f} frames/s, latency "

@@ -12,7 +12,9 @@ runs in float64 (exact below 2**53; the compiler proves |acc| < 2**31). Requanti
 one float64 multiply-add and round-half-to-even where that is provably exact, else the
 reference's shift on int64 tensors. TF32 and other
 reduced-precision paths are switched off for the backend's lifetime, never traded for
-speed. On a CPU, one chunk of images runs per thread.
+speed. On a CPU, a convolution's max pool, bias and requantization run as one compiled
+pass (host.backends.kernels, where numba is installed), and one chunk of images runs per
+thread.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from compiler import ir
 
 from ..errors import BackendError
+from . import kernels
 from .base import Backend
 
 log = logging.getLogger(__name__)
@@ -205,6 +208,19 @@ class _Layer:
                         else _Requant(node.requant, bound, ndim, device))
         if self.bias is not None:
             self.bias = self.bias.view((1, -1) + (1,) * (ndim - 2))
+        # On a CPU, a convolution's pool, bias and float64 requantization run as one
+        # compiled pass over its accumulators (host.backends.kernels).
+        self.fused = None
+        rq = self.requant
+        if (device.type == "cpu" and ndim == 4 and rq is not None and rq.in_float
+                and not rq.bipolar and kernels.available()):
+            k, s = node.pool if node.pool is not None else (1, 1)
+            bias = np.zeros(len(weight)) if node.bias is None \
+                else np.asarray(node.bias, np.int64).astype(np.float64)
+            out_dtype = np.uint8 if rq.out_dtype == torch.uint8 \
+                else (np.float32 if self.dtype == torch.float32 else np.float64)
+            self.fused = (int(k), int(s), bias, rq.mult.numpy(), rq.offset.numpy(),
+                          float(rq.lo), float(rq.hi), out_dtype)
 
     @property
     def arithmetic(self) -> str:
@@ -223,6 +239,10 @@ class _Layer:
             acc = F.conv2d(xf, self.weight, stride=node.stride, padding=padding)
         else:
             acc = x.to(self.dtype).reshape(len(x), -1) @ self.weight.T
+        if self.fused is not None:
+            nhwc = acc.permute(0, 2, 3, 1).contiguous()   # a view: the convs give NHWC
+            out = kernels.pool_requant_nhwc(nhwc.numpy(), *self.fused)
+            return torch.from_numpy(out).permute(0, 3, 1, 2)
         if self.bias is not None:
             acc = acc + self.bias.to(self.dtype)
         if isinstance(node, ir.Conv) and node.pool is not None:
@@ -307,6 +327,11 @@ class TorchBackend(Backend):
     def arithmetic(self) -> dict[str, str]:
         """Per conv/linear layer, how its sums are computed exactly."""
         return {n.name: s.arithmetic for n, s in self.steps if isinstance(s, _Layer)}
+
+    @property
+    def fused_layers(self) -> list[str]:
+        """Conv layers whose pool and requantization run as one compiled pass."""
+        return [n.name for n, s in self.steps if isinstance(s, _Layer) and s.fused is not None]
 
     @property
     def parallel_chunks(self) -> int:

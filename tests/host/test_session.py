@@ -128,3 +128,65 @@ def test_torch_backend_runs_chunks_in_parallel_threads():
     assert torch.get_num_threads() == threads
     sess.backend.workers = 1
     assert np.array_equal(sess.run(x, progress=True).ints, model.reference(x))
+
+
+
+def _random_net(seed):
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(
+        "compiler_nets", Path(__file__).parents[1] / "compiler" / "compiler_nets.py")
+    nets = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nets)
+    return nets.random_net(seed, batch_norm=bool(seed % 2))
+
+
+def test_torch_backend_fused_pool_requant_equals_pytorchs_passes(monkeypatch):
+    """fmnist-cnn's three convolutions pool, add their bias and requantize in one compiled
+    pass (numba); the integers equal PyTorch's separate passes and the reference's, also
+    on random nets whose fused layers keep float32 outputs (seed 1; seed 8 with a pool)."""
+    from host.backends import kernels
+    if not kernels.available():
+        pytest.skip("numba is not installed")
+    model = compiler.compile(zoo.calibrate(zoo.build("fmnist-cnn"), "fmnist-cnn"))
+    convs = [node.name for node in model.graph if type(node).__name__ == "Conv"]
+    nets = [(model, model.quantize_input(zoo.example_input("fmnist-cnn", 70).numpy()))]
+    for seed in (1, 6, 8):
+        net, shape = _random_net(seed)
+        cm = compiler.compile(net, input_shape=shape)
+        rng = np.random.default_rng(seed)
+        nets.append((cm, cm.quantize_input((rng.random((9, *shape)) * 2 - 0.5)
+                                           .astype(np.float32))))
+    fused = [host.Session(cm, "torch:cpu") for cm, _ in nets]
+    assert fused[0].backend.fused_layers == convs
+    assert all(s.backend.fused_layers for s in fused)
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    plain = [host.Session(cm, "torch:cpu") for cm, _ in nets]
+    assert not any(s.backend.fused_layers for s in plain)
+    for (cm, x), fast, slow in zip(nets, fused, plain):
+        ref = cm.reference(x)
+        assert np.array_equal(fast.run(x).ints, ref)
+        assert np.array_equal(slow.run(x).ints, ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pool_requant_kernel_matches_numpy(dtype):
+    """The compiled kernel on its own: an overlapping 3x3 / stride 2 pool, per-channel
+    bias, multiply-add, round half to even (ties included) and clamp, against NumPy."""
+    from host.backends import kernels
+    if not kernels.available():
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(0)
+    acc = rng.integers(-3000, 3000, (3, 9, 8, 5)).astype(dtype)
+    bias = rng.integers(-50, 50, 5).astype(np.float64)
+    mult = np.array([0.5, 0.25, 1 / 64, 0.125, 2.0 ** -10])      # ties happen at 0.5 steps
+    offset = np.array([0.0, 0.5, -3.0, 1.5, 0.0])
+    k, s = 3, 2
+    windows = np.lib.stride_tricks.sliding_window_view(acc, (k, k), axis=(1, 2))[:, ::s, ::s]
+    peak = windows.max(axis=(-1, -2)).astype(np.float64)
+    want = np.clip(np.rint((peak + bias) * mult + offset), -7, 200)
+    for out_dtype in (dtype, np.uint8):
+        lo = 0.0 if out_dtype == np.uint8 else -7.0
+        got = kernels.pool_requant_nhwc(acc, k, s, bias, mult, offset, lo, 200.0, out_dtype)
+        assert got.dtype == out_dtype and got.shape == want.shape
+        assert np.array_equal(got, np.clip(want, lo, 200).astype(out_dtype))
