@@ -4,7 +4,8 @@ open-source flow) before the accelerator goes in."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, ResetSignal
+from amaranth.lib import io
 
 from hw.uart import UART
 
@@ -27,13 +28,17 @@ class UartEcho(Elaboratable):
         m = Module()
         clk = platform.request(platform.default_clk, 0, dir="-")
         m.submodules.pll = pll = ECP5PLL(self.pll, clk.io)
-        pins = platform.request("uart", 0)
+        m.domains.sync = ClockDomain("sync")
+        m.d.comb += [ClockSignal("sync").eq(pll.clk), ResetSignal("sync").eq(~pll.locked)]
+        pins = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buffer = rx = io.Buffer("i", pins.rx)
+        m.submodules.tx_buffer = tx = io.Buffer("o", pins.tx)
         m.submodules.uart = uart = UART(self.pll.clk_out_mhz * 1e6, self.baud)
         m.d.comb += [
-            pins.tx.o.eq(uart.tx_pin), uart.rx_pin.eq(pins.rx.i),
+            tx.o.eq(uart.tx_pin), uart.rx_pin.eq(rx.i),
             uart.tx.payload.eq(uart.rx.payload), uart.tx.valid.eq(uart.rx.valid),
             uart.rx.ready.eq(uart.tx.ready),
         ]
-        led = platform.request("led", 0)
+        m.submodules.led_buffer = led = io.Buffer("o", platform.request("led", 0, dir="-"))
         m.d.comb += led.o.eq(pll.locked)
         return m

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import (ClockDomain, ClockSignal, Elaboratable, Instance, Module, ResetSignal,
-                          Signal)
+from amaranth.hdl import Elaboratable, Instance, Module, Signal
 
 
 @dataclass(frozen=True)
@@ -46,19 +45,20 @@ def ecp5_pll(clk_in_mhz: float, target_mhz: float) -> PLLSettings:
 
 
 class ECP5PLL(Elaboratable):
-    """An EHXPLLL driving the `sync` domain from `clk_in`; `locked` gates the reset."""
+    """An EHXPLLL from `clk_in`: `clk` is its output, `locked` its lock. The caller
+    defines the clock domain it drives (Amaranth 0.6 wants domains defined where they
+    are used or above)."""
 
-    def __init__(self, settings: PLLSettings, clk_in, domain: str = "sync"):
+    def __init__(self, settings: PLLSettings, clk_in):
         self.settings = settings
         self.clk_in = clk_in
-        self.domain = domain
+        self.clk = Signal()
         self.locked = Signal()
 
     def elaborate(self, platform):
         m = Module()
         s = self.settings
-        m.domains += ClockDomain(self.domain)
-        clk_out = ClockSignal(self.domain)
+        clk_out = self.clk
         m.submodules.pll = Instance(
             "EHXPLLL",
             a_FREQUENCY_PIN_CLKI=f"{s.clk_in_mhz:g}",
@@ -75,5 +75,4 @@ class ECP5PLL(Elaboratable):
             i_PHASESEL1=0, i_PHASEDIR=0, i_PHASESTEP=0, i_PHASELOADREG=0, i_PLLWAKESYNC=0,
             i_ENCLKOP=0,
             o_CLKOP=clk_out, o_LOCK=self.locked)
-        m.d.comb += ResetSignal(self.domain).eq(~self.locked)
         return m

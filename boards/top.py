@@ -197,10 +197,9 @@ class AcceleratorTop(Elaboratable):
             m.submodules.clk_buffer = buffer = io.Buffer("i", pad)
             return buffer.i, Const(1)
         if self.board.family == "ecp5":
-            # ECP5PLL clocks (and defines) a domain of its own.
-            m.submodules.pll = pll = ECP5PLL(self.pll, pad.io, domain="pll")
-            return ClockSignal("pll"), pll.locked
-        m.submodules.pll = pll = ICE40PLL(self.pll, pad.io)
+            m.submodules.pll = pll = ECP5PLL(self.pll, pad.io)
+        else:
+            m.submodules.pll = pll = ICE40PLL(self.pll, pad.io)
         return pll.clk, pll.locked
 
     def elaborate(self, platform):
