@@ -311,7 +311,7 @@ class Accelerator(wiring.Component):
         array = block("array", SystolicArray(R, C, act_width=9, weight_width=8, acc_width=32))
         acc = block("acc", Accumulator(C, cfg.acc_depth))
         post = block("post", PostProcessor(C, tag_width=0 if cfg.ram_delays
-                                             else tag_layout.size))
+                                             else tag_layout.size, compact=cfg.compact_post))
         writer = block("writer", PoolWriter(R, addr_width=A))
 
         wiring.connect(m, feeder.act, array.act)

@@ -129,7 +129,7 @@ class PostProcessor(wiring.Component):
         int32 lanes (requantized values are sign-extended; the writer keeps 8 bits).
     """
 
-    def __init__(self, cols, acc_width=32, *, tag_width=0):
+    def __init__(self, cols, acc_width=32, *, tag_width=0, compact=False):
         _check_int("PostProcessor cols", cols, 1, 64, "use the array's column count")
         _check_int("PostProcessor acc_width", acc_width, 2, 32,
                    "the PARAM bias is int32 and the raw output int32")
@@ -137,6 +137,7 @@ class PostProcessor(wiring.Component):
         self.cols = cols
         self.acc_width = acc_width
         self.tag_width = tag_width
+        self.compact = bool(compact)
         super().__init__({
             "acc":   In(stream.Signature(post_in_layout(cols, acc_width, tag_width),
                                          always_ready=True)),
@@ -252,31 +253,34 @@ class PostProcessor(wiring.Component):
 
         # t+7: shifting {v, 0} right by s leaves q = v >> s above the bit shifted
         # out last (v[s-1], the guard; 0 when s = 0, so shift 0 never rounds).
-        shifted = (Cat(Const(0, 1), v).as_signed() >> shift_a)
-        sticky_mask = Cat(*(shift_a > i + 1 for i in range(63)))
-        q = reg(signed(64), "q")
-        guard = reg(1, "guard")
-        sticky = reg(1, "sticky")
-        m.d.sync += [
-            q.eq(shifted[1:65]),
-            guard.eq(shifted[0]),
-            sticky.eq((v[:63] & sticky_mask).any()),
-        ]
-
-        # t+8: q saturated to 11 bits (|q| >= 2**10 lies outside any lo/hi), and the
-        # round-half-to-even increment.
-        top = q[_OUT_BITS - 1:64]
-        q_hi = ~q[63] & top.any()        # q >= 2**10: above any hi
-        q_lo = q[63] & ~top.all()        # q < -2**10: below any lo
         qs = reg(signed(_OUT_BITS), "qs")
         up = reg(1, "up")
         q32_8 = reg(signed(32), "q32_8")
-        m.d.sync += [
-            qs.eq(Mux(q_hi, (1 << (_OUT_BITS - 1)) - 1,
-                      Mux(q_lo, -(1 << (_OUT_BITS - 1)), q[:_OUT_BITS].as_signed()))),
-            up.eq(guard & (sticky | q[0])),
-            q32_8.eq(q[:32]),
-        ]
+        if self.compact:
+            self._compact_shift(m, c, reg, v, shift_a, shift_d, swap_d, qs, up, q32_8)
+        else:
+            shifted = (Cat(Const(0, 1), v).as_signed() >> shift_a)
+            sticky_mask = Cat(*(shift_a > i + 1 for i in range(63)))
+            q = reg(signed(64), "q")
+            guard = reg(1, "guard")
+            sticky = reg(1, "sticky")
+            m.d.sync += [
+                q.eq(shifted[1:65]),
+                guard.eq(shifted[0]),
+                sticky.eq((v[:63] & sticky_mask).any()),
+            ]
+
+            # t+8: q saturated to 11 bits (|q| >= 2**10 lies outside any lo/hi), and
+            # the round-half-to-even increment.
+            top = q[_OUT_BITS - 1:64]
+            q_hi = ~q[63] & top.any()        # q >= 2**10: above any hi
+            q_lo = q[63] & ~top.all()        # q < -2**10: below any lo
+            m.d.sync += [
+                qs.eq(Mux(q_hi, (1 << (_OUT_BITS - 1)) - 1,
+                          Mux(q_lo, -(1 << (_OUT_BITS - 1)), q[:_OUT_BITS].as_signed()))),
+                up.eq(guard & (sticky | q[0])),
+                q32_8.eq(q[:32]),
+            ]
 
         # Each lane keeps its own copy of the mode, so the compares and the output
         # muxes read registers next to them, not one register routed to every lane.
@@ -324,3 +328,59 @@ class PostProcessor(wiring.Component):
         m.d.sync += out.eq(Mux(out_mode.raw, q32_9,
                                Mux(to_lo, out_mode.lo, Mux(to_hi, out_mode.hi, r))))
         m.d.comb += self.out.payload.data[c].eq(out)
+
+    def _compact_shift(self, m, c, reg, v, shift_a, shift_d, swap_d, qs, up, q32_8):
+        """Stages t+7 and t+8 with ``compact``: of q = v >> s only what stage 9 uses.
+
+        The low 11 bits and the guard come from a shifter that drops, stage by stage,
+        the bits no later stage can reach; the sticky bit and the saturation test are
+        AND-ORs of v with a thermometer of the shift (``therm[k]`` = s >= k), kept in
+        registers loaded with ``shift_a`` (the shift changes only at a swap)."""
+        # therm[k] = s >= k for k = 1..63, loaded on the edges shift_a is, from the
+        # value it takes: s = 8a + b, s >= 8p + q  <=>  a > p or (a == p and b >= q).
+        s_next = shift_d[-2]
+        a, b = s_next[3:6], s_next[0:3]
+        therm = reg(unsigned(64), "therm")
+        bits = [Const(1, 1)]
+        for k in range(1, 64):
+            p, q = divmod(k, 8)
+            bits.append((a > p) | ((a == p) & (b >= q)) if q else (a >= p))
+        with m.If(swap_d[_COPY_SHIFT]):
+            m.d.sync += therm.eq(Cat(*bits))
+
+        # The window q[0:11] with the guard below it: an arithmetic right shift of
+        # {v, 0} by s, largest steps first, each keeping only the bits still needed.
+        win = list(Cat(Const(0, 1), v))
+        sign = v[63]
+        for step in reversed(range(6)):
+            amount = 1 << step
+            keep = _OUT_BITS + 1 + amount - 1
+            win = [Mux(shift_a[step], win[i + amount] if i + amount < len(win) else sign,
+                       win[i])
+                   for i in range(keep)]
+        window = reg(unsigned(_OUT_BITS + 1), "window")
+        sticky = reg(1, "sticky")
+        beyond = reg(1, "beyond")      # q has bits above its 11 low ones: saturate
+        v_sign = reg(1, "v_sign")
+        # sticky: any of v[0 .. s-2]; beyond: any v[i] != sign for 10 + s <= i <= 62
+        # (q[i - s] for i - s >= 10, the bits q_hi/q_lo test).
+        sticky_terms = [v[i] & therm[i + 2] for i in range(62)]
+        beyond_terms = [(v[i] ^ sign) & ~therm[i - 9] for i in range(_OUT_BITS - 1, 63)]
+        m.d.sync += [
+            window.eq(Cat(*win)),
+            sticky.eq(Cat(*sticky_terms).any()),
+            beyond.eq(Cat(*beyond_terms).any()),
+            v_sign.eq(sign),
+        ]
+        q32_7 = reg(signed(32), "q32_7")
+        # Raw layers have shift 0, so their q[:32] is v[:32].
+        m.d.sync += q32_7.eq(v[:32])
+
+        # t+8: saturation and the round-half-to-even increment, as without compact.
+        q_low = window[1:]
+        m.d.sync += [
+            qs.eq(Mux(beyond & ~v_sign, (1 << (_OUT_BITS - 1)) - 1,
+                      Mux(beyond & v_sign, -(1 << (_OUT_BITS - 1)), q_low.as_signed()))),
+            up.eq(window[0] & (sticky | q_low[0])),
+            q32_8.eq(q32_7),
+        ]
