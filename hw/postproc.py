@@ -225,31 +225,15 @@ class PostProcessor(wiring.Component):
         acc = self.acc.payload.acc[c]
         m.d.sync += x.eq(Mux(swap_d[_COPY_BIAS], acc + shadow.bias, acc + bias_a))
 
-        # t+2, t+3: four DSP-sized partial products; the mult operands are the blocks'
-        # B registers, loaded by the swap wavefront.
-        xl, xh = x[:_SPLIT], x[_SPLIT:].as_signed()
-        ml, mh = mult[:_SPLIT], mult[_SPLIT:31]
-        parts = {}
-        for name, a, b in (("ll", xl, ml), ("lh", xl, mh), ("hl", xh, ml), ("hh", xh, mh)):
-            mul = Multiplier(a.shape(), b.shape())
-            m.submodules[f"mult_{name}_{c}"] = mul
-            m.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.b_en.eq(swap_d[_COPY_MULT])]
-            # t+4: out of the DSP row into the fabric before the wide adds.
-            pp = reg(mul.p.shape(), f"pp_{name}")
-            m.d.sync += pp.eq(mul.p)
-            parts[name] = pp
-
-        # t+5: pp_ll < 2**34, so pp_ll + (pp_hh << 34) is a concatenation.
-        t1 = reg(signed(64), "t1")
-        t2 = reg(signed(2 * _SPLIT + 1), "t2")
-        m.d.sync += [
-            t1.eq((Cat(parts["ll"], parts["hh"]).as_signed() + offset_a)[:64]),
-            t2.eq(parts["lh"] + parts["hl"]),
-        ]
+        if self.compact:
+            t1, t2, split = self._compact_products(m, c, reg, x, mult, offset_a, shadow,
+                                                   swap_d, mode_d)
+        else:
+            t1, t2, split = self._products(m, c, reg, x, mult, offset_a, swap_d)
 
         # t+6: the product and offset modulo 2**64, as NumPy's int64 wraps.
         v = reg(signed(64), "v")
-        m.d.sync += v.eq((t1 + (t2 << _SPLIT))[:64])
+        m.d.sync += v.eq((t1 + (t2 << split))[:64])
 
         # t+7: shifting {v, 0} right by s leaves q = v >> s above the bit shifted
         # out last (v[s-1], the guard; 0 when s = 0, so shift 0 never rounds).
@@ -328,6 +312,71 @@ class PostProcessor(wiring.Component):
         m.d.sync += out.eq(Mux(out_mode.raw, q32_9,
                                Mux(to_lo, out_mode.lo, Mux(to_hi, out_mode.hi, r))))
         m.d.comb += self.out.payload.data[c].eq(out)
+
+    def _products(self, m, c, reg, x, mult, offset_a, swap_d):
+        """Stages t+2 .. t+5: x * mult in four DSP-sized partial products, summed to
+        t1 + (t2 << split)."""
+        # t+2, t+3: four DSP-sized partial products; the mult operands are the blocks'
+        # B registers, loaded by the swap wavefront.
+        xl, xh = x[:_SPLIT], x[_SPLIT:].as_signed()
+        ml, mh = mult[:_SPLIT], mult[_SPLIT:31]
+        parts = {}
+        for name, a, b in (("ll", xl, ml), ("lh", xl, mh), ("hl", xh, ml), ("hh", xh, mh)):
+            mul = Multiplier(a.shape(), b.shape())
+            m.submodules[f"mult_{name}_{c}"] = mul
+            m.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.b_en.eq(swap_d[_COPY_MULT])]
+            # t+4: out of the DSP row into the fabric before the wide adds.
+            pp = reg(mul.p.shape(), f"pp_{name}")
+            m.d.sync += pp.eq(mul.p)
+            parts[name] = pp
+
+        # t+5: pp_ll < 2**34, so pp_ll + (pp_hh << 34) is a concatenation.
+        t1 = reg(signed(64), "t1")
+        t2 = reg(signed(2 * _SPLIT + 1), "t2")
+        m.d.sync += [
+            t1.eq((Cat(parts["ll"], parts["hh"]).as_signed() + offset_a)[:64]),
+            t2.eq(parts["lh"] + parts["hl"]),
+        ]
+
+        return t1, t2, _SPLIT
+
+    def _compact_products(self, m, c, reg, x, mult, offset_a, shadow, swap_d, mode_d):
+        """Stages t+2 .. t+5 with ``compact``: four unsigned 16x16 products, each one
+        SB_MAC16 (a 17-bit operand takes a block and LUTs besides). With
+        x = xl + xh * 2**16 - x[32] * 2**32, the sign's term -x[32] * mult * 2**32 is
+        taken off the high product as it leaves the block (t+4), from a fabric copy of
+        mult that changes one edge after the blocks' B registers."""
+        split = 16
+        xl, xh = x[:split], x[split:32]
+        ml, mh = mult[:split], mult[split:31]
+        products = {}
+        for name, a, b in (("ll", xl, ml), ("lh", xl, mh), ("hl", xh, ml), ("hh", xh, mh)):
+            mul = Multiplier(a.shape(), b.shape())
+            m.submodules[f"mult_{name}_{c}"] = mul
+            m.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.b_en.eq(swap_d[_COPY_MULT])]
+            products[name] = mul.p
+        # x[32] rides beside the operands (t+2) and the products (t+3).
+        sign2 = reg(1, "sign2")
+        sign3 = reg(1, "sign3")
+        mult_f = reg(unsigned(31), "mult_f")
+        m.d.sync += [sign2.eq(x[32]), sign3.eq(sign2)]
+        with m.If(swap_d[_COPY_MULT + 1]):
+            m.d.sync += mult_f.eq(Mux(mode_d[_COPY_MULT + 1].raw, 1, shadow.mult))
+        # t+4: out of the DSP row into the fabric, the sign's term off the high product.
+        parts = {}
+        for name in ("ll", "lh", "hl"):
+            parts[name] = reg(products[name].shape(), f"pp_{name}")
+            m.d.sync += parts[name].eq(products[name])
+        parts["hh"] = reg(signed(2 * split + 1), "pp_hh")
+        m.d.sync += parts["hh"].eq(products["hh"] - Mux(sign3, mult_f, 0))
+        # t+5: pp_ll < 2**32, so pp_ll + (pp_hh << 32) is a concatenation.
+        t1 = reg(signed(64), "t1")
+        t2 = reg(unsigned(2 * split + 1), "t2")
+        m.d.sync += [
+            t1.eq((Cat(parts["ll"], parts["hh"]).as_signed() + offset_a)[:64]),
+            t2.eq(parts["lh"] + parts["hl"]),
+        ]
+        return t1, t2, split
 
     def _compact_shift(self, m, c, reg, v, shift_a, shift_d, swap_d, qs, up, q32_8):
         """Stages t+7 and t+8 with ``compact``: of q = v >> s only what stage 9 uses.
