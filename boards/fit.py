@@ -56,17 +56,17 @@ def ice40_blocks(config: AcceleratorConfig) -> int:
     from hw.dsp import ICE40_BLOCK_BITS, ICE40_WIDTH
     R, C = config.rows, config.cols
     A = max(1, (config.act_depth - 1).bit_length())
-    products = [(9, 8)] * (R * C)                                  # PEs
+    pes = R * C                                                     # PEs: block=True
     lane = [(16, 16), (16, 15), (16, 16), (16, 15)] if config.compact_post \
         else [(17, 17), (17, 14), (16, 17), (16, 14)]                # post-processor
-    products += lane * C
+    products = lane * C
     products += [(10, 10), (A, 12)]                                 # feeder
     products += [(10, 12), (10, 16), (10, 16), (10, A + 2), (10, 14)]  # pool writer
     if not config.serial_size:
         products += [(11, 14), (11, 14), (11, 11)]                  # output size
     products.append((13, max(1, (R * C).bit_length())))            # MAC counter
-    return sum(1 for a, b in products
-               if a <= ICE40_WIDTH and b <= ICE40_WIDTH and a + b >= ICE40_BLOCK_BITS)
+    return pes + sum(1 for a, b in products
+                     if a <= ICE40_WIDTH and b <= ICE40_WIDTH and a + b >= ICE40_BLOCK_BITS)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ same two register stages around a plain ``*``, which yosys splits over several b
 without their registers (correct, but not fast: keep hot multiplies DSP-sized).
 
 On an iCE40 platform a product of at least :data:`ICE40_BLOCK_BITS` bits whose operands
-fit 16 bits (signed or unsigned) is one ``SB_MAC16`` in 16x16 mode with its A and B
+fit 16 bits (signed or unsigned), or any such product made with ``block=True`` (the PE's
+9x8), is one ``SB_MAC16`` in 16x16 mode with its A and B
 registers (``AHOLD``/``BHOLD`` are the enables) and the product register after the
 adder tree (``PIPELINE_16x16_MULT_REG2``); smaller products stay in the fabric, where
 the build maps them to LUTs (``boards.build`` does not let yosys infer blocks: yosys
@@ -61,6 +62,8 @@ class Multiplier(wiring.Component):
     ----------
     a_shape, b_shape : shape-castable
         Operand shapes; one DSP block takes up to 18 bits signed or 17 bits unsigned.
+    block : bool
+        On iCE40, a block even for a product under :data:`ICE40_BLOCK_BITS` bits.
 
     Ports
     -----
@@ -73,12 +76,13 @@ class Multiplier(wiring.Component):
         if either operand is signed, ``len(a) + len(b)`` bits (exact).
     """
 
-    def __init__(self, a_shape, b_shape):
+    def __init__(self, a_shape, b_shape, *, block=False):
         a_shape = _operand_shape("a", a_shape)
         b_shape = _operand_shape("b", b_shape)
         width = a_shape.width + b_shape.width
         p_shape = signed(width) if a_shape.signed or b_shape.signed else unsigned(width)
         self.a_shape, self.b_shape, self.p_shape = a_shape, b_shape, p_shape
+        self.block = bool(block)
         super().__init__({
             "a":    In(a_shape),
             "b":    In(b_shape),
@@ -109,7 +113,7 @@ class Multiplier(wiring.Component):
 
     def _fits_ice40(self):
         return (self.a_shape.width <= ICE40_WIDTH and self.b_shape.width <= ICE40_WIDTH
-                and self.p_shape.width >= ICE40_BLOCK_BITS)
+                and (self.block or self.p_shape.width >= ICE40_BLOCK_BITS))
 
     def _ice40(self, m):
         a = Signal(signed(ICE40_WIDTH) if self.a_shape.signed else unsigned(ICE40_WIDTH))

@@ -46,17 +46,17 @@ def test_memory_shapes_follow_the_config():
     ("ulx3s-12f", 4, 4, 43, 33),
     ("ulx3s-85f", 4, 4, 43, 69),
     ("ulx3s-85f", 8, 8, 107, 121),
-    # SB_MAC16 (hw 13872ea, the blocks hw.dsp instantiates; nextpnr's counts at 1x1 and
-    # 2x2): the post-processor's 16x14 partial product per lane (the 17-bit ones are
+    # SB_MAC16 (the blocks hw.dsp instantiates; nextpnr's counts at 1x1 and 2x2): one
+    # per PE, the post-processor's 16x14 partial product per lane (the 17-bit ones are
     # LUTs), the pool writer's 3, the output size's 2
-    ("icebreaker:full", 1, 1, 6, 36),
-    ("icebreaker:full", 2, 2, 7, 46),
-    ("icebreaker:full", 4, 4, 9, 66),
+    ("icebreaker:full", 1, 1, 7, 36),
+    ("icebreaker:full", 2, 2, 11, 46),
+    ("icebreaker:full", 4, 4, 25, 66),
     # the reduced variant: no output-size multipliers, compact_post's four 16x16
     # products per lane; the program memory one block of 256x16 instead of 16, and 4
     # blocks of delay lines
-    ("icebreaker", 1, 1, 7, 25),
-    ("icebreaker", 2, 2, 11, 35),
+    ("icebreaker", 1, 1, 8, 25),
+    ("icebreaker", 2, 2, 15, 35),
 ])
 def test_multipliers_and_block_rams_are_the_synthesized_counts(board, rows, cols, dsps, brams):
     e = _estimate(board, rows, cols)
@@ -104,7 +104,7 @@ def test_lut_estimate_is_within_its_margin_of_the_builds(board, rows, cols, meas
     ("ulx3s-85f", "16x8", r"16x8 does not fit ulx3s-85f \(LFE5U-85F\): it needs 171 "
                           r"MULT18X18D of 156; try a smaller --config: 8x8 fits"),
     ("icebreaker", "2x2", r"2x2 does not fit icebreaker \(iCE40UP5K\): it needs ~11,\d{3} "
-                          r"ICESTORM_LC \(estimate, ±10%\) of 5,280, 11 SB_MAC16 of 8, 35 "
+                          r"ICESTORM_LC \(estimate, ±10%\) of 5,280, 15 SB_MAC16 of 8, 35 "
                           r"SB_RAM40_4K of 30 \(activations 8, weights 8, params 8, .*\); no "
                           r"accelerator config fits "
                           r"icebreaker"),

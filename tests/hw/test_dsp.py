@@ -61,16 +61,17 @@ def _ice40_verilog(mult):
                            ports=[mult.a, mult.b, mult.a_en, mult.b_en, mult.p])
 
 
-@pytest.mark.parametrize("a_shape, b_shape", [
-    (unsigned(16), unsigned(16)), (unsigned(16), unsigned(15)), (signed(16), unsigned(10)),
-    (signed(12), signed(14)), (unsigned(10), unsigned(14))])
-def test_ice40_block_matches_the_fabric_multiplier(tmp_path, a_shape, b_shape):
+@pytest.mark.parametrize("a_shape, b_shape, block", [
+    (unsigned(16), unsigned(16), False), (unsigned(16), unsigned(15), False),
+    (signed(16), unsigned(10), False), (signed(12), signed(14), False),
+    (unsigned(10), unsigned(14), False), (signed(9), signed(8), True)])
+def test_ice40_block_matches_the_fabric_multiplier(tmp_path, a_shape, b_shape, block):
     """On an iCE40 platform a 24-bit or wider product is one SB_MAC16 with its operand
     and product registers; yosys's simulation model of the block (cells_sim.v, under
     Icarus) gives the products of the fabric version, enables and latency included."""
     if shutil.which("iverilog") is None:
         pytest.skip("iverilog not found; apt-get install iverilog")
-    mult = Multiplier(a_shape, b_shape)
+    mult = Multiplier(a_shape, b_shape, block=block)
     text = _ice40_verilog(mult)
     assert "SB_MAC16" in text
     rng = random.Random(7)
@@ -122,7 +123,10 @@ endmodule
 
 
 def test_ice40_small_products_stay_in_the_fabric():
-    """Below ICE40_BLOCK_BITS (or with an operand wider than 16 bits) no block."""
+    """Below ICE40_BLOCK_BITS (or with an operand wider than 16 bits) no block, unless
+    asked for (block=True, the PE's), and never for an operand over 16 bits."""
     for shapes in ((unsigned(10), unsigned(12)), (signed(9), signed(8)),
                    (unsigned(17), unsigned(17))):
         assert "SB_MAC16" not in _ice40_verilog(Multiplier(*shapes))
+    assert "SB_MAC16" in _ice40_verilog(Multiplier(signed(9), signed(8), block=True))
+    assert "SB_MAC16" not in _ice40_verilog(Multiplier(unsigned(17), unsigned(8), block=True))
