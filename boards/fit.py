@@ -155,21 +155,21 @@ FAMILIES = {
         ((2048, 2), (1024, 4), (512, 8), (256, 16)),
         byte_lane=None, bram_cost=64, lutram=None, luts_per_lutram=0,
         dsp_pe_max=4, dsp_per_lane=5, dsp_fixed=5, dsp_counter=0,  # unused: ice40_blocks
-        # Calibrated on hw 13872ea with the blocks hw.dsp instantiates (yosys infers none;
-        # the earlier counts came from netlists where yosys's inference had dropped the
-        # PE's and some post-processor products): the design without reductions packs
-        # 13,224 LCs at 1x1 and 18,991 at 2x2 (three of the post-processor's four 17-bit
-        # partial products per lane are LUTs); rows against lanes split as first measured
-        # (395 : 1,530).
-        lut_base=7_457, lut_per_row=1_182, lut_per_lane=4_585, lut_per_pe=0,
+        # Calibrated on hw f81568b with the blocks hw.dsp instantiates (yosys infers none;
+        # the counts before hw 764c324 came from netlists where yosys's inference had
+        # dropped the PE's and some post-processor products): the design without
+        # reductions packs 13,025 LCs at 1x1 and 18,156 at 2x2 (three of the
+        # post-processor's four 17-bit partial products per lane are LUTs); rows against
+        # lanes split as first measured (395 : 1,530).
+        lut_base=7_894, lut_per_row=1_053, lut_per_lane=4_078, lut_per_pe=0,
         # what each reduction saves: the first four as measured one at a time (656, 940,
         # -35, 678 of 10,571 LCs at hw 10d5f37), scaled to what they save together at
-        # 1x1 now (2,254 LCs: 13,224 -> 10,970 without compact_post);
+        # 1x1 now (2,246 LCs: 13,025 -> 10,779); compact_feeder 84 (8,230 -> 8,146);
         # compact_post per lane (its 16x16 products are blocks, its shift a window):
-        # 10,970 -> 8,469 at 1x1, 2,501
-        lut_saved=(("narrow_program", 660), ("ram_delays", 945), ("serial_size", -36),
-                   ("compact_link", 685)),
-        lut_saved_per_lane=(("compact_post", 2_501),)),
+        # 10,695 -> 8,146 at 1x1, 2,549
+        lut_saved=(("narrow_program", 658), ("ram_delays", 943), ("serial_size", -35),
+                   ("compact_link", 680), ("compact_feeder", 84)),
+        lut_saved_per_lane=(("compact_post", 2_549),)),
 }
 
 

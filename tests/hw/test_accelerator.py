@@ -69,7 +69,7 @@ def icarus_4x4(request):
 REDUCED = AcceleratorConfig(rows=1, cols=1, act_depth=4096, weight_depth=16384,
                             param_depth=128, program_depth=16, acc_depth=64,
                             program_beat_bytes=2, ram_delays=True, serial_size=True,
-                            compact_link=True, compact_post=True)
+                            compact_link=True, compact_post=True, compact_feeder=True)
 
 
 @pytest.fixture(scope="module")
