@@ -241,7 +241,7 @@ class PostProcessor(wiring.Component):
         up = reg(1, "up")
         q32_8 = reg(signed(32), "q32_8")
         if self.compact:
-            self._compact_shift(m, c, reg, v, shift_a, shift_d, swap_d, qs, up, q32_8)
+            self._compact_shift(m, c, reg, v, shift_a, qs, up, q32_8)
         else:
             shifted = (Cat(Const(0, 1), v).as_signed() >> shift_a)
             sticky_mask = Cat(*(shift_a > i + 1 for i in range(63)))
@@ -378,58 +378,48 @@ class PostProcessor(wiring.Component):
         ]
         return t1, t2, split
 
-    def _compact_shift(self, m, c, reg, v, shift_a, shift_d, swap_d, qs, up, q32_8):
+    def _compact_shift(self, m, c, reg, v, shift_a, qs, up, q32_8):
         """Stages t+7 and t+8 with ``compact``: of q = v >> s only what stage 9 uses.
 
         The low 11 bits and the guard come from a shifter that drops, stage by stage,
-        the bits no later stage can reach; the sticky bit and the saturation test are
-        AND-ORs of v with a thermometer of the shift (``therm[k]`` = s >= k), kept in
-        registers loaded with ``shift_a`` (the shift changes only at a swap)."""
-        # therm[k] = s >= k for k = 1..63, loaded on the edges shift_a is, from the
-        # value it takes: s = 8a + b, s >= 8p + q  <=>  a > p or (a == p and b >= q).
-        s_next = shift_d[-2]
-        a, b = s_next[3:6], s_next[0:3]
-        therm = reg(unsigned(64), "therm")
-        bits = [Const(1, 1)]
-        for k in range(1, 64):
-            p, q = divmod(k, 8)
-            bits.append((a > p) | ((a == p) & (b >= q)) if q else (a >= p))
-        with m.If(swap_d[_COPY_SHIFT]):
-            m.d.sync += therm.eq(Cat(*bits))
-
-        # The window q[0:11] with the guard below it: an arithmetic right shift of
-        # {v, 0} by s, largest steps first, each keeping only the bits still needed.
+        the bits no later stage can reach into the window. What a stage drops at the top
+        ends up in q above the window, so the saturation test is whether any of them
+        differs from the sign; what a taken step shifts out at the bottom ends up below
+        the guard, so the sticky bit is whether any of them is set."""
+        # An arithmetic right shift of {v, 0} by s, largest steps first.
         win = list(Cat(Const(0, 1), v))
         sign = v[63]
+        below, above = [], []
         for step in reversed(range(6)):
             amount = 1 << step
             keep = _OUT_BITS + 1 + amount - 1
-            win = [Mux(shift_a[step], win[i + amount] if i + amount < len(win) else sign,
-                       win[i])
-                   for i in range(keep)]
+            below.append(shift_a[step] & Cat(*win[:amount]).any())
+            shifted = [Mux(shift_a[step], win[i + amount] if i + amount < len(win) else sign,
+                           win[i])
+                       for i in range(len(win))]
+            above += [bit ^ sign for bit in shifted[keep:]]
+            win = shifted[:keep]
         window = reg(unsigned(_OUT_BITS + 1), "window")
         sticky = reg(1, "sticky")
-        beyond = reg(1, "beyond")      # q has bits above its 11 low ones: saturate
+        beyond = reg(1, "beyond")      # q[11:] differs from the sign somewhere
         v_sign = reg(1, "v_sign")
-        # sticky: any of v[0 .. s-2]; beyond: any v[i] != sign for 10 + s <= i <= 62
-        # (q[i - s] for i - s >= 10, the bits q_hi/q_lo test).
-        sticky_terms = [v[i] & therm[i + 2] for i in range(62)]
-        beyond_terms = [(v[i] ^ sign) & ~therm[i - 9] for i in range(_OUT_BITS - 1, 63)]
         m.d.sync += [
             window.eq(Cat(*win)),
-            sticky.eq(Cat(*sticky_terms).any()),
-            beyond.eq(Cat(*beyond_terms).any()),
+            sticky.eq(Cat(*below).any()),
+            beyond.eq(Cat(*above).any()),
             v_sign.eq(sign),
         ]
         q32_7 = reg(signed(32), "q32_7")
         # Raw layers have shift 0, so their q[:32] is v[:32].
         m.d.sync += q32_7.eq(v[:32])
 
-        # t+8: saturation and the round-half-to-even increment, as without compact.
+        # t+8: saturation (q[10:] not all the sign: q outside [-2**10, 2**10)) and the
+        # round-half-to-even increment, as without compact.
         q_low = window[1:]
+        saturate = beyond | (q_low[-1] ^ v_sign)
         m.d.sync += [
-            qs.eq(Mux(beyond & ~v_sign, (1 << (_OUT_BITS - 1)) - 1,
-                      Mux(beyond & v_sign, -(1 << (_OUT_BITS - 1)), q_low.as_signed()))),
+            qs.eq(Mux(saturate & ~v_sign, (1 << (_OUT_BITS - 1)) - 1,
+                      Mux(saturate & v_sign, -(1 << (_OUT_BITS - 1)), q_low.as_signed()))),
             up.eq(window[0] & (sticky | q_low[0])),
             q32_8.eq(q32_7),
         ]
