@@ -167,7 +167,7 @@ FAMILIES = {
         # 1x1 now (2,246 LCs: 13,025 -> 10,779); compact_feeder 84 (8,230 -> 8,146);
         # compact_post per lane (its 16x16 products are blocks, its shift a window):
         # 10,695 -> 8,146 at 1x1, 2,549, and 93 more since its saturation and sticky
-        # bits come from what the shifter drops (hw after 351139b: 8,053)
+        # bits come from what the shifter drops (hw c65198d: 8,053)
         lut_saved=(("narrow_program", 658), ("ram_delays", 943), ("serial_size", -35),
                    ("compact_link", 680), ("compact_feeder", 84)),
         lut_saved_per_lane=(("compact_post", 2_642),)),
