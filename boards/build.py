@@ -51,8 +51,10 @@ _STAGE_OF_TOOL = {"yosys": Stage.SYNTHESIS, "nextpnr-ecp5": Stage.PLACE_ROUTE,
                   "nextpnr-ice40": Stage.PLACE_ROUTE, "ecppack": Stage.PACK,
                   "icepack": Stage.PACK}
 _BITSTREAM = {"ecp5": "top.bit", "ice40": "top.bin"}
-# Per-family synthesis options: iCE40 maps multipliers to SB_MAC16 only when asked.
-_SYNTH_OPTS = {"ecp5": "", "ice40": "-dsp"}
+# Per-family synthesis options. iCE40: no `-dsp`, so yosys infers no SB_MAC16: the RTL
+# instantiates the blocks it wants (hw.dsp.Multiplier), and yosys 0.70's inference
+# absorbs a Multiplier's registers into a block and then drops the block (product 0).
+_SYNTH_OPTS = {"ecp5": "", "ice40": ""}
 
 Runner = Callable[[Stage, list, Path, dict], None]
 

@@ -4,12 +4,12 @@
 host link, sequencer, datapath and memories of `hw.Accelerator`) in the cells nextpnr
 reports:
 
-- **Multiplier blocks** (ECP5 `MULT18X18D`, iCE40 `SB_MAC16`): one per PE (on iCE40 yosys
-  gives only four PEs a block and builds the rest from LUTs), a fixed number per
-  accumulator lane (the post-processor's partial products), a fixed number for the
+- **Multiplier blocks** (ECP5 `MULT18X18D`, iCE40 `SB_MAC16`): one per PE, a fixed number
+  per accumulator lane (the post-processor's partial products), a fixed number for the
   sequencer's and pool writer's arithmetic, and the MAC counter's (absent at 1x1, where
   its factors are one bit). Exact for the RTL of `CALIBRATED_AT` (yosys counts: ECP5
-  2x2 and 8x8, iCE40 1x1 and 2x2).
+  2x2 and 8x8). iCE40: `ice40_blocks`, the products `hw.dsp.Multiplier` puts in a block
+  there (yosys infers none), counted from the operand shapes.
 - **Block RAMs** (ECP5 `DP16KD`, iCE40 `SB_RAM40_4K`): every memory of the design by its
   shape (`memories`), in the block mode that needs the fewest blocks, the way yosys maps
   it; a second read port doubles a memory. On ECP5 a memory that costs yosys less as LUT
@@ -46,6 +46,27 @@ LUT_MARGIN = 0.10
 # The sequencer's output-size multiplies (conv_h, conv_w, conv_h x conv_w), in
 # `dsp_fixed`; `serial_size` makes them with one shift-add multiplier in the fabric.
 SIZE_MULTIPLIERS = 3
+
+
+def ice40_blocks(config: AcceleratorConfig) -> int:
+    """SB_MAC16s of `config`: `hw.dsp.Multiplier` instantiates one for every product of
+    at least `hw.dsp.ICE40_BLOCK_BITS` bits whose operands fit 16 bits, and the build
+    lets yosys infer none (`boards.build`), so the count is the RTL's multiplies by their
+    operand widths (unsigned widths; a signed operand counts its sign)."""
+    from hw.dsp import ICE40_BLOCK_BITS, ICE40_WIDTH
+    R, C = config.rows, config.cols
+    A = max(1, (config.act_depth - 1).bit_length())
+    pes = R * C                                                     # PEs: block=True
+    lane = [(16, 16), (16, 15), (16, 16), (16, 15)] if config.compact_post \
+        else [(17, 17), (17, 14), (16, 17), (16, 14)]                # post-processor
+    products = lane * C
+    products += [(10, 10), (A, 12)]                                 # feeder
+    products += [(10, 12), (10, 16), (10, 16), (10, A + 2), (10, 14)]  # pool writer
+    if not config.serial_size:
+        products += [(11, 14), (11, 14), (11, 11)]                  # output size
+    products.append((13, max(1, (R * C).bit_length())))            # MAC counter
+    return pes + sum(1 for a, b in products
+                     if a <= ICE40_WIDTH and b <= ICE40_WIDTH and a + b >= ICE40_BLOCK_BITS)
 
 
 @dataclass(frozen=True)
@@ -116,6 +137,7 @@ class Family:
     # LUT cells each reduction of AcceleratorConfig saves (a negative number costs),
     # measured where it matters; none counted where not measured (an over-estimate)
     lut_saved: tuple[tuple[str, int], ...] = ()
+    lut_saved_per_lane: tuple[tuple[str, int], ...] = ()    # the same, per lane
 
 
 FAMILIES = {
@@ -132,18 +154,23 @@ FAMILIES = {
         "ice40", "ICESTORM_LC", "SB_MAC16", "SB_RAM40_4K", 4 * 1024,
         ((2048, 2), (1024, 4), (512, 8), (256, 16)),
         byte_lane=None, bram_cost=64, lutram=None, luts_per_lutram=0,
-        dsp_pe_max=4, dsp_per_lane=5, dsp_fixed=5, dsp_counter=0,
-        # the PE's adder goes into its SB_MAC16; rows against lanes split as first
-        # measured (395 : 1,530; only square configs were synthesized). Calibrated on hw
-        # 10d5f37: nextpnr packs the whole top at 1x1 into 10,464 LCs, at 2x2 13,327.
-        lut_base=7_601, lut_per_row=587, lut_per_lane=2_276, lut_per_pe=0,
-        # what each reduction saves: nextpnr's packed LCs of hw.Accelerator at 1x1 with
-        # one at a time (656, 940, -35, 678 of 10,571), scaled to what all four save in
-        # the whole top (1,913 at 1x1, 2,010 at 2x2). The 256-bit program word and its
-        # byte select; the tag and weight-address flip-flop chains; the serial
-        # multiplier's adder and registers (a cost); the 384-bit STATUS register
-        lut_saved=(("narrow_program", 574), ("ram_delays", 823), ("serial_size", -31),
-                   ("compact_link", 594))),
+        dsp_pe_max=4, dsp_per_lane=5, dsp_fixed=5, dsp_counter=0,  # unused: ice40_blocks
+        # Calibrated on hw f81568b with the blocks hw.dsp instantiates (yosys infers none;
+        # the counts before hw 764c324 came from netlists where yosys's inference had
+        # dropped the PE's and some post-processor products): the design without
+        # reductions packs 13,025 LCs at 1x1 and 18,156 at 2x2 (three of the
+        # post-processor's four 17-bit partial products per lane are LUTs); rows against
+        # lanes split as first measured (395 : 1,530).
+        lut_base=7_894, lut_per_row=1_053, lut_per_lane=4_078, lut_per_pe=0,
+        # what each reduction saves: the first four as measured one at a time (656, 940,
+        # -35, 678 of 10,571 LCs at hw 10d5f37), scaled to what they save together at
+        # 1x1 now (2,246 LCs: 13,025 -> 10,779); compact_feeder 84 (8,230 -> 8,146);
+        # compact_post per lane (its 16x16 products are blocks, its shift a window):
+        # 10,695 -> 8,146 at 1x1, 2,549, and 93 more since its saturation and sticky
+        # bits come from what the shifter drops (hw c65198d: 8,053)
+        lut_saved=(("narrow_program", 658), ("ram_delays", 943), ("serial_size", -35),
+                   ("compact_link", 680), ("compact_feeder", 84)),
+        lut_saved_per_lane=(("compact_post", 2_642),)),
 }
 
 
@@ -207,7 +234,10 @@ def estimate(config: AcceleratorConfig, family: str | Family) -> Estimate:
     pes = R * C if fam.dsp_pe_max is None else min(R * C, fam.dsp_pe_max)
     dsps = (pes + fam.dsp_per_lane * C + fam.dsp_fixed + (fam.dsp_counter if R * C > 1 else 0)
             - (SIZE_MULTIPLIERS if config.serial_size else 0))
+    if fam.name == "ice40":
+        dsps = ice40_blocks(config)
     luts = (fam.lut_base + fam.lut_per_row * R + fam.lut_per_lane * C + fam.lut_per_pe * R * C
             + fam.luts_per_lutram * sum(use.lutrams for use in uses)
-            - sum(saved for name, saved in fam.lut_saved if _reduced(config, name)))
+            - sum(saved for name, saved in fam.lut_saved if _reduced(config, name))
+            - C * sum(saved for name, saved in fam.lut_saved_per_lane if _reduced(config, name)))
     return Estimate(config, fam, dsps, sum(use.brams for use in uses), luts, uses)

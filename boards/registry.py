@@ -63,7 +63,8 @@ _SMALL_ECP5 = AcceleratorConfig(rows=2, cols=2, act_depth=2048, weight_depth=819
 _ICE40_REDUCED = AcceleratorConfig(rows=1, cols=1, act_depth=1024, weight_depth=2048,
                                    param_depth=128, program_depth=16, acc_depth=64,
                                    clock_mhz=24.0, program_beat_bytes=2, ram_delays=True,
-                                   serial_size=True, compact_link=True)
+                                   serial_size=True, compact_link=True, compact_post=True,
+                                   compact_feeder=True)
 
 BOARDS = {b.name: b for b in [
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F", 25.0,

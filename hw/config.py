@@ -59,6 +59,10 @@ class AcceleratorConfig:
                                     # multiplier in the setup (no multiplier blocks; +32 cycles)
     compact_link: bool = False      # the host link keeps only STATUS's changing fields in
                                     # registers (the same bytes on the line)
+    compact_post: bool = False      # the post-processor forms only the bits of its
+                                    # rounding shift it uses (same cycles)
+    compact_feeder: bool = False    # the feeder reads a descriptor's input shape from its
+                                    # latest command, not from each pixel's (same cycles)
 
     def __post_init__(self):
         for name, (lo, hi) in _LIMITS.items():
@@ -75,7 +79,8 @@ class AcceleratorConfig:
         if isinstance(beat, bool) or not isinstance(beat, int) or beat not in (1, 2, 4, 8, 16, 32):
             raise ConfigError(f"program_beat_bytes must be 1, 2, 4, 8, 16 or 32 (a divisor of "
                               f"the 32-byte descriptor), not {beat!r}")
-        for name in ("ram_delays", "serial_size", "compact_link"):
+        for name in ("ram_delays", "serial_size", "compact_link", "compact_post",
+                     "compact_feeder"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if self.data_bits != 8:

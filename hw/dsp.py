@@ -20,16 +20,27 @@ Operands of up to 18 bits signed or 17 bits unsigned enter the block as signed 1
 values (``SIGNEDA = SIGNEDB = 1``); the registers have no reset. Wider operands get the
 same two register stages around a plain ``*``, which yosys splits over several blocks
 without their registers (correct, but not fast: keep hot multiplies DSP-sized).
+
+On an iCE40 platform a product of at least :data:`ICE40_BLOCK_BITS` bits whose operands
+fit 16 bits (signed or unsigned), or any such product made with ``block=True`` (the PE's
+9x8), is one ``SB_MAC16`` in 16x16 mode with its A and B
+registers (``AHOLD``/``BHOLD`` are the enables) and the product register after the
+adder tree (``PIPELINE_16x16_MULT_REG2``); smaller products stay in the fabric, where
+the build maps them to LUTs (``boards.build`` does not let yosys infer blocks: yosys
+0.70's ``ice40_dsp`` absorbs this component's registers into a block and then removes
+the block, leaving the product 0). The UP5K has 8 blocks: the iCEBreaker's 1x1 uses 7.
 """
 
 from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Multiplier", "SerialMultiplier", "DSP_WIDTH", "MULT_LATENCY"]
+__all__ = ["Multiplier", "SerialMultiplier", "DSP_WIDTH", "MULT_LATENCY", "ICE40_BLOCK_BITS"]
 
 DSP_WIDTH = 18        # signed operand bits of one MULT18X18D
 MULT_LATENCY = 2      # operands sampled at edge 0, product on `p` after edge 1
+ICE40_WIDTH = 16      # operand bits of one SB_MAC16 (signed or unsigned)
+ICE40_BLOCK_BITS = 24  # the smallest product an iCE40 build puts in an SB_MAC16
 
 
 def _operand_shape(what, shape):
@@ -51,6 +62,8 @@ class Multiplier(wiring.Component):
     ----------
     a_shape, b_shape : shape-castable
         Operand shapes; one DSP block takes up to 18 bits signed or 17 bits unsigned.
+    block : bool
+        On iCE40, a block even for a product under :data:`ICE40_BLOCK_BITS` bits.
 
     Ports
     -----
@@ -63,12 +76,13 @@ class Multiplier(wiring.Component):
         if either operand is signed, ``len(a) + len(b)`` bits (exact).
     """
 
-    def __init__(self, a_shape, b_shape):
+    def __init__(self, a_shape, b_shape, *, block=False):
         a_shape = _operand_shape("a", a_shape)
         b_shape = _operand_shape("b", b_shape)
         width = a_shape.width + b_shape.width
         p_shape = signed(width) if a_shape.signed or b_shape.signed else unsigned(width)
         self.a_shape, self.b_shape, self.p_shape = a_shape, b_shape, p_shape
+        self.block = bool(block)
         super().__init__({
             "a":    In(a_shape),
             "b":    In(b_shape),
@@ -83,6 +97,9 @@ class Multiplier(wiring.Component):
                 and _fits_dsp(self.b_shape):
             self._ecp5(m)
             return m
+        if getattr(platform, "family", None) == "iCE40" and self._fits_ice40():
+            self._ice40(m)
+            return m
         a = Signal(self.a_shape, reset_less=True)
         b = Signal(self.b_shape, reset_less=True)
         p = Signal(self.p_shape, reset_less=True)
@@ -93,6 +110,36 @@ class Multiplier(wiring.Component):
         m.d.sync += p.eq(a * b)
         m.d.comb += self.p.eq(p)
         return m
+
+    def _fits_ice40(self):
+        return (self.a_shape.width <= ICE40_WIDTH and self.b_shape.width <= ICE40_WIDTH
+                and (self.block or self.p_shape.width >= ICE40_BLOCK_BITS))
+
+    def _ice40(self, m):
+        a = Signal(signed(ICE40_WIDTH) if self.a_shape.signed else unsigned(ICE40_WIDTH))
+        b = Signal(signed(ICE40_WIDTH) if self.b_shape.signed else unsigned(ICE40_WIDTH))
+        p = Signal(2 * ICE40_WIDTH)
+        # Sign- or zero-extension to 16 bits, with A_SIGNED/B_SIGNED saying which: the
+        # 32-bit product is exact either way.
+        m.d.comb += [a.eq(self.a), b.eq(self.b), self.p.eq(p[:len(self.p)])]
+        zero = Const(0, ICE40_WIDTH)
+        m.submodules.mac = Instance(
+            "SB_MAC16",
+            p_A_REG=1, p_B_REG=1, p_C_REG=0, p_D_REG=0,
+            p_TOP_8x8_MULT_REG=0, p_BOT_8x8_MULT_REG=0,
+            p_PIPELINE_16x16_MULT_REG1=0, p_PIPELINE_16x16_MULT_REG2=1,
+            p_TOPOUTPUT_SELECT=3, p_BOTOUTPUT_SELECT=3,
+            p_TOPADDSUB_LOWERINPUT=0, p_TOPADDSUB_UPPERINPUT=0, p_TOPADDSUB_CARRYSELECT=0,
+            p_BOTADDSUB_LOWERINPUT=0, p_BOTADDSUB_UPPERINPUT=0, p_BOTADDSUB_CARRYSELECT=0,
+            p_MODE_8x8=0, p_NEG_TRIGGER=0,
+            p_A_SIGNED=int(self.a_shape.signed), p_B_SIGNED=int(self.b_shape.signed),
+            i_CLK=ClockSignal(), i_CE=Const(1), i_A=a, i_B=b, i_C=zero, i_D=zero,
+            i_AHOLD=~self.a_en, i_BHOLD=~self.b_en, i_CHOLD=Const(0), i_DHOLD=Const(0),
+            i_IRSTTOP=Const(0), i_IRSTBOT=Const(0), i_ORSTTOP=Const(0), i_ORSTBOT=Const(0),
+            i_OLOADTOP=Const(0), i_OLOADBOT=Const(0), i_ADDSUBTOP=Const(0),
+            i_ADDSUBBOT=Const(0), i_OHOLDTOP=Const(0), i_OHOLDBOT=Const(0),
+            i_CI=Const(0), i_ACCUMCI=Const(0), i_SIGNEXTIN=Const(0),
+            o_O=p)
 
     def _ecp5(self, m):
         a = Signal(signed(DSP_WIDTH))

@@ -80,6 +80,11 @@ class Feeder(wiring.Component):
     min_cycles : int
         Fewest cycles a command occupies (``ArrayTiming.min_swap_interval``): a tile
         of fewer pixels is followed by idle cycles, so swaps keep their spacing.
+    compact : bool
+        ``in_h``, ``in_w`` and ``in_c`` are read from the latest command instead of
+        riding along the pipeline with each pixel (``AcceleratorConfig.compact_feeder``):
+        they must hold still while pixels are in flight, as they do within a descriptor
+        (the sequencer drains the pipeline between descriptors).
 
     Ports
     -----
@@ -98,7 +103,7 @@ class Feeder(wiring.Component):
         A command is being issued or a pixel is still in the pipeline.
     """
 
-    def __init__(self, rows, *, act_width=9, addr_width=20, min_cycles=1):
+    def __init__(self, rows, *, act_width=9, addr_width=20, min_cycles=1, compact=False):
         _check_int("Feeder rows", rows, 1, 64, "use the array's row count")
         _check_int("Feeder act_width", act_width, 9, 32,
                    "unsigned 8-bit activations (0..255) need 9 signed bits")
@@ -110,6 +115,7 @@ class Feeder(wiring.Component):
         self.act_width = act_width
         self.addr_width = addr_width
         self.min_cycles = min_cycles
+        self.compact = bool(compact)
         super().__init__({
             "cmd":  In(stream.Signature(feed_command_layout(addr_width))),
             "rd":   Out(memory.ReadPort.Signature(
@@ -181,6 +187,8 @@ class Feeder(wiring.Component):
             Signal(name=f"valid_{s}") for s in ("0", "0b", "1", "1b", "2", "3", "3b", "4", "5"))
         carried = {"swap": 1, "sgn": 1, "in_h": DIM_BITS, "in_w": DIM_BITS,
                    "base": unsigned(A), "groups": CHAN_BITS}
+        if self.compact:
+            carried = {"swap": 1, "sgn": 1, "base": unsigned(A)}
         # s0, s0b: ih = oh * stride + i - pad_t (stride 1..7: three shifted terms), the
         # same for iw; one add per stage.
         def split_product(x, factor, offset):
@@ -194,9 +202,9 @@ class Feeder(wiring.Component):
             s0.h0.eq(h0), s0.h1.eq(h1), s0.w0.eq(w0), s0.w1.eq(w1),
             s0.swap.eq(first & cur.swap),
             s0.sgn.eq(cur.in_signed),
-            s0.in_h.eq(cur.in_h), s0.in_w.eq(cur.in_w),
+            *([] if self.compact else [s0.in_h.eq(cur.in_h), s0.in_w.eq(cur.in_w)]),
             s0.base.eq(cur.src + cur.k),
-            s0.groups.eq(groups),
+            *([] if self.compact else [s0.groups.eq(groups)]),
         ]
         s0b = stage("s0b", {"ih": COORD, "iw": COORD, **carried})
         m.d.sync += [v0b.eq(v0), s0b.ih.eq(s0.h0 + s0.h1), s0b.iw.eq(s0.w0 + s0.w1)]
@@ -208,10 +216,12 @@ class Feeder(wiring.Component):
         # one extra stage (s1b, s3b) beside the product.
         m.submodules.row_mul = row_mul = Multiplier(unsigned(DIM_BITS), unsigned(DIM_BITS))
         m.submodules.word_mul = word_mul = Multiplier(unsigned(A), unsigned(CHAN_BITS))
+        riding = {} if self.compact else {"groups": CHAN_BITS}
         s1 = stage("s1", {"zero": 1, "swap": 1, "sgn": 1,
-                          "iw": unsigned(A), "base": unsigned(A), "groups": CHAN_BITS})
-        inside = (ih >= 0) & (ih < s0b.in_h) & (iw >= 0) & (iw < s0b.in_w)
-        m.d.comb += [row_mul.a.eq(ih[:DIM_BITS]), row_mul.b.eq(s0b.in_w)]
+                          "iw": unsigned(A), "base": unsigned(A), **riding})
+        in_h, in_w = (cur.in_h, cur.in_w) if self.compact else (s0b.in_h, s0b.in_w)
+        inside = (ih >= 0) & (ih < in_h) & (iw >= 0) & (iw < in_w)
+        m.d.comb += [row_mul.a.eq(ih[:DIM_BITS]), row_mul.b.eq(in_w)]
         m.d.sync += [
             v1.eq(v0b),
             s1.zero.eq(~inside),
@@ -219,20 +229,20 @@ class Feeder(wiring.Component):
             s1.sgn.eq(s0b.sgn),
             s1.iw.eq(iw[:DIM_BITS]),
             s1.base.eq(s0b.base),
-            s1.groups.eq(s0b.groups),
+            *([] if self.compact else [s1.groups.eq(s0b.groups)]),
         ]
         s1b = stage("s1b", s1.shape().members)
         m.d.sync += [v1b.eq(v1), s1b.eq(s1)]
         s2 = stage("s2", {"zero": 1, "swap": 1, "sgn": 1, "pix": unsigned(A),
-                          "base": unsigned(A), "groups": CHAN_BITS})
+                          "base": unsigned(A), **riding})
         m.d.sync += [
             v2.eq(v1b),
             s2.zero.eq(s1b.zero), s2.swap.eq(s1b.swap), s2.sgn.eq(s1b.sgn),
             s2.pix.eq(row_mul.p + s1b.iw),
-            s2.base.eq(s1b.base), s2.groups.eq(s1b.groups),
+            s2.base.eq(s1b.base), *([] if self.compact else [s2.groups.eq(s1b.groups)]),
         ]
         s3 = stage("s3", {"zero": 1, "swap": 1, "sgn": 1, "base": unsigned(A)})
-        m.d.comb += [word_mul.a.eq(s2.pix), word_mul.b.eq(s2.groups)]
+        m.d.comb += [word_mul.a.eq(s2.pix), word_mul.b.eq(groups if self.compact else s2.groups)]
         m.d.sync += [
             v3.eq(v2),
             s3.zero.eq(s2.zero), s3.swap.eq(s2.swap), s3.sgn.eq(s2.sgn),

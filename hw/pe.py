@@ -126,8 +126,9 @@ class ProcessingElement(wiring.Component):
 
         # Operand A: the activation, every cycle; operand B: the active weight, loaded
         # from the shadow by the swap (it reads the shadow before this edge's load).
+        # (on iCE40 a block although the product has only 17 bits: it is the array)
         m.submodules.mult = mult = Multiplier(signed(self.act_width),
-                                              signed(self.weight_width))
+                                              signed(self.weight_width), block=True)
         m.d.comb += [
             mult.a.eq(self.west.data),
             mult.b.eq(shadow),

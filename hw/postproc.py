@@ -129,7 +129,7 @@ class PostProcessor(wiring.Component):
         int32 lanes (requantized values are sign-extended; the writer keeps 8 bits).
     """
 
-    def __init__(self, cols, acc_width=32, *, tag_width=0):
+    def __init__(self, cols, acc_width=32, *, tag_width=0, compact=False):
         _check_int("PostProcessor cols", cols, 1, 64, "use the array's column count")
         _check_int("PostProcessor acc_width", acc_width, 2, 32,
                    "the PARAM bias is int32 and the raw output int32")
@@ -137,6 +137,7 @@ class PostProcessor(wiring.Component):
         self.cols = cols
         self.acc_width = acc_width
         self.tag_width = tag_width
+        self.compact = bool(compact)
         super().__init__({
             "acc":   In(stream.Signature(post_in_layout(cols, acc_width, tag_width),
                                          always_ready=True)),
@@ -224,59 +225,46 @@ class PostProcessor(wiring.Component):
         acc = self.acc.payload.acc[c]
         m.d.sync += x.eq(Mux(swap_d[_COPY_BIAS], acc + shadow.bias, acc + bias_a))
 
-        # t+2, t+3: four DSP-sized partial products; the mult operands are the blocks'
-        # B registers, loaded by the swap wavefront.
-        xl, xh = x[:_SPLIT], x[_SPLIT:].as_signed()
-        ml, mh = mult[:_SPLIT], mult[_SPLIT:31]
-        parts = {}
-        for name, a, b in (("ll", xl, ml), ("lh", xl, mh), ("hl", xh, ml), ("hh", xh, mh)):
-            mul = Multiplier(a.shape(), b.shape())
-            m.submodules[f"mult_{name}_{c}"] = mul
-            m.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.b_en.eq(swap_d[_COPY_MULT])]
-            # t+4: out of the DSP row into the fabric before the wide adds.
-            pp = reg(mul.p.shape(), f"pp_{name}")
-            m.d.sync += pp.eq(mul.p)
-            parts[name] = pp
-
-        # t+5: pp_ll < 2**34, so pp_ll + (pp_hh << 34) is a concatenation.
-        t1 = reg(signed(64), "t1")
-        t2 = reg(signed(2 * _SPLIT + 1), "t2")
-        m.d.sync += [
-            t1.eq((Cat(parts["ll"], parts["hh"]).as_signed() + offset_a)[:64]),
-            t2.eq(parts["lh"] + parts["hl"]),
-        ]
+        if self.compact:
+            t1, t2, split = self._compact_products(m, c, reg, x, mult, offset_a, shadow,
+                                                   swap_d, mode_d)
+        else:
+            t1, t2, split = self._products(m, c, reg, x, mult, offset_a, swap_d)
 
         # t+6: the product and offset modulo 2**64, as NumPy's int64 wraps.
         v = reg(signed(64), "v")
-        m.d.sync += v.eq((t1 + (t2 << _SPLIT))[:64])
+        m.d.sync += v.eq((t1 + (t2 << split))[:64])
 
         # t+7: shifting {v, 0} right by s leaves q = v >> s above the bit shifted
         # out last (v[s-1], the guard; 0 when s = 0, so shift 0 never rounds).
-        shifted = (Cat(Const(0, 1), v).as_signed() >> shift_a)
-        sticky_mask = Cat(*(shift_a > i + 1 for i in range(63)))
-        q = reg(signed(64), "q")
-        guard = reg(1, "guard")
-        sticky = reg(1, "sticky")
-        m.d.sync += [
-            q.eq(shifted[1:65]),
-            guard.eq(shifted[0]),
-            sticky.eq((v[:63] & sticky_mask).any()),
-        ]
-
-        # t+8: q saturated to 11 bits (|q| >= 2**10 lies outside any lo/hi), and the
-        # round-half-to-even increment.
-        top = q[_OUT_BITS - 1:64]
-        q_hi = ~q[63] & top.any()        # q >= 2**10: above any hi
-        q_lo = q[63] & ~top.all()        # q < -2**10: below any lo
         qs = reg(signed(_OUT_BITS), "qs")
         up = reg(1, "up")
         q32_8 = reg(signed(32), "q32_8")
-        m.d.sync += [
-            qs.eq(Mux(q_hi, (1 << (_OUT_BITS - 1)) - 1,
-                      Mux(q_lo, -(1 << (_OUT_BITS - 1)), q[:_OUT_BITS].as_signed()))),
-            up.eq(guard & (sticky | q[0])),
-            q32_8.eq(q[:32]),
-        ]
+        if self.compact:
+            self._compact_shift(m, c, reg, v, shift_a, qs, up, q32_8)
+        else:
+            shifted = (Cat(Const(0, 1), v).as_signed() >> shift_a)
+            sticky_mask = Cat(*(shift_a > i + 1 for i in range(63)))
+            q = reg(signed(64), "q")
+            guard = reg(1, "guard")
+            sticky = reg(1, "sticky")
+            m.d.sync += [
+                q.eq(shifted[1:65]),
+                guard.eq(shifted[0]),
+                sticky.eq((v[:63] & sticky_mask).any()),
+            ]
+
+            # t+8: q saturated to 11 bits (|q| >= 2**10 lies outside any lo/hi), and
+            # the round-half-to-even increment.
+            top = q[_OUT_BITS - 1:64]
+            q_hi = ~q[63] & top.any()        # q >= 2**10: above any hi
+            q_lo = q[63] & ~top.all()        # q < -2**10: below any lo
+            m.d.sync += [
+                qs.eq(Mux(q_hi, (1 << (_OUT_BITS - 1)) - 1,
+                          Mux(q_lo, -(1 << (_OUT_BITS - 1)), q[:_OUT_BITS].as_signed()))),
+                up.eq(guard & (sticky | q[0])),
+                q32_8.eq(q[:32]),
+            ]
 
         # Each lane keeps its own copy of the mode, so the compares and the output
         # muxes read registers next to them, not one register routed to every lane.
@@ -324,3 +312,114 @@ class PostProcessor(wiring.Component):
         m.d.sync += out.eq(Mux(out_mode.raw, q32_9,
                                Mux(to_lo, out_mode.lo, Mux(to_hi, out_mode.hi, r))))
         m.d.comb += self.out.payload.data[c].eq(out)
+
+    def _products(self, m, c, reg, x, mult, offset_a, swap_d):
+        """Stages t+2 .. t+5: x * mult in four DSP-sized partial products, summed to
+        t1 + (t2 << split)."""
+        # t+2, t+3: four DSP-sized partial products; the mult operands are the blocks'
+        # B registers, loaded by the swap wavefront.
+        xl, xh = x[:_SPLIT], x[_SPLIT:].as_signed()
+        ml, mh = mult[:_SPLIT], mult[_SPLIT:31]
+        parts = {}
+        for name, a, b in (("ll", xl, ml), ("lh", xl, mh), ("hl", xh, ml), ("hh", xh, mh)):
+            mul = Multiplier(a.shape(), b.shape())
+            m.submodules[f"mult_{name}_{c}"] = mul
+            m.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.b_en.eq(swap_d[_COPY_MULT])]
+            # t+4: out of the DSP row into the fabric before the wide adds.
+            pp = reg(mul.p.shape(), f"pp_{name}")
+            m.d.sync += pp.eq(mul.p)
+            parts[name] = pp
+
+        # t+5: pp_ll < 2**34, so pp_ll + (pp_hh << 34) is a concatenation.
+        t1 = reg(signed(64), "t1")
+        t2 = reg(signed(2 * _SPLIT + 1), "t2")
+        m.d.sync += [
+            t1.eq((Cat(parts["ll"], parts["hh"]).as_signed() + offset_a)[:64]),
+            t2.eq(parts["lh"] + parts["hl"]),
+        ]
+
+        return t1, t2, _SPLIT
+
+    def _compact_products(self, m, c, reg, x, mult, offset_a, shadow, swap_d, mode_d):
+        """Stages t+2 .. t+5 with ``compact``: four unsigned 16x16 products, each one
+        SB_MAC16 (a 17-bit operand takes a block and LUTs besides). With
+        x = xl + xh * 2**16 - x[32] * 2**32, the sign's term -x[32] * mult * 2**32 is
+        taken off the high product as it leaves the block (t+4), from a fabric copy of
+        mult that changes one edge after the blocks' B registers."""
+        split = 16
+        xl, xh = x[:split], x[split:32]
+        ml, mh = mult[:split], mult[split:31]
+        products = {}
+        for name, a, b in (("ll", xl, ml), ("lh", xl, mh), ("hl", xh, ml), ("hh", xh, mh)):
+            mul = Multiplier(a.shape(), b.shape())
+            m.submodules[f"mult_{name}_{c}"] = mul
+            m.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.b_en.eq(swap_d[_COPY_MULT])]
+            products[name] = mul.p
+        # x[32] rides beside the operands (t+2) and the products (t+3).
+        sign2 = reg(1, "sign2")
+        sign3 = reg(1, "sign3")
+        mult_f = reg(unsigned(31), "mult_f")
+        m.d.sync += [sign2.eq(x[32]), sign3.eq(sign2)]
+        with m.If(swap_d[_COPY_MULT + 1]):
+            m.d.sync += mult_f.eq(Mux(mode_d[_COPY_MULT + 1].raw, 1, shadow.mult))
+        # t+4: out of the DSP row into the fabric, the sign's term off the high product.
+        parts = {}
+        for name in ("ll", "lh", "hl"):
+            parts[name] = reg(products[name].shape(), f"pp_{name}")
+            m.d.sync += parts[name].eq(products[name])
+        parts["hh"] = reg(signed(2 * split + 1), "pp_hh")
+        m.d.sync += parts["hh"].eq(products["hh"] - Mux(sign3, mult_f, 0))
+        # t+5: pp_ll < 2**32, so pp_ll + (pp_hh << 32) is a concatenation.
+        t1 = reg(signed(64), "t1")
+        t2 = reg(unsigned(2 * split + 1), "t2")
+        m.d.sync += [
+            t1.eq((Cat(parts["ll"], parts["hh"]).as_signed() + offset_a)[:64]),
+            t2.eq(parts["lh"] + parts["hl"]),
+        ]
+        return t1, t2, split
+
+    def _compact_shift(self, m, c, reg, v, shift_a, qs, up, q32_8):
+        """Stages t+7 and t+8 with ``compact``: of q = v >> s only what stage 9 uses.
+
+        The low 11 bits and the guard come from a shifter that drops, stage by stage,
+        the bits no later stage can reach into the window. What a stage drops at the top
+        ends up in q above the window, so the saturation test is whether any of them
+        differs from the sign; what a taken step shifts out at the bottom ends up below
+        the guard, so the sticky bit is whether any of them is set."""
+        # An arithmetic right shift of {v, 0} by s, largest steps first.
+        win = list(Cat(Const(0, 1), v))
+        sign = v[63]
+        below, above = [], []
+        for step in reversed(range(6)):
+            amount = 1 << step
+            keep = _OUT_BITS + 1 + amount - 1
+            below.append(shift_a[step] & Cat(*win[:amount]).any())
+            shifted = [Mux(shift_a[step], win[i + amount] if i + amount < len(win) else sign,
+                           win[i])
+                       for i in range(len(win))]
+            above += [bit ^ sign for bit in shifted[keep:]]
+            win = shifted[:keep]
+        window = reg(unsigned(_OUT_BITS + 1), "window")
+        sticky = reg(1, "sticky")
+        beyond = reg(1, "beyond")      # q[11:] differs from the sign somewhere
+        v_sign = reg(1, "v_sign")
+        m.d.sync += [
+            window.eq(Cat(*win)),
+            sticky.eq(Cat(*below).any()),
+            beyond.eq(Cat(*above).any()),
+            v_sign.eq(sign),
+        ]
+        q32_7 = reg(signed(32), "q32_7")
+        # Raw layers have shift 0, so their q[:32] is v[:32].
+        m.d.sync += q32_7.eq(v[:32])
+
+        # t+8: saturation (q[10:] not all the sign: q outside [-2**10, 2**10)) and the
+        # round-half-to-even increment, as without compact.
+        q_low = window[1:]
+        saturate = beyond | (q_low[-1] ^ v_sign)
+        m.d.sync += [
+            qs.eq(Mux(saturate & ~v_sign, (1 << (_OUT_BITS - 1)) - 1,
+                      Mux(saturate & v_sign, -(1 << (_OUT_BITS - 1)), q_low.as_signed()))),
+            up.eq(window[0] & (sticky | q_low[0])),
+            q32_8.eq(q32_7),
+        ]

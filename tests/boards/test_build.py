@@ -80,7 +80,7 @@ def test_report_json_from_a_recorded_build(tmp_path, digits_cnn):
 
 def test_fit_check_runs_before_synthesis(tmp_path):
     with pytest.raises(boards.BoardError, match=r"8x8 does not fit icebreaker \(iCE40UP5K\): "
-                                                r"it needs .*49 SB_MAC16 of 8"):
+                                                r"it needs .*79 SB_MAC16 of 8"):
         build(boards.get("icebreaker"), AcceleratorConfig(), tmp_path, runner=_never)
     assert not (tmp_path / "build").exists()
 

@@ -17,7 +17,8 @@ def _full(config):
     """`config` without the reductions of the iCE40 variant (the design as it was first
     measured on the iCEBreaker)."""
     return dataclasses.replace(config, program_beat_bytes=32, ram_delays=False,
-                               serial_size=False, compact_link=False)
+                               serial_size=False, compact_link=False, compact_post=False,
+                               compact_feeder=False)
 
 
 def _estimate(board_name, rows, cols):
@@ -46,15 +47,17 @@ def test_memory_shapes_follow_the_config():
     ("ulx3s-12f", 4, 4, 43, 33),
     ("ulx3s-85f", 4, 4, 43, 69),
     ("ulx3s-85f", 8, 8, 107, 121),
-    # SB_MAC16: min(R*C, 4) PEs + 5 per lane (17-bit partial products do not fit 16x16)
-    # + 5 (yosys builds the MAC counter's products from LUTs)
-    ("icebreaker:full", 1, 1, 11, 36),
-    ("icebreaker:full", 2, 2, 19, 46),
-    ("icebreaker:full", 4, 4, 29, 66),
-    # the reduced variant (hw 10d5f37): no output-size multipliers; the program memory
-    # one block of 256x16 instead of 16, and 4 blocks of delay lines
+    # SB_MAC16 (the blocks hw.dsp instantiates; nextpnr's counts at 1x1 and 2x2): one
+    # per PE, the post-processor's 16x14 partial product per lane (the 17-bit ones are
+    # LUTs), the pool writer's 3, the output size's 2
+    ("icebreaker:full", 1, 1, 7, 36),
+    ("icebreaker:full", 2, 2, 11, 46),
+    ("icebreaker:full", 4, 4, 25, 66),
+    # the reduced variant: no output-size multipliers, compact_post's four 16x16
+    # products per lane; the program memory one block of 256x16 instead of 16, and 4
+    # blocks of delay lines
     ("icebreaker", 1, 1, 8, 25),
-    ("icebreaker", 2, 2, 16, 35),
+    ("icebreaker", 2, 2, 15, 35),
 ])
 def test_multipliers_and_block_rams_are_the_synthesized_counts(board, rows, cols, dsps, brams):
     e = _estimate(board, rows, cols)
@@ -79,11 +82,12 @@ def test_small_memories_go_to_lut_ram_on_ecp5():
     ("ulx3s-85f", 8, 8, 21_650),
     ("ulx3s-85f", 8, 8, 22_143),
     ("ulx3s-85f", 8, 8, 23_535),      # hw 11d6e8e
-    # packed, then not placed (hw 10d5f37): the design, and the reduced variant
-    ("icebreaker:full", 1, 1, 10_464),
-    ("icebreaker:full", 2, 2, 13_327),
-    ("icebreaker", 1, 1, 8_551),
-    ("icebreaker", 2, 2, 11_317),
+    # packed, then not placed (hw.dsp's SB_MAC16s): the design (hw f81568b), and the
+    # reduced variant (all six reductions; compact_post without its thermometer)
+    ("icebreaker:full", 1, 1, 13_025),
+    ("icebreaker:full", 2, 2, 18_156),
+    ("icebreaker", 1, 1, 8_053),
+    ("icebreaker", 2, 2, 10_336),
 ])
 def test_lut_estimate_is_within_its_margin_of_the_builds(board, rows, cols, measured):
     assert _estimate(board, rows, cols).luts == pytest.approx(measured, rel=LUT_MARGIN)
@@ -100,8 +104,8 @@ def test_lut_estimate_is_within_its_margin_of_the_builds(board, rows, cols, meas
                               r"activations 16, .*\); try a smaller --config: 2x2 fits"),
     ("ulx3s-85f", "16x8", r"16x8 does not fit ulx3s-85f \(LFE5U-85F\): it needs 171 "
                           r"MULT18X18D of 156; try a smaller --config: 8x8 fits"),
-    ("icebreaker", "2x2", r"2x2 does not fit icebreaker \(iCE40UP5K\): it needs ~11,\d{3} "
-                          r"ICESTORM_LC \(estimate, ±10%\) of 5,280, 16 SB_MAC16 of 8, 35 "
+    ("icebreaker", "2x2", r"2x2 does not fit icebreaker \(iCE40UP5K\): it needs ~10,\d{3} "
+                          r"ICESTORM_LC \(estimate, ±10%\) of 5,280, 15 SB_MAC16 of 8, 35 "
                           r"SB_RAM40_4K of 30 \(activations 8, weights 8, params 8, .*\); no "
                           r"accelerator config fits "
                           r"icebreaker"),
@@ -135,7 +139,7 @@ def test_defaults_fit_except_on_the_icebreaker():
 def test_cli_build_on_the_icebreaker_fails_before_synthesis(tmp_path, capsys):
     assert cli.main(["build", "--board", "icebreaker", "--out", str(tmp_path)]) == 6
     err = capsys.readouterr().err
-    assert "1x1 does not fit icebreaker (iCE40UP5K): it needs ~8,504" in err
+    assert "1x1 does not fit icebreaker (iCE40UP5K): it needs ~8,053" in err
     assert "ICESTORM_LC (estimate, ±10%) of 5,280" in err
     assert "no accelerator config fits icebreaker" in err
     assert not (tmp_path / "build").exists()

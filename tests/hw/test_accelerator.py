@@ -68,11 +68,11 @@ def icarus_4x4(request):
 
 # The iCEBreaker's reduced accelerator (boards.registry: 1x1, descriptors fetched two
 # bytes at a time, tags delayed in block RAM, serial output-size multiplies, compact
-# STATUS registers), with memories big enough for digits-cnn.
+# STATUS registers, the compact post-processor), with memories big enough for digits-cnn.
 REDUCED = AcceleratorConfig(rows=1, cols=1, act_depth=4096, weight_depth=16384,
                             param_depth=128, program_depth=16, acc_depth=64,
                             program_beat_bytes=2, ram_delays=True, serial_size=True,
-                            compact_link=True)
+                            compact_link=True, compact_post=True, compact_feeder=True)
 
 
 @pytest.fixture(scope="module")

@@ -87,9 +87,9 @@ def random_conv(rng, rows, *, signed, stride=None, pads=None):
             "signed": int(signed), "src": int(rng.integers(0, 20))}
 
 
-def run_feeder(rows, init, steps, rng, *, cmd_gap=0.0, min_cycles=1):
+def run_feeder(rows, init, steps, rng, *, cmd_gap=0.0, min_cycles=1, compact=False):
     """Offer `steps` (with random idle cycles); return (accept cycles, outputs by cycle)."""
-    bench = Bench(rows, init, min_cycles=min_cycles)
+    bench = Bench(rows, init, min_cycles=min_cycles, compact=compact)
     dut = bench.dut
     accepted, outputs = [], {}
 
@@ -120,7 +120,7 @@ def run_feeder(rows, init, steps, rng, *, cmd_gap=0.0, min_cycles=1):
     return accepted, outputs
 
 
-def check_conv(rng, conv, tile_px, *, cmd_gap=0.0, min_cycles=1):
+def check_conv(rng, conv, tile_px, *, cmd_gap=0.0, min_cycles=1, compact=False):
     R = conv["rows"]
     lo, hi = (-128, 127) if conv["signed"] else (0, 255)
     x = rng.integers(lo, hi + 1, size=(conv["in_h"], conv["in_w"], conv["in_c"]))
@@ -132,7 +132,7 @@ def check_conv(rng, conv, tile_px, *, cmd_gap=0.0, min_cycles=1):
     init[conv["src"]:conv["src"] + words] = layout.to_banks(x, R)
     steps = conv_steps(rng, conv, tile_px)
     accepted, outputs = run_feeder(R, init, steps, rng, cmd_gap=cmd_gap,
-                                   min_cycles=min_cycles)
+                                   min_cycles=min_cycles, compact=compact)
     assert len(accepted) == len(steps)
     want = {}
     for step, start in zip(steps, accepted):
@@ -144,8 +144,14 @@ def check_conv(rng, conv, tile_px, *, cmd_gap=0.0, min_cycles=1):
     return steps, accepted
 
 
+# compact (AcceleratorConfig.compact_feeder): the same pixels in the same cycles, for
+# commands that share in_h, in_w and in_c (one conv at a time, as the sequencer sends)
+COMPACT = pytest.mark.parametrize("compact", [False, True], ids=["full", "compact"])
+
+
+@COMPACT
 @pytest.mark.parametrize("seed", range(6))
-def test_random_convs_back_to_back(seed):
+def test_random_convs_back_to_back(seed, compact):
     """Commands offered back to back: each starts the cycle after the previous one's
     last pixel, so the array sees no bubble."""
     rng = np.random.default_rng(seed)
@@ -153,17 +159,18 @@ def test_random_convs_back_to_back(seed):
     conv = random_conv(rng, rows, signed=seed % 2 == 0)
     conv_h, conv_w = conv["conv_hw"]
     tile_px = int(rng.integers(1, conv_h * conv_w + 1))
-    steps, accepted = check_conv(rng, conv, tile_px)
+    steps, accepted = check_conv(rng, conv, tile_px, compact=compact)
     assert [b - a for a, b in zip(accepted, accepted[1:])] == [s["n"] for s in steps[:-1]]
 
 
+@COMPACT
 @pytest.mark.parametrize("stride", [1, 2, 3])
-def test_padding_on_every_border(stride):
+def test_padding_on_every_border(stride, compact):
     rng = np.random.default_rng(10 + stride)
     conv = random_conv(rng, 4, signed=True, stride=stride, pads=(2, 1, 2, 3))
     conv.update(kh=3, kw=4, in_h=5, in_w=6, in_c=6)
     conv["conv_hw"] = ((5 + 2 + 2 - 3) // stride + 1, (6 + 1 + 3 - 4) // stride + 1)
-    check_conv(rng, conv, tile_px=7)
+    check_conv(rng, conv, tile_px=7, compact=compact)
 
 
 def test_unsigned_255_and_signed_minus_128_are_exact():
@@ -178,14 +185,16 @@ def test_unsigned_255_and_signed_minus_128_are_exact():
         assert [v for v, _ in outputs.values()] == [[value, value]]
 
 
-def test_idle_commands_and_minimum_step_length():
+@COMPACT
+def test_idle_commands_and_minimum_step_length(compact):
     """Short tiles hold the command for min_cycles (swap spacing); gaps between
     commands delay pixels but never reorder or drop them."""
     rng = np.random.default_rng(30)
     conv = random_conv(rng, 4, signed=True, stride=1, pads=(1, 1, 1, 1))
-    steps, accepted = check_conv(rng, conv, tile_px=3, cmd_gap=0.4, min_cycles=5)
+    steps, accepted = check_conv(rng, conv, tile_px=3, cmd_gap=0.4, min_cycles=5,
+                                 compact=compact)
     assert all(b - a >= 5 for a, b in zip(accepted, accepted[1:]))
-    steps, accepted = check_conv(rng, conv, tile_px=3, min_cycles=5)
+    steps, accepted = check_conv(rng, conv, tile_px=3, min_cycles=5, compact=compact)
     assert [b - a for a, b in zip(accepted, accepted[1:])] == [5] * (len(steps) - 1)
 
 

@@ -170,10 +170,15 @@ def check_run(dut, segments, outs, ins, swaps, ready_seen):
 
 # --- tests ---------------------------------------------------------------------------
 
+# compact (AcceleratorConfig.compact_post) must compute the same integers in the same cycles
+COMPACT = pytest.mark.parametrize("compact", [False, True], ids=["full", "compact"])
+
+
+@COMPACT
 @pytest.mark.parametrize("cols, seed", [(1, 1), (3, 2), (4, 3)])
-def test_random_against_numpy(cols, seed):
+def test_random_against_numpy(cols, seed, compact):
     rng = np.random.default_rng(seed)
-    dut = PostProcessor(cols, tag_width=12)
+    dut = PostProcessor(cols, tag_width=12, compact=compact)
     segments = random_segments(rng, cols, n_segments=24, max_pixels=6)
     check_run(dut, segments, *run_segments(dut, segments, rng))
 
@@ -187,7 +192,8 @@ def lane_for(v):
     return acc, x - acc, m, v - x * m
 
 
-def test_rounding_edges_exactly():
+@COMPACT
+def test_rounding_edges_exactly(compact):
     """Ties both ways at every shift class, shift 0 (no rounding) and 63, negatives."""
     cases = []
     for shift in (0, 1, 2, 5, 31, 61, 62, 63):
@@ -210,7 +216,7 @@ def test_rounding_edges_exactly():
         segments.append({"params": params, "mode": {"lo": -512, "hi": 511, "raw": 0,
                                                     "bipolar": 0},
                          "pixels": [[a for a, _, _, _ in lanes]]})
-    dut = PostProcessor(cols)
+    dut = PostProcessor(cols, compact=compact)
     outs, ins, swaps, ready = run_segments(dut, segments, np.random.default_rng(0), gap=0,
                                            load_gap=0)
     check_run(dut, segments, outs, ins, swaps, ready)
@@ -227,7 +233,8 @@ def test_rounding_edges_exactly():
     assert ties == {(s, odd) for s in (1, 2, 5, 31, 61, 62, 63) for odd in (0, 1)}
 
 
-def test_extremes_and_raw_mode():
+@COMPACT
+def test_extremes_and_raw_mode(compact):
     cols = 2
     ext = [INT32[0], INT32[1]]
     segments = []
@@ -240,18 +247,19 @@ def test_extremes_and_raw_mode():
             segments.append({"params": params,
                              "mode": {"lo": -128, "hi": 127, "raw": raw, "bipolar": 0},
                              "pixels": [[a, b] for a in ext for b in ext] + [[0, -1]]})
-    dut = PostProcessor(cols)
+    dut = PostProcessor(cols, compact=compact)
     check_run(dut, segments, *run_segments(dut, segments, np.random.default_rng(5), gap=0))
     # Raw mode ignores mult/offset/shift: acc + bias wraps to int32.
     assert expected([INT32[1], 5], segments[0]["params"], segments[0]["mode"]) == \
         [wrap32(INT32[1] + INT32[0]), wrap32(5 + INT32[0])]
 
 
-def test_swap_in_gap_and_back_to_back_swaps():
+@COMPACT
+def test_swap_in_gap_and_back_to_back_swaps(compact):
     """Single-pixel segments: every pixel swaps, so up to five parameter sets are in
     flight at once; loads wait out each blackout."""
     rng = np.random.default_rng(11)
-    dut = PostProcessor(2, tag_width=4)
+    dut = PostProcessor(2, tag_width=4, compact=compact)
     segments = random_segments(rng, 2, n_segments=30, max_pixels=1)
     check_run(dut, segments, *run_segments(dut, segments, rng, gap=0.5, load_gap=0))
 
@@ -270,8 +278,10 @@ def test_constructor_errors(args, kwargs, message):
     assert str(info.value) == message
 
 
-def test_converts_to_verilog():
-    text = runners.verilog_source(PostProcessor(2, tag_width=8), name="postproc")
+@COMPACT
+def test_converts_to_verilog(compact):
+    text = runners.verilog_source(PostProcessor(2, tag_width=8, compact=compact),
+                                  name="postproc")
     for port in ("acc__valid", "acc__payload", "swap", "mode", "param__valid",
                  "param__ready", "out__valid", "out__payload"):
         assert f" {port}" in text
