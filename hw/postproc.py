@@ -316,29 +316,16 @@ class PostProcessor(wiring.Component):
     def _products(self, m, c, reg, x, mult, offset_a, swap_d):
         """Stages t+2 .. t+5: x * mult in four DSP-sized partial products, summed to
         t1 + (t2 << split)."""
-        # t+2, t+3: four DSP-sized partial products; the mult operands are the blocks'
-        # B registers, loaded by the swap wavefront.
-        xl, xh = x[:_SPLIT], x[_SPLIT:].as_signed()
-        ml, mh = mult[:_SPLIT], mult[_SPLIT:31]
+        # t+2, t+3: four DSP-sized partial products.
+        products = _partial_products(m, c, x[:_SPLIT], x[_SPLIT:].as_signed(),
+                                     mult[:_SPLIT], mult[_SPLIT:31], swap_d)
+        # t+4: out of the DSP row into the fabric before the wide adds.
         parts = {}
-        for name, a, b in (("ll", xl, ml), ("lh", xl, mh), ("hl", xh, ml), ("hh", xh, mh)):
-            mul = Multiplier(a.shape(), b.shape())
-            m.submodules[f"mult_{name}_{c}"] = mul
-            m.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.b_en.eq(swap_d[_COPY_MULT])]
-            # t+4: out of the DSP row into the fabric before the wide adds.
-            pp = reg(mul.p.shape(), f"pp_{name}")
-            m.d.sync += pp.eq(mul.p)
-            parts[name] = pp
-
+        for name, p in products.items():
+            parts[name] = reg(p.shape(), f"pp_{name}")
+            m.d.sync += parts[name].eq(p)
         # t+5: pp_ll < 2**34, so pp_ll + (pp_hh << 34) is a concatenation.
-        t1 = reg(signed(64), "t1")
-        t2 = reg(signed(2 * _SPLIT + 1), "t2")
-        m.d.sync += [
-            t1.eq((Cat(parts["ll"], parts["hh"]).as_signed() + offset_a)[:64]),
-            t2.eq(parts["lh"] + parts["hl"]),
-        ]
-
-        return t1, t2, _SPLIT
+        return (*_sum_parts(m, reg, parts, offset_a, signed(2 * _SPLIT + 1)), _SPLIT)
 
     def _compact_products(self, m, c, reg, x, mult, offset_a, shadow, swap_d, mode_d):
         """Stages t+2 .. t+5 with ``compact``: four unsigned 16x16 products, each one
@@ -347,14 +334,8 @@ class PostProcessor(wiring.Component):
         taken off the high product as it leaves the block (t+4), from a fabric copy of
         mult that changes one edge after the blocks' B registers."""
         split = 16
-        xl, xh = x[:split], x[split:32]
-        ml, mh = mult[:split], mult[split:31]
-        products = {}
-        for name, a, b in (("ll", xl, ml), ("lh", xl, mh), ("hl", xh, ml), ("hh", xh, mh)):
-            mul = Multiplier(a.shape(), b.shape())
-            m.submodules[f"mult_{name}_{c}"] = mul
-            m.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.b_en.eq(swap_d[_COPY_MULT])]
-            products[name] = mul.p
+        products = _partial_products(m, c, x[:split], x[split:32], mult[:split],
+                                     mult[split:31], swap_d)
         # x[32] rides beside the operands (t+2) and the products (t+3).
         sign2 = reg(1, "sign2")
         sign3 = reg(1, "sign3")
@@ -370,13 +351,7 @@ class PostProcessor(wiring.Component):
         parts["hh"] = reg(signed(2 * split + 1), "pp_hh")
         m.d.sync += parts["hh"].eq(products["hh"] - Mux(sign3, mult_f, 0))
         # t+5: pp_ll < 2**32, so pp_ll + (pp_hh << 32) is a concatenation.
-        t1 = reg(signed(64), "t1")
-        t2 = reg(unsigned(2 * split + 1), "t2")
-        m.d.sync += [
-            t1.eq((Cat(parts["ll"], parts["hh"]).as_signed() + offset_a)[:64]),
-            t2.eq(parts["lh"] + parts["hl"]),
-        ]
-        return t1, t2, split
+        return (*_sum_parts(m, reg, parts, offset_a, unsigned(2 * split + 1)), split)
 
     def _compact_shift(self, m, c, reg, v, shift_a, qs, up, q32_8):
         """Stages t+7 and t+8 with ``compact``: of q = v >> s only what stage 9 uses.
@@ -423,3 +398,28 @@ class PostProcessor(wiring.Component):
             up.eq(window[0] & (sticky | q_low[0])),
             q32_8.eq(q32_7),
         ]
+
+
+def _partial_products(m, c, xl, xh, ml, mh, swap_d) -> dict:
+    """Stages t+2, t+3 of lane `c`: the four DSP-sized products xl·ml, xl·mh, xh·ml and
+    xh·mh ("ll", "lh", "hl", "hh"); the mult operands are the blocks' B registers, loaded
+    by the swap wavefront."""
+    products = {}
+    for name, a, b in (("ll", xl, ml), ("lh", xl, mh), ("hl", xh, ml), ("hh", xh, mh)):
+        mul = Multiplier(a.shape(), b.shape())
+        m.submodules[f"mult_{name}_{c}"] = mul
+        m.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.b_en.eq(swap_d[_COPY_MULT])]
+        products[name] = mul.p
+    return products
+
+
+def _sum_parts(m, reg, parts, offset_a, t2_shape):
+    """Stage t+5: t1 = (pp_hh ‖ pp_ll) + offset (pp_ll fills its bits, so the shift is a
+    concatenation) and t2 = pp_lh + pp_hl."""
+    t1 = reg(signed(64), "t1")
+    t2 = reg(t2_shape, "t2")
+    m.d.sync += [
+        t1.eq((Cat(parts["ll"], parts["hh"]).as_signed() + offset_a)[:64]),
+        t2.eq(parts["lh"] + parts["hl"]),
+    ]
+    return t1, t2
