@@ -257,18 +257,24 @@ class Accelerator(wiring.Component):
                     m.d.comb += port.en.eq(Const(1, word_bytes) << w.addr.offset[:shift]
                                            if shift else 1)
 
-        # host byte reads: one request at a time, answered three cycles later. Every
+        # host byte reads: one request at a time, answered four cycles later. Every
         # memory's read data goes into a register before any logic (a block RAM's output
         # arrives 5.6 ns after the clock on an ECP5); WGT and PRM share theirs with the
-        # weight and PARAM loaders (below), which own those ports while running.
+        # weight and PARAM loaders (below), which own those ports while running. The
+        # byte is picked in two steps, a 64-bit slice of the word, then the byte of the
+        # slice: a 512-bit weight word's 64-way byte mux in one cycle was the 8x8
+        # build's worst path.
         r_pending = Signal()
         r_select = Signal()
+        r_sliced = Signal()
         r_have = Signal()
+        r_slice = Signal(64)
+        r_lo = Signal(3)             # the byte within the slice
         r_space = Signal(Space)
         r_byte = Signal(16)          # byte index within the word
         r_data = Signal(8)
         m.d.comb += [
-            bus.read_addr.ready.eq(~running & ~r_pending & ~r_select & ~r_have),
+            bus.read_addr.ready.eq(~running & ~r_pending & ~r_select & ~r_sliced & ~r_have),
             bus.read_data.valid.eq(r_have),
             bus.read_data.payload.eq(r_data),
         ]
@@ -290,13 +296,20 @@ class Accelerator(wiring.Component):
         with m.If(r_pending):
             m.d.sync += [r_pending.eq(0), r_select.eq(1)]
         with m.If(r_select):
-            m.d.sync += [r_select.eq(0), r_have.eq(1)]
+            m.d.sync += [r_select.eq(0), r_sliced.eq(1)]
             with m.Switch(r_space):
                 for space, (mem, word_bytes) in mems.items():
                     with m.Case(space):
-                        word = read_q[space]
-                        index = r_byte[:exact_log2(word_bytes)] if word_bytes > 1 else 0
-                        m.d.sync += r_data.eq(word.as_value().word_select(index, 8))
+                        word = read_q[space].as_value()
+                        shift = exact_log2(word_bytes)
+                        if shift > 3:
+                            m.d.sync += r_slice.eq(word.word_select(r_byte[3:shift], 64))
+                        else:
+                            m.d.sync += r_slice.eq(word)
+                        m.d.sync += r_lo.eq(r_byte[:min(shift, 3)] if shift else 0)
+        with m.If(r_sliced):
+            m.d.sync += [r_sliced.eq(0), r_have.eq(1),
+                         r_data.eq(r_slice.word_select(r_lo, 8))]
         with m.If(r_have & bus.read_data.ready):
             m.d.sync += r_have.eq(0)
 

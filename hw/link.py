@@ -468,23 +468,30 @@ class HostLink(wiring.Component):
                         with m.Default():
                             send_nak(NakCode.UNKNOWN_COMMAND)
 
-            # WRITE commit: the staging RAM has a one-cycle read latency. The memory
-            # address is a register (hdr.addr.offset + cnt of the cycle before), so the
-            # memories' address and enable decoding starts from flip-flops; cnt holds
-            # still for a cycle (COMMIT_READ, READ_ADDR) before every use.
+            # WRITE commit: the staging RAM has a one-cycle read latency, and its data
+            # goes into a register (COMMIT_LATCH) before the memories' write muxes: a
+            # block RAM's output comes late in the cycle. The memory address is a
+            # register (hdr.addr.offset + cnt of the cycle before), so the memories'
+            # address and enable decoding starts from flip-flops; cnt holds still for a
+            # cycle (COMMIT_READ, READ_ADDR) before every use.
             m.d.comb += stage_r.addr.eq(cnt)
             offset = Signal(32)
             m.d.sync += offset.eq(hdr.addr.offset + cnt)
+            stage_data = Signal(8)
+            m.d.sync += stage_data.eq(stage_r.data)
             # Payloads do not depend on the state (only `valid` does), so the memories'
             # address decoding does not wait for the state decoding.
             m.d.comb += [
                 bus.write.payload.addr.space.eq(hdr.addr.space),
                 bus.write.payload.addr.offset.eq(offset),
-                bus.write.payload.data.eq(stage_r.data),
+                bus.write.payload.data.eq(stage_data),
                 bus.read_addr.payload.space.eq(hdr.addr.space),
                 bus.read_addr.payload.offset.eq(offset),
             ]
             with m.State("COMMIT_READ"):
+                m.next = "COMMIT_LATCH"
+
+            with m.State("COMMIT_LATCH"):
                 m.next = "COMMIT_WRITE"
 
             with m.State("COMMIT_WRITE"):
