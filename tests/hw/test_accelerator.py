@@ -359,6 +359,9 @@ def test_rtl_backend_names_unknown_simulators():
         host.Session(cm, backend="rtl:modelsim")
 
 
+STOP_TIMEOUT = 300       # seconds for `samoyed virtual-board --engine rtl` to stop after Ctrl-C
+
+
 def test_virtual_board_rtl_engine(tmp_path):
     """`samoyed virtual-board --engine rtl`: the RTL behind a TCP port, driven by the
     board backend exactly like a real board; Ctrl-C stops it."""
@@ -386,9 +389,16 @@ def test_virtual_board_rtl_engine(tmp_path):
             assert np.array_equal(session.run(x).ints, cm.reference(x))
     finally:
         proc.send_signal(signal.SIGINT)
-        # communicate() drains what the server printed after "listening on": a full pipe
-        # would block it before it can stop
-        proc.communicate(timeout=60)
+        # communicate() drains what the server printed after "listening on" (a full pipe
+        # would block it). The bound is generous: on a loaded 2-core machine the
+        # simulator's teardown has taken over a minute.
+        try:
+            out, _ = proc.communicate(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out = None
+    assert out is not None, f"the virtual board did not stop within {STOP_TIMEOUT} s of Ctrl-C"
+    assert proc.returncode == 0, out
 
 
 def test_faulty_line_to_the_rtl_gives_right_answers(verilator):
