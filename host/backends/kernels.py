@@ -60,8 +60,18 @@ def _pool_requant(acc, k, s, bias, mult, offset, lo, hi, out):
                     dst[c] = hi if y > hi else y
 
 
-pool_requant = (numba.njit(nogil=True, cache=True, boundscheck=False)(_pool_requant)
-                if numba is not None else None)
+def _compile(function):
+    """`function` compiled without the GIL; cached on disk where numba finds a writable
+    place (next to this file or the user's cache), else compiled in each process."""
+    try:
+        return numba.njit(nogil=True, cache=True, boundscheck=False)(function)
+    except RuntimeError as error:       # "cannot cache function ...: no locator available"
+        log.info("numba cannot cache %s (%s); compiling it in this process",
+                 function.__name__, error)
+        return numba.njit(nogil=True, boundscheck=False)(function)
+
+
+pool_requant = _compile(_pool_requant) if numba is not None else None
 
 
 def pool_requant_nhwc(acc: np.ndarray, k: int, s: int, bias: np.ndarray, mult: np.ndarray,
