@@ -131,20 +131,11 @@ def test_torch_backend_runs_chunks_in_parallel_threads():
 
 
 
-def _random_net(seed):
-    import importlib.util
-    from pathlib import Path
-    spec = importlib.util.spec_from_file_location(
-        "compiler_nets", Path(__file__).parents[1] / "compiler" / "compiler_nets.py")
-    nets = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(nets)
-    return nets.random_net(seed, batch_norm=bool(seed % 2))
-
-
 def test_torch_backend_fused_pool_requant_equals_pytorchs_passes(monkeypatch):
     """fmnist-cnn's three convolutions pool, add their bias and requantize in one compiled
     pass (numba); the integers equal PyTorch's separate passes and the reference's, also
     on random nets whose fused layers keep float32 outputs (seed 1; seed 8 with a pool)."""
+    from compiler_nets import random_net
     from host.backends import kernels
     if not kernels.available():
         pytest.skip("numba is not installed")
@@ -152,7 +143,7 @@ def test_torch_backend_fused_pool_requant_equals_pytorchs_passes(monkeypatch):
     convs = [node.name for node in model.graph if type(node).__name__ == "Conv"]
     nets = [(model, model.quantize_input(zoo.example_input("fmnist-cnn", 70).numpy()))]
     for seed in (1, 6, 8):
-        net, shape = _random_net(seed)
+        net, shape = random_net(seed, batch_norm=bool(seed % 2))
         cm = compiler.compile(net, input_shape=shape)
         rng = np.random.default_rng(seed)
         nets.append((cm, cm.quantize_input((rng.random((9, *shape)) * 2 - 0.5)

@@ -31,12 +31,10 @@ from host.errors import BackendError
 from models import zoo
 from sim import machine
 
+import compiler_nets
+
 CYCLE_TOLERANCE = 0.02      # RTL cycles vs cm.estimate() (issue 5); today they are equal
 
-_nets = importlib.util.spec_from_file_location(
-    "compiler_nets", Path(__file__).parents[1] / "compiler" / "compiler_nets.py")
-compiler_nets = importlib.util.module_from_spec(_nets)
-_nets.loader.exec_module(compiler_nets)
 
 
 # fmnist-cnn's 103 KB of weights need twice the default weight memory on 4x4.
@@ -207,17 +205,12 @@ def test_reduced_config_is_bit_exact_and_cycle_exact(verilator_reduced):
 
 def test_residual_add_and_global_average_pool_on_verilator(verilator):
     """ADD (two inputs, requantized) and AVGPOOL (a 9x9 global pool) on the RTL."""
-    import sys
     import torch
     folder = Path(__file__).parents[1] / "compiler"
     spec = importlib.util.spec_from_file_location("compiler_test_program",
                                                   folder / "test_program.py")
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(folder))         # it imports its neighbour compiler_nets
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(folder))
+    spec.loader.exec_module(module)     # its neighbour compiler_nets is on pytest's path
     torch.manual_seed(0)
     net = module.ResidualNet()
     net.train()
