@@ -93,6 +93,16 @@ class Program:
             x = im2col(x, self.packing)
         return layout.to_banks(x.transpose(1, 2, 0), self.config.rows)
 
+    def input_groups(self, x_int: np.ndarray) -> tuple[bytes, int, int]:
+        """One frame without its bank padding: (data, width, group) for a WRITE_GROUPS of
+        the link, which writes each `width` bytes of `data` (a pixel's channels) followed
+        by zeros up to `group` bytes (the pixel's bank words). `pack_input` is the same
+        frame with the zeros."""
+        words = self.pack_input(x_int)
+        channels, rows = self.input.shape[0], self.config.rows
+        group = layout.ceil_div(channels, rows) * rows
+        return words.reshape(-1, group)[:, :channels].tobytes(), channels, group
+
     def load_input(self, act: np.ndarray, x_int: np.ndarray) -> None:
         words = self.pack_input(x_int)
         act[self.input.base:self.input.base + len(words)] = words
@@ -217,8 +227,11 @@ def _elementwise_plan(node, srcs: list[Tensor], op: Opcode, acc_depth: int) -> L
     return LayerPlan(node.name, fields, [t.name for t in srcs], out, None, _params(node, c))
 
 
-def plan_layers(graph: ir.Graph, config) -> tuple[list[LayerPlan], Tensor, InputPacking]:
-    """Pass 1: a LayerPlan per compute node of a lowered graph."""
+def plan_layers(graph: ir.Graph, config, k_pack: bool = True
+                ) -> tuple[list[LayerPlan], Tensor, InputPacking]:
+    """Pass 1: a LayerPlan per compute node of a lowered graph; `k_pack` packs a first
+    convolution's taps into the array's rows (the host sends its input im2col-packed). A
+    first linear layer is packed either way."""
     inp = graph.input
     shape = tuple(inp.out.shape) + (1,) * (3 - len(inp.out.shape))
     tensors = {inp.name: Tensor(inp.name, shape, inp.out.lo < 0)}
@@ -230,7 +243,10 @@ def plan_layers(graph: ir.Graph, config) -> tuple[list[LayerPlan], Tensor, Input
             tensors[node.name] = src  # a view: the consumer reads the unflattened tensor
             continue
         if isinstance(node, (ir.Conv, ir.Linear)):
-            first = src.name == inp.name and len(graph.consumers(inp.name)) == 1
+            # A first linear layer is always packed: its input as one pixel of C*H*W
+            # channels is the image's own bytes, and its kernel could not be expressed.
+            first = (src.name == inp.name and len(graph.consumers(inp.name)) == 1
+                     and (k_pack or isinstance(node, ir.Linear)))
             make = _conv_plan if isinstance(node, ir.Conv) else _linear_plan
             plan, pack = make(node, src, config, first)
             if pack is not None:
@@ -338,11 +354,11 @@ def _culprit(plans, key, available, rows, cols) -> str:
 
 # --- pass 3: emit ----------------------------------------------------------------------
 
-def lower(graph: ir.Graph, config: AcceleratorConfig) -> Program:
+def lower(graph: ir.Graph, config: AcceleratorConfig, k_pack: bool = True) -> Program:
     """Lower a lowered IR graph to a Program for `config`."""
     if graph.stage is not ir.Stage.LOWERED:
         raise CompileError("the back end takes a lowered graph; run compiler.passes.lower first")
-    plans, inp, packing = plan_layers(graph, config)
+    plans, inp, packing = plan_layers(graph, config, k_pack)
     if not plans:
         raise UnsupportedError(f"{graph.name} has no layer the accelerator can run")
     usage = allocate(plans, inp, config)

@@ -37,7 +37,7 @@ __all__ = [
     "Command", "Reply", "NakCode", "Space", "StatusFlag",
     "Frame", "DeviceStatus", "FrameDecoder",
     "crc32", "encode_frame", "make_address", "split_address",
-    "write_request", "read_request", "run_request", "status_request", "reset_request",
+    "write_request", "write_groups_request", "read_request", "run_request", "status_request", "reset_request",
     "ack", "nak", "check_response", "RETRYABLE", "Transport", "LinkClient",
 ]
 
@@ -50,7 +50,7 @@ CRC_SIZE = 4
 #: Largest payload of any frame. A device may accept less (it reports its own
 #: limit in :class:`DeviceStatus`); nothing may send more.
 MAX_PAYLOAD = 1024
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 #: The memory space is the top 4 bits of ``addr``; the offset is the low 28.
 SPACE_SHIFT = 28
@@ -67,6 +67,7 @@ class Command(enum.IntEnum):
     RUN = 0x03      # addr: program address; payload: u32 watchdog limit in cycles
     STATUS = 0x04   # no payload; answered with a DeviceStatus
     RESET = 0x05    # no payload; aborts a run and clears the status flags
+    WRITE_GROUPS = 0x06  # payload: width u8, group u8, data; groups zero-filled to `group`
 
 
 class Reply(enum.IntEnum):
@@ -216,6 +217,25 @@ def write_request(seq: int, space: Space, offset: int, data: bytes) -> Frame:
     return Frame(Command.WRITE, seq, make_address(space, offset), bytes(data))
 
 
+def write_groups_request(seq: int, space: Space, offset: int, data: bytes, width: int,
+                         group: int) -> Frame:
+    """Store ``data`` at ``offset`` in groups: each ``width`` bytes of it, then zeros to
+    ``group`` bytes (a tensor whose channels fill part of each bank word, sent without the
+    padding). ``len(data)`` is a multiple of ``width``, at most ``MAX_PAYLOAD - 2``.
+    """
+    for name, value in (("width", width), ("group", group)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 255:
+            raise RequestError(f"a WRITE_GROUPS {name} is 1..255 bytes, not {value!r}")
+    if width > group:
+        raise RequestError(f"a WRITE_GROUPS width ({width}) exceeds its group ({group})")
+    if not 1 <= len(data) <= MAX_PAYLOAD - 2 or len(data) % width:
+        raise RequestError(f"a WRITE_GROUPS carries a multiple of its width ({width}) of "
+                           f"1..{MAX_PAYLOAD - 2} bytes, not {len(data)}; split larger "
+                           f"transfers")
+    return Frame(Command.WRITE_GROUPS, seq, make_address(space, offset),
+                 bytes([width, group]) + bytes(data))
+
+
 def read_request(seq: int, space: Space, offset: int, count: int) -> Frame:
     """Read ``count`` (1..MAX_PAYLOAD) bytes from ``offset`` in ``space``."""
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_PAYLOAD:
@@ -333,7 +353,7 @@ def _expected_ack_length(request):
         return struct.unpack("<I", request.payload)[0]
     if request.cmd == Command.STATUS:
         return STATUS_SIZE
-    if request.cmd in (Command.WRITE, Command.RUN, Command.RESET):
+    if request.cmd in (Command.WRITE, Command.WRITE_GROUPS, Command.RUN, Command.RESET):
         return 0
     return None
 
@@ -522,6 +542,21 @@ class LinkClient:
         for start in range(0, len(data), self.max_payload):
             chunk = data[start:start + self.max_payload]
             self.request(lambda seq: write_request(seq, space, offset + start, chunk))
+
+    def write_groups(self, space: Space, offset: int, data: bytes, width: int, group: int):
+        """Store ``data`` at ``offset`` as groups of ``width`` bytes each zero-filled to
+        ``group`` bytes (``len(data) // width * group`` bytes of memory), in WRITE_GROUPS
+        frames of at most ``max_payload`` bytes."""
+        if width > self.max_payload - 2:
+            raise RequestError(f"a group of {width} bytes does not fit a WRITE_GROUPS frame "
+                               f"of {self.max_payload} bytes; use write()")
+        if len(data) % width:
+            raise RequestError(f"{len(data)} bytes are not whole groups of {width}")
+        step = (self.max_payload - 2) // width * width
+        for start in range(0, len(data), step):
+            chunk = data[start:start + step]
+            at = offset + start // width * group
+            self.request(lambda seq: write_groups_request(seq, space, at, chunk, width, group))
 
     def read(self, space: Space, offset: int, count: int) -> bytes:
         """``count`` bytes from ``offset`` in ``space``."""

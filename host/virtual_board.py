@@ -72,7 +72,8 @@ class MachineDevice:
 
     def handle(self, frame: P.Frame) -> P.Frame:
         """The answer to one verified request frame."""
-        handlers = {P.Command.WRITE: self._write, P.Command.READ: self._read,
+        handlers = {P.Command.WRITE: self._write, P.Command.WRITE_GROUPS: self._write_groups,
+                    P.Command.READ: self._read,
                     P.Command.RUN: self._run, P.Command.STATUS: self._status,
                     P.Command.RESET: self._reset}
         handler = handlers.get(frame.cmd)
@@ -97,6 +98,26 @@ class MachineDevice:
             return P.nak(frame.seq, P.NakCode.BAD_ADDRESS)
         space, offset = span
         self.memory[space][offset:offset + len(frame.payload)] = frame.payload
+        return P.ack(frame.seq, frame.addr)
+
+    def _write_groups(self, frame):
+        # The gateware's order: length, argument, whole groups, address, busy.
+        if len(frame.payload) < 3:
+            return P.nak(frame.seq, P.NakCode.BAD_LENGTH)
+        width, group, data = frame.payload[0], frame.payload[1], frame.payload[2:]
+        if not 1 <= width <= group:
+            return P.nak(frame.seq, P.NakCode.BAD_ARGUMENT)
+        if len(data) % width:
+            return P.nak(frame.seq, P.NakCode.BAD_LENGTH)
+        count = len(data) // width * group
+        span = self._span(frame, count)
+        if span is None:
+            return P.nak(frame.seq, P.NakCode.BAD_ADDRESS)
+        space, offset = span
+        padded = bytearray(count)
+        for k in range(len(data) // width):
+            padded[k * group:k * group + width] = data[k * width:(k + 1) * width]
+        self.memory[space][offset:offset + count] = padded
         return P.ack(frame.seq, frame.addr)
 
     def _read(self, frame):

@@ -24,7 +24,7 @@ __all__ = [
 
 SYNC = 0xA5
 MAX_PAYLOAD = 1024
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 N_COUNTERS = 5
 _HEADER_BYTES = 10   # after the sync byte
 _CRC_BYTES = 4
@@ -37,6 +37,7 @@ class Command(enum.Enum, shape=8):
     RUN = 0x03
     STATUS = 0x04
     RESET = 0x05
+    WRITE_GROUPS = 0x06
 
 
 class Reply(enum.Enum, shape=8):
@@ -211,9 +212,11 @@ class HostLink(wiring.Component):
 
         i, o, bus = self.i_stream, self.o_stream, self.bus
         count_max = max(self.max_payload, _STATUS_BYTES, _HEADER_BYTES + 1)
+        # A WRITE_GROUPS writes up to 255 bytes per payload byte; `cnt` counts them.
+        write_max = 255 * self.max_payload
 
         hdr = Signal(header_layout)
-        cnt = Signal(range(count_max + 1))
+        cnt = Signal(range(max(count_max, write_max) + 1))
         arg = Signal(32)                      # the last 4 payload bytes, little endian
         idle = Signal(range(self.timeout))
         nak_code = Signal(NakCode, init=NakCode.BAD_CRC)
@@ -252,6 +255,20 @@ class HostLink(wiring.Component):
         last_seq = Signal(8)
         last_was_run = Signal()               # last verified frame was an ACKed RUN
 
+        # WRITE_GROUPS geometry (1 and 1 for a WRITE, so one commit path serves both):
+        # each `g_width` payload bytes, then zeros up to `g_group` bytes. While the
+        # payload arrives, `total` adds up the bytes the commit will write and `rx_lane`
+        # the position in the current group (0 at the end: whole groups).
+        is_groups = Signal()
+        g_width = Signal(8)
+        g_group = Signal(8)
+        rx_lane = Signal(8)
+        total = Signal(range(write_max + 1))
+        m.d.comb += is_groups.eq(hdr.cmd == Command.WRITE_GROUPS)
+        src = Signal(range(self.max_payload + 1))   # commit: the staging byte to write
+        lane = Signal(8)                            # commit: position in the group
+        fill = Signal()                             # commit: lane >= g_width (zeros)
+
         # --- run control and watchdog: concurrent with the frame FSM, which
         # overrides these assignments when RUN or RESET execute.
         m.d.comb += bus.program.eq(hdr.addr.offset)
@@ -275,6 +292,8 @@ class HostLink(wiring.Component):
         m.d.comb += access_len.eq(hdr.len)
         with m.If(hdr.cmd == Command.READ):
             m.d.comb += access_len.eq(arg)
+        with m.Elif(is_groups):
+            m.d.comb += access_len.eq(total)
         # The header and the argument hold still from the CRC state on (at least two
         # cycles before EXECUTE), so the checks on them are registered: EXECUTE's
         # priority chain then starts from flip-flops, not from a 32-bit add and compare.
@@ -286,7 +305,11 @@ class HostLink(wiring.Component):
         arg_zero = Signal()
         arg_too_long = Signal()
         same_seq = Signal()
+        groups_short = Signal()
+        groups_bad = Signal()
         m.d.sync += [
+            groups_short.eq(hdr.len < 3),
+            groups_bad.eq((g_width == 0) | (g_width > g_group)),
             in_bounds.eq(space_ok & (hdr.addr.offset + access_len <= space_size)),
             program_ok.eq((hdr.addr.space == Space.PROGRAM)
                           & (hdr.addr.offset < self.space_sizes[Space.PROGRAM])),
@@ -339,13 +362,14 @@ class HostLink(wiring.Component):
                 m.d.comb += i.ready.eq(1)
                 with m.If(i.valid & (i.payload == SYNC)):
                     m.d.comb += crc.start.eq(1)
-                    m.d.sync += [hdr.eq(0), arg.eq(0), cnt.eq(0), idle.eq(0)]
+                    m.d.sync += [hdr.eq(0), arg.eq(0), cnt.eq(0), idle.eq(0),
+                                 g_width.eq(1), g_group.eq(1), rx_lane.eq(0), total.eq(0)]
                     m.next = "HEADER"
 
             with m.State("HEADER"):
                 def header_byte():
                     feed_crc(i.payload)
-                    m.d.sync += [hdr.as_value().word_select(cnt, 8).eq(i.payload),
+                    m.d.sync += [hdr.as_value().word_select(cnt[:4], 8).eq(i.payload),
                                  cnt.eq(cnt + 1)]
                     with m.If(cnt == _HEADER_BYTES - 1):
                         m.next = "LENGTH"
@@ -368,6 +392,14 @@ class HostLink(wiring.Component):
                     m.d.comb += [stage_w.addr.eq(cnt), stage_w.data.eq(i.payload),
                                  stage_w.en.eq(1)]
                     m.d.sync += [arg.eq(Cat(arg[8:], i.payload)), cnt.eq(cnt + 1)]
+                    with m.If(is_groups & (cnt == 0)):
+                        m.d.sync += g_width.eq(i.payload)
+                    with m.Elif(is_groups & (cnt == 1)):
+                        m.d.sync += g_group.eq(i.payload)
+                    with m.Elif(rx_lane + 1 == g_width):
+                        m.d.sync += [rx_lane.eq(0), total.eq(total + g_group)]
+                    with m.Else():
+                        m.d.sync += rx_lane.eq(rx_lane + 1)
                     with m.If(cnt == hdr.len - 1):
                         m.d.sync += cnt.eq(0)
                         m.next = "CRC"
@@ -405,7 +437,21 @@ class HostLink(wiring.Component):
                             with m.Elif(running):
                                 send_nak(NakCode.BUSY)
                             with m.Else():
-                                m.d.sync += cnt.eq(0)
+                                m.d.sync += [cnt.eq(0), src.eq(0), lane.eq(0), fill.eq(0)]
+                                m.next = "COMMIT_READ"
+                        with m.Case(Command.WRITE_GROUPS):
+                            with m.If(groups_short):
+                                send_nak(NakCode.BAD_LENGTH)
+                            with m.Elif(groups_bad):
+                                send_nak(NakCode.BAD_ARGUMENT)
+                            with m.Elif(rx_lane != 0):
+                                send_nak(NakCode.BAD_LENGTH)
+                            with m.Elif(~in_bounds):
+                                send_nak(NakCode.BAD_ADDRESS)
+                            with m.Elif(running):
+                                send_nak(NakCode.BUSY)
+                            with m.Else():
+                                m.d.sync += [cnt.eq(0), src.eq(2), lane.eq(0), fill.eq(0)]
                                 m.next = "COMMIT_READ"
                         with m.Case(Command.READ):
                             with m.If(~len_four | arg_zero | arg_too_long):
@@ -473,12 +519,14 @@ class HostLink(wiring.Component):
             # block RAM's output comes late in the cycle. The memory address is a
             # register (hdr.addr.offset + cnt of the cycle before), so the memories'
             # address and enable decoding starts from flip-flops; cnt holds still for a
-            # cycle (COMMIT_READ, READ_ADDR) before every use.
-            m.d.comb += stage_r.addr.eq(cnt)
+            # cycle (COMMIT_READ, READ_ADDR) before every use. `cnt` counts the bytes
+            # written, `src` the staging byte to write next; in a group's zero fill
+            # (`fill`) the latch takes 0 and `src` stays.
+            m.d.comb += stage_r.addr.eq(src)
             offset = Signal(32)
             m.d.sync += offset.eq(hdr.addr.offset + cnt)
             stage_data = Signal(8)
-            m.d.sync += stage_data.eq(stage_r.data)
+            m.d.sync += stage_data.eq(Mux(fill, 0, stage_r.data))
             # Payloads do not depend on the state (only `valid` does), so the memories'
             # address decoding does not wait for the state decoding.
             m.d.comb += [
@@ -498,8 +546,14 @@ class HostLink(wiring.Component):
                 m.d.comb += bus.write.valid.eq(1)
                 with m.If(bus.write.ready):
                     m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(~fill):
+                        m.d.sync += src.eq(src + 1)
+                    with m.If(lane + 1 == g_group):
+                        m.d.sync += [lane.eq(0), fill.eq(0)]
+                    with m.Else():
+                        m.d.sync += [lane.eq(lane + 1), fill.eq(fill | (lane + 1 == g_width))]
                     m.next = "COMMIT_READ"
-                    with m.If(cnt == hdr.len - 1):
+                    with m.If(cnt == total - 1):
                         respond(Reply.ACK, 0)
 
             # Response: header, payload, CRC; the CRC covers all but the sync byte.
@@ -507,7 +561,7 @@ class HostLink(wiring.Component):
                                resp_len.as_unsigned(), Const(0, 32 - len(resp_len)))
 
             with m.State("TX_HEADER"):
-                m.d.comb += [o.valid.eq(1), o.payload.eq(header_bytes.word_select(cnt, 8))]
+                m.d.comb += [o.valid.eq(1), o.payload.eq(header_bytes.word_select(cnt[:4], 8))]
                 with m.If(o.ready):
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(cnt == 0):
@@ -524,7 +578,7 @@ class HostLink(wiring.Component):
                             m.next = "TX_PAYLOAD"
 
             with m.State("TX_PAYLOAD"):
-                tx_byte = resp_data.as_value().word_select(cnt, 8)
+                tx_byte = resp_data.as_value().word_select(cnt[:6], 8)
                 if self.compact_status:
                     tx_byte = Mux(resp_cmd == Reply.NAK, nak_byte, tx_byte)
                 m.d.comb += [o.valid.eq(1), o.payload.eq(tx_byte)]
@@ -560,7 +614,7 @@ class HostLink(wiring.Component):
                         m.next = "TX_CRC"
 
             with m.State("TX_CRC"):
-                m.d.comb += [o.valid.eq(1), o.payload.eq(crc.crc.word_select(cnt, 8))]
+                m.d.comb += [o.valid.eq(1), o.payload.eq(crc.crc.word_select(cnt[:2], 8))]
                 with m.If(o.ready):
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(cnt == _CRC_BYTES - 1):

@@ -2,8 +2,9 @@
 
 URL is any pyserial URL: `/dev/ttyUSB0`, `socket://127.0.0.1:5555`, `loop://`. The
 backend loads the weights, parameters and program once, then per frame writes the
-(K-packed) input into the activation banks, runs the program, polls STATUS until done and
-reads the output back; every byte it returns came in a CRC-verified frame.
+(K-packed) input into the activation banks (in WRITE_GROUPS frames: without the banks'
+padding), runs the program, polls STATUS until done and reads the output back; every
+byte it returns came in a CRC-verified frame.
 """
 
 from __future__ import annotations
@@ -162,16 +163,27 @@ class BoardBackend(Backend):
         return np.stack(results)
 
     def _run_frame(self, frame: np.ndarray, watchdog: int) -> bytes:
-        """Write one input, run the program, read the output bytes back."""
-        R = self.config.rows
-        inp, out = self.program.input, self.program.output
-        words = self.program.pack_input(frame)
-        self.link.write(P.Space.ACTIVATIONS, inp.base * R, words.tobytes())
-        self.last_status = self.link.run(0, watchdog)
-        return self.link.read(P.Space.ACTIVATIONS, out.base * R, out.words(R) * R)
+        raw, self.last_status = run_frame(self.link, self.program, frame, watchdog)
+        return raw
 
     def close(self) -> None:
         self.transport.close()
+
+
+def run_frame(link: P.LinkClient, program, frame: np.ndarray, watchdog: int):
+    """Write one input over `link`, run `program`, read its output bytes back: (bytes,
+    final DeviceStatus). The input goes without its bank padding where WRITE_GROUPS can
+    carry it (a pixel's channels in at most 255 bytes of bank words), so a one-channel
+    image costs a byte a pixel instead of a bank word."""
+    R = program.config.rows
+    inp, out = program.input, program.output
+    data, width, group = program.input_groups(frame)
+    if group <= 255 and width <= link.max_payload - 2:
+        link.write_groups(P.Space.ACTIVATIONS, inp.base * R, data, width, group)
+    else:
+        link.write(P.Space.ACTIVATIONS, inp.base * R, program.pack_input(frame).tobytes())
+    status = link.run(0, watchdog)
+    return link.read(P.Space.ACTIVATIONS, out.base * R, out.words(R) * R), status
 
 
 def probe(url: str, timeout: float = 0.2) -> str | None:

@@ -65,11 +65,19 @@ def test_report_json_from_a_recorded_build(tmp_path, digits_cnn):
         "brams": 0, "bitstream": "ulx3s-12f-2x2.bit", "model": "digits-cnn",
         "cycles_per_frame": cycles}
     assert report["frames_per_s"] == pytest.approx(62.5e6 / cycles, abs=0.1)
-    # The UART's bound: every byte of the K-packed input (plus framing) at 10 bits a byte.
-    R = digits_cnn.config.rows
-    packed = digits_cnn.program.input.words(R) * R
+    # The UART's bound: every byte of the K-packed input (plus framing) at 10 bits a byte;
+    # WRITE_GROUPS sends a pixel's 9 taps, not its padded bank words.
+    packed = 9 * 8 * 8
     up, down = report["link_bytes_per_frame"].values()
     assert packed < up < packed + 128 and 0 < down < up
+    assert report["k_pack"] is True
+    other = report["other_packing"]          # the plain image: 64 bytes, more cycles
+    plain = dataclasses.replace(digits_cnn, k_pack=False)
+    assert other["k_pack"] is False and other["cycles_per_frame"] == plain.estimate().cycles
+    assert 64 < other["link_bytes_per_frame"]["to_board"] < 64 + 128
+    assert other["cycles_per_frame"] > cycles
+    assert other["end_to_end_frames_per_s"] == min(other["frames_per_s"],
+                                                   other["link_frames_per_s"])
     assert report["link_frames_per_s"] == pytest.approx(1_000_000 / 10 / up, abs=0.1)
     assert report["end_to_end_frames_per_s"] == min(report["frames_per_s"],
                                                     report["link_frames_per_s"])

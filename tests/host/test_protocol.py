@@ -50,6 +50,8 @@ def test_requests_carry_their_arguments_in_the_payload():
     assert P.status_request(3) == P.Frame(P.Command.STATUS, 3, 0, b"")
     assert P.reset_request(4) == P.Frame(P.Command.RESET, 4, 0, b"")
     assert P.nak(5, P.NakCode.BUSY) == P.Frame(P.Reply.NAK, 5, 0, b"\x08")
+    groups = P.write_groups_request(6, P.Space.ACTIVATIONS, 16, b"abcdef", 3, 8)
+    assert groups == P.Frame(P.Command.WRITE_GROUPS, 6, 16, b"\x03\x08abcdef")
 
 
 def test_device_status_round_trip():
@@ -85,6 +87,15 @@ def test_device_status_round_trip():
      "a WRITE carries 1..1024 bytes, not 0; split larger transfers"),
     (lambda: P.write_request(0, P.Space.WEIGHTS, 0, bytes(1025)),
      "a WRITE carries 1..1024 bytes, not 1025; split larger transfers"),
+    (lambda: P.write_groups_request(0, P.Space.ACTIVATIONS, 0, b"ab", 0, 4),
+     "a WRITE_GROUPS width is 1..255 bytes, not 0"),
+    (lambda: P.write_groups_request(0, P.Space.ACTIVATIONS, 0, b"ab", 2, 256),
+     "a WRITE_GROUPS group is 1..255 bytes, not 256"),
+    (lambda: P.write_groups_request(0, P.Space.ACTIVATIONS, 0, b"ab", 2, 1),
+     "a WRITE_GROUPS width (2) exceeds its group (1)"),
+    (lambda: P.write_groups_request(0, P.Space.ACTIVATIONS, 0, b"abc", 2, 8),
+     "a WRITE_GROUPS carries a multiple of its width (2) of 1..1022 bytes, not 3; split "
+     "larger transfers"),
     (lambda: P.read_request(0, P.Space.WEIGHTS, 0, 0),
      "a READ returns 1..1024 bytes, not 0; split larger transfers"),
     (lambda: P.run_request(0, 0, 0),

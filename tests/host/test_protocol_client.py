@@ -38,6 +38,12 @@ def memory_device(memory):
         if frame.cmd == P.Command.WRITE:
             memory[offset:offset + len(frame.payload)] = frame.payload
             return [P.ack(frame.seq, frame.addr).encode()]
+        if frame.cmd == P.Command.WRITE_GROUPS:
+            width, group, data = frame.payload[0], frame.payload[1], frame.payload[2:]
+            for k in range(len(data) // width):
+                at = offset + k * group
+                memory[at:at + group] = data[k * width:(k + 1) * width] + bytes(group - width)
+            return [P.ack(frame.seq, frame.addr).encode()]
         count, = struct.unpack("<I", frame.payload)
         return [P.ack(frame.seq, frame.addr, bytes(memory[offset:offset + count])).encode()]
     return device
@@ -64,6 +70,27 @@ def test_write_and_read_are_split_into_max_payload_frames():
     assert client.read(P.Space.WEIGHTS, 2, 9) == b"\x00" + bytes(range(1, 9))
     assert [f.seq for f in line.sent[3:]] == [3, 4, 5]
     assert client.resends == 0
+
+
+def test_write_groups_sends_whole_groups_per_frame():
+    memory = bytearray(b"\xee" * 64)
+    line = FakeLine(memory_device(memory))
+    client = P.LinkClient(line, max_payload=9)      # 7 data bytes a frame: two groups of 3
+    client.write_groups(P.Space.ACTIVATIONS, 4, bytes(range(1, 16)), 3, 8)
+    assert [(f.addr & P.OFFSET_MASK, f.payload) for f in line.sent] == [
+        (4, b"\x03\x08" + bytes(range(1, 7))),
+        (20, b"\x03\x08" + bytes(range(7, 13))),
+        (36, b"\x03\x08" + bytes(range(13, 16))),
+    ]
+    expected = b"".join(bytes(range(k, k + 3)) + bytes(5) for k in range(1, 16, 3))
+    assert memory[4:44] == expected and memory[:4] == b"\xee" * 4 and memory[44] == 0xEE
+    with pytest.raises(RequestError) as exc:
+        client.write_groups(P.Space.ACTIVATIONS, 0, bytes(8), 8, 8)
+    assert str(exc.value) == ("a group of 8 bytes does not fit a WRITE_GROUPS frame of 9 "
+                              "bytes; use write()")
+    with pytest.raises(RequestError) as exc:
+        client.write_groups(P.Space.ACTIVATIONS, 0, bytes(5), 3, 8)
+    assert str(exc.value) == "5 bytes are not whole groups of 3"
 
 
 def test_corrupted_answer_is_never_returned_and_the_request_is_resent_unchanged():

@@ -1,5 +1,6 @@
 """The board backend against the virtual board over TCP, clean and behind a faulty line."""
 
+import dataclasses
 import random
 import socket
 import threading
@@ -111,6 +112,27 @@ def test_board_backend_matches_reference(cm, board):
         assert status.counters["macs"] == 4 * cm.estimate().macs
 
 
+def test_plain_input_sends_a_byte_a_pixel_and_matches_reference(cm, board):
+    """k_pack=False: the first convolution as it is, its one-channel input one byte a pixel
+    in WRITE_GROUPS frames (the K-packed input is 9 bytes a pixel)."""
+    plain = dataclasses.replace(cm, k_pack=False)
+    x = plain.quantize_input(zoo.example_input("digits-cnn", 2).numpy())
+    sizes = {}
+    for model in (cm, plain):
+        with host.Session(model, f"board:socket://127.0.0.1:{board}") as sess:
+            sent = []
+            send = sess.backend.transport.send
+            sess.backend.transport.send = lambda data: (sent.append(data), send(data))[1]
+            assert np.array_equal(sess.run(x[:1]).ints, model.reference(x[:1]))
+            groups = [f for f in map(lambda d: P.FrameDecoder().feed(d)[0], sent)
+                      if f.cmd == P.Command.WRITE_GROUPS]
+            sizes[model.k_pack] = sum(len(f.payload) - 2 for f in groups)
+            assert np.array_equal(sess.run(x).ints, model.reference(x))
+    pixels = 8 * 8                         # digits-cnn: 1x8x8 images, 3x3 'same' first conv
+    assert sizes == {True: 9 * pixels, False: pixels}
+    assert plain.estimate().cycles > cm.estimate().cycles
+
+
 def test_faulty_line_gives_right_answers_or_a_clear_error(cm, board):
     proxy = FaultyProxy(board, seed=1)
     x = cm.quantize_input(zoo.example_input("digits-cnn", 3).numpy())
@@ -185,6 +207,33 @@ def test_device_refuses_bad_frames_without_touching_memory():
     assert answer[0].payload == bytes([P.NakCode.TRUNCATED])
     answer = P.FrameDecoder().feed(dev.feed(good.encode()))
     assert answer[0].cmd == P.Reply.ACK and dev.memory[P.Space.WEIGHTS][:3] == b"\x01\x02\x03"
+
+
+def test_device_write_groups_fills_and_refuses_like_the_gateware():
+    dev = MachineDevice(AcceleratorConfig())
+    act = dev.memory[P.Space.ACTIVATIONS]
+    act[:64] = b"\x5a" * 64
+
+    def answer(frame):
+        (reply,) = P.FrameDecoder().feed(dev.feed(frame.encode()))
+        return reply
+
+    ok = P.write_groups_request(1, P.Space.ACTIVATIONS, 8, bytes(range(1, 19)), 9, 16)
+    assert answer(ok) == P.ack(1, ok.addr)
+    assert act[:8] == b"\x5a" * 8 and act[40:48] == b"\x5a" * 8
+    assert act[8:40] == bytes(range(1, 10)) + bytes(7) + bytes(range(10, 19)) + bytes(7)
+    size = dev.sizes[P.Space.PARAMS]
+    base = P.make_address(P.Space.ACTIVATIONS, 0)
+    for frame, code in [  # the cases and order of tests/hw/test_link.py
+        (P.Frame(P.Command.WRITE_GROUPS, 2, base, b"\x01\x01"), P.NakCode.BAD_LENGTH),
+        (P.Frame(P.Command.WRITE_GROUPS, 3, base, b"\x00\x04ab"), P.NakCode.BAD_ARGUMENT),
+        (P.Frame(P.Command.WRITE_GROUPS, 4, base, b"\x05\x04abcde"), P.NakCode.BAD_ARGUMENT),
+        (P.Frame(P.Command.WRITE_GROUPS, 5, base, b"\x02\x04abc"), P.NakCode.BAD_LENGTH),
+        (P.write_groups_request(6, P.Space.PARAMS, size - 5, b"abc", 1, 2),
+         P.NakCode.BAD_ADDRESS),
+    ]:
+        assert answer(frame) == P.nak(frame.seq, code), str(frame)
+    assert act[:8] == b"\x5a" * 8 and not any(dev.memory[P.Space.PARAMS])
 
 
 def test_auto_finds_a_board_named_by_the_environment(cm, board, monkeypatch, caplog):

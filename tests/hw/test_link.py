@@ -275,6 +275,53 @@ def test_write_then_read_back(pattern):
     assert bench.write_beats == sum(len(d) for _, _, d in writes)
 
 
+def spread(data, width, group):
+    """What a WRITE_GROUPS of `data` puts in memory: each `width` bytes zero-filled to `group`."""
+    out = bytearray()
+    for k in range(0, len(data), width):
+        out += data[k:k + width] + bytes(group - width)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["full", "compact"])
+def test_write_groups_zero_fills_each_group(pattern, compact):
+    rng = random.Random(8)
+    writes = [  # (space, offset, width, group, data): 1 of 8 (a one-channel image on
+        # eight rows), 9 of 16 (a K-packed 3x3 tap group), whole words, a full frame
+        (P.Space.ACTIVATIONS, 0, 1, 8, rng.randbytes(7)),
+        (P.Space.ACTIVATIONS, 64, 9, 16, rng.randbytes(27)),
+        (P.Space.WEIGHTS, 8, 4, 4, rng.randbytes(12)),
+        (P.Space.ACTIVATIONS, 120, 2, 3, rng.randbytes(MAX_PAYLOAD - 2)),
+        (P.Space.PARAMS, 61, 1, 3, b"\xff"),               # ends exactly at the space's end
+    ]
+    expected = blank_memory()
+    for space in expected.values():
+        space[:] = b"\x5a" * len(space)         # the fill must overwrite, not skip
+    for space, offset, width, group, data in writes:
+        block = spread(data, width, group)
+        expected[space][offset:offset + len(block)] = block
+
+    async def script(bench, ctx):
+        for seq, (space, offset, width, group, data) in enumerate(writes):
+            frame = P.write_groups_request(seq, space, offset, data, width, group)
+            assert await bench.expect_ack(ctx, frame) == b""
+        seq = len(writes)
+        for space, offset, width, group, data in writes:
+            block = spread(data, width, group)
+            for start in range(0, len(block), MAX_PAYLOAD):
+                n = min(MAX_PAYLOAD, len(block) - start)
+                got = await bench.expect_ack(ctx, P.read_request(seq, space, offset + start, n))
+                assert got == block[start:start + n]
+                seq += 1
+
+    bench = LinkBench(pattern, compact_status=compact)
+    for space in bench.memory.values():
+        space[:] = b"\x5a" * len(space)
+    bench.run(script)
+    assert bench.memory == expected
+    assert bench.write_beats == sum(len(d) // w * g for _, _, w, g, d in writes)
+
+
 def test_acks_echo_seq_and_addr_exactly(pattern):
     frame = P.write_request(0xFE, P.Space.PARAMS, 7, b"\x00\xA5\xFF")
 
@@ -315,7 +362,7 @@ def test_bad_crc_naks_and_leaves_memory_untouched(pattern, where):
 
 def test_unknown_command_naks(pattern):
     async def script(bench, ctx):
-        for seq, cmd in enumerate([0x00, 0x06, 0x42, P.Reply.ACK, 0xFF]):
+        for seq, cmd in enumerate([0x00, 0x07, 0x42, P.Reply.ACK, 0xFF]):
             frame = P.Frame(cmd, seq, P.make_address(P.Space.ACTIVATIONS, 0), b"xyz")
             assert await bench.transact(ctx, frame) == P.nak(seq, P.NakCode.UNKNOWN_COMMAND)
         assert bench.write_beats == 0
@@ -426,6 +473,12 @@ def test_bad_lengths_addresses_and_arguments_are_refused(pattern, compact):
          P.NakCode.BAD_ARGUMENT),                                             # watchdog 0
         (P.Frame(P.Command.STATUS, 10, 0, b"\x00"), P.NakCode.BAD_LENGTH),
         (P.Frame(P.Command.RESET, 11, 0, b"\x00"), P.NakCode.BAD_LENGTH),
+        (P.Frame(P.Command.WRITE_GROUPS, 12, act, b"\x01\x01"), P.NakCode.BAD_LENGTH),
+        (P.Frame(P.Command.WRITE_GROUPS, 13, act, b"\x00\x04ab"), P.NakCode.BAD_ARGUMENT),
+        (P.Frame(P.Command.WRITE_GROUPS, 14, act, b"\x05\x04abcde"), P.NakCode.BAD_ARGUMENT),
+        (P.Frame(P.Command.WRITE_GROUPS, 15, act, b"\x02\x04abc"), P.NakCode.BAD_LENGTH),
+        # 3 data bytes, groups of 1 of 2: 6 bytes from 60 run past PARAMS' 64
+        (P.write_groups_request(16, P.Space.PARAMS, 59, b"abc", 1, 2), P.NakCode.BAD_ADDRESS),
     ]
 
     async def script(bench, ctx):
