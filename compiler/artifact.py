@@ -1,8 +1,8 @@
 """The `.samoyed` file: one zip with `manifest.json` and one `.npy` per array.
 
 The manifest holds the format version, samoyed version, model name, input and output
-quantization, accelerator config, layer table, the IR's nodes (with array references) and
-the sha256 of every array. `load` checks all of it and says exactly what is wrong.
+quantization, accelerator config, compile options (`k_pack`; absent means true), layer
+table, the IR's nodes (with array references) and the sha256 of every array. `load` checks all of it and says exactly what is wrong.
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ def save(cm: CompiledModel, path) -> None:
                    "hi": out.hi, "scale": [float(s) for s in out.scale],
                    "offset": [float(o) for o in out.offset]},
         "config": cm.config.to_dict(),
+        "options": {"k_pack": cm.k_pack},
         "layers": [dataclasses.asdict(r) for r in cm.layers()],
         "graph": {"name": cm.graph.name, "output": cm.graph.output,
                   "stage": cm.graph.stage.value, "nodes": nodes},
@@ -185,9 +186,13 @@ def load(path) -> CompiledModel:
             raise ArtifactError(f"{path}: manifest lacks or mangles field {e}") from None
         except ConfigError as e:
             raise ArtifactError(f"{path}: bad accelerator config: {e}") from None
+    k_pack = manifest.get("options", {}).get("k_pack", True)
+    if not isinstance(k_pack, bool):
+        raise ArtifactError(f"{path}: options.k_pack is {k_pack!r}, not true or false")
     try:
         ir.verify(graph)
     except IRError as e:
         raise ArtifactError(f"{path}: the stored IR does not verify: {e}") from None
     return CompiledModel(graph, config, name=manifest.get("model", ""),
-                         source=manifest.get("source", ""), meta=manifest.get("meta", {}))
+                         source=manifest.get("source", ""), meta=manifest.get("meta", {}),
+                         k_pack=k_pack)

@@ -46,13 +46,17 @@ class CompiledModel:
     name: str = ""
     source: str = ""
     meta: dict = field(default_factory=dict)
+    #: K-pack the first convolution: its taps fill the array's rows, so it takes fewer
+    #: cycles, and the host sends its input im2col-packed, kh·kw times the image's bytes.
+    #: False sends the image as it is: the choice for a link-bound board (docs/isa.md).
+    k_pack: bool = True
 
     @functools.cached_property
     def program(self):
         """The accelerator program for `config` (compiler.program.Program); raises
         MemoryFitError naming the layer and memory when the network does not fit."""
         from .program import lower
-        return lower(self.graph, self.config)
+        return lower(self.graph, self.config, self.k_pack)
 
     @property
     def memory_image(self):

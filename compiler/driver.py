@@ -48,11 +48,13 @@ def _check_shape(shape) -> tuple[int, ...]:
 
 
 def compile(source, input_shape=None, config: AcceleratorConfig | None = None,
-            check: bool = False) -> CompiledModel:  # noqa: A001 - the public API's name
+            check: bool = False, k_pack: bool = True) -> CompiledModel:  # noqa: A001
     """Compile a Brevitas network or QONNX file into a `CompiledModel`.
 
     `input_shape` is per sample (C, H, W) (default: the zoo's, or the ONNX graph's);
-    `check` verifies the IR after every pass.
+    `check` verifies the IR after every pass. `k_pack=False` keeps the first convolution
+    as it is, so the host sends the plain image instead of its im2col packing: more
+    cycles, fewer link bytes (`CompiledModel.k_pack`).
     """
     config = config or AcceleratorConfig()
     if not isinstance(config, AcceleratorConfig):
@@ -62,7 +64,9 @@ def compile(source, input_shape=None, config: AcceleratorConfig | None = None,
         ir.verify(raw)
     graph = passes.lower(raw, check=check)
     kind = "qonnx" if isinstance(source, (str, os.PathLike)) else "brevitas"
-    return CompiledModel(graph, config, name=graph.name, source=kind)
+    if not isinstance(k_pack, bool):
+        raise CompileError(f"k_pack must be True or False, not {k_pack!r}")
+    return CompiledModel(graph, config, name=graph.name, source=kind, k_pack=k_pack)
 
 
 def load(path) -> CompiledModel:

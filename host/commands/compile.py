@@ -34,7 +34,7 @@ def run(args) -> int:
     if args.rows or args.cols:
         config = dataclasses.replace(config, rows=args.rows or config.rows,
                                      cols=args.cols or config.cols)
-    cm = compiler.compile(source, input_shape=shape, config=config)
+    cm = compiler.compile(source, input_shape=shape, config=config, k_pack=not args.no_k_pack)
     cm.meta.update({k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))})
     cm.save(args.out)
     print(cm.summary())
@@ -60,4 +60,9 @@ def register(sub, formatter) -> None:
     p.add_argument("--rows", type=int, default=None, help="array rows (overrides --config)")
     p.add_argument("--cols", type=int, default=None,
                    help="array columns (overrides --config)")
+    p.add_argument("--no-k-pack", action="store_true",
+                   help="keep the first convolution as it is: the board receives the plain "
+                        "image instead of its im2col packing (kh*kw times fewer input bytes, "
+                        "more cycles); for boards whose UART bounds the frame rate "
+                        "(`samoyed build --model` says which is faster)")
     p.set_defaults(func=run)

@@ -43,6 +43,30 @@ def test_round_trip_gives_same_integers(compiled, tmp_path):
                                       if n.endswith(".npy")}
 
 
+def test_k_pack_option_survives_the_round_trip(compiled, tmp_path):
+    import dataclasses
+    path = tmp_path / "plain.samoyed"
+    dataclasses.replace(compiled, k_pack=False).save(path)
+    assert compiler.load(path).k_pack is False
+    assert json.loads(zipfile.ZipFile(path).read("manifest.json"))["options"] == {"k_pack": False}
+    # An artifact from before the option K-packs, as those builds did.
+    older = tmp_path / "older.samoyed"
+
+    def drop(name, data):
+        if name != "manifest.json":
+            return data
+        m = json.loads(data)
+        del m["options"]
+        return json.dumps(m)
+    _rewrite(path, older, drop)
+    assert compiler.load(older).k_pack is True
+    bad = tmp_path / "bad.samoyed"
+    _rewrite(path, bad, lambda n, d: d.replace(b'"k_pack": false', b'"k_pack": 0')
+             if n == "manifest.json" else d)
+    with pytest.raises(compiler.ArtifactError, match="options.k_pack is 0, not true or false"):
+        compiler.load(bad)
+
+
 def test_truncated_file(compiled, tmp_path):
     path = tmp_path / "net.samoyed"
     compiled.save(path)

@@ -54,6 +54,10 @@ def test_compile_for_a_config_or_a_board(tmp_path, capsys):
             assert config == want
         else:
             assert (config.rows, config.cols) == size
+    out = tmp_path / "plain.samoyed"
+    assert cli.main(["compile", str(model), "--out", str(out), "--no-k-pack"]) == 0
+    assert compiler.load(out).k_pack is False and compiler.load(tmp_path / "net0.samoyed").k_pack
+    assert not compiler.load(out).program.packing.im2col
     assert cli.main(["compile", str(model), "--out", str(tmp_path / "x.samoyed"),
                      "--config", "eight"]) == 8
     assert "config 'eight' is not ROWSxCOLS, e.g. 8x8" in capsys.readouterr().err

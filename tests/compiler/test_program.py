@@ -7,6 +7,7 @@ import torch
 from compiler_nets import random_net
 
 import compiler
+from compiler import ir
 from compiler.program import MemoryFitError, im2col, InputPacking, lower
 from hw import AcceleratorConfig
 from models import zoo
@@ -69,6 +70,31 @@ def test_first_conv_is_k_packed(zoo_models):
     first = program.descriptors[0]
     assert (first.kh, first.kw, first.in_c, first.in_h) == (1, 1, 9, 28)
     assert program.packing.im2col and program.packing.kernel == (3, 3)
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "fmnist-cnn", "lenet5", "tfc"])
+def test_without_k_packing_the_first_layer_runs_as_it_is(zoo_models, name):
+    cm = zoo_models[name]
+    x = cm.quantize_input(zoo.example_input(name, 2).numpy())
+    packed, plain = lower(cm.graph, big(8, 8)), lower(cm.graph, big(8, 8), k_pack=False)
+    assert np.array_equal(machine.run_frames(plain, x), cm.reference(x))
+    assert len(plain.descriptors) == len(packed.descriptors)
+    data, width, group = plain.input_groups(x[0])
+    assert (width, group) == (plain.input.shape[0], 8 * -(-plain.input.shape[0] // 8))
+    if name == "tfc":
+        # A first linear layer is packed either way: one pixel of the image's 784 bytes.
+        assert plain.packing.im2col and plain.descriptors == packed.descriptors
+        assert len(data) == width == x[0].size
+    else:
+        assert not plain.packing.im2col and plain.input.shape == cm.input_shape
+        conv = next(n for n in cm.graph.nodes if isinstance(n, ir.Conv))
+        assert (plain.descriptors[0].kh, plain.descriptors[0].kw) == conv.weight.shape[2:]
+        assert len(data) == x[0].size          # a byte a pixel and channel: no padding
+
+
+def test_compile_takes_k_pack_as_a_bool(zoo_models):
+    with pytest.raises(compiler.CompileError, match="k_pack must be True or False, not 'no'"):
+        compiler.compile(calibrated("digits-cnn"), k_pack="no")
 
 
 def test_first_linear_is_k_packed(zoo_models):

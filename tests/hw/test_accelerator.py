@@ -120,12 +120,17 @@ def _rerun_with_waves(config, simulator, cm, x):
     return traced.waves_file
 
 
-def _digits(config):
-    return compiler.compile(zoo.calibrate(zoo.build("digits-cnn"), "digits-cnn"), config=config)
+def _digits(config, k_pack=True):
+    return compiler.compile(zoo.calibrate(zoo.build("digits-cnn"), "digits-cnn"), config=config,
+                            k_pack=k_pack)
 
 
-def test_digits_cnn_on_verilator(verilator):
-    cm = _digits(verilator.config)
+# The board backend sends the input in WRITE_GROUPS frames: 9 of 16 (or 12) bytes a pixel
+# K-packed, 1 of 8 (or 4) plain, which runs the first convolution with one row in use.
+@pytest.mark.parametrize("k_pack", [True, False], ids=["k_packed", "plain"])
+def test_digits_cnn_on_verilator(verilator, k_pack):
+    cm = _digits(verilator.config, k_pack)
+    assert cm.program.packing.im2col == k_pack
     x = cm.quantize_input(zoo.example_input("digits-cnn", 4).numpy())
     check_run(cm, x, *run_rtl(verilator, cm, x), sim=verilator)
 
