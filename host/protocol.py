@@ -86,7 +86,7 @@ class NakCode(enum.IntEnum):
     UNKNOWN_COMMAND = 0x04  # cmd is not a Command
     BAD_LENGTH = 0x05       # len (or a READ count) is not allowed for this command
     BAD_ADDRESS = 0x06      # unknown space, or the access runs past the end of the space
-    BAD_ARGUMENT = 0x07     # a payload argument is out of range (RUN watchdog of 0)
+    BAD_ARGUMENT = 0x07     # a payload argument is out of range (RUN watchdog 0, group width)
     BUSY = 0x08             # WRITE/READ/RUN while a run is in progress
 
 

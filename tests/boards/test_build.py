@@ -135,6 +135,11 @@ def test_cli_build_with_a_recorded_toolchain(tmp_path, monkeypatch, capsys, digi
     assert f"digits-cnn: {digits_cnn.estimate().cycles:,} cycles/frame" in printed
     report = json.loads((out / "report.json").read_text())
     assert report["clock_mhz"] == 50.0 and report["model"] == "digits-cnn"
+    # The UART bounds both ways; the plain image's 64 bytes beat the K-packed 576.
+    other = report["other_packing"]
+    assert other["end_to_end_frames_per_s"] > report["end_to_end_frames_per_s"]
+    assert (f"compiled with --no-k-pack (`samoyed compile`), it would reach "
+            f"{other['end_to_end_frames_per_s']:,.1f} frames/s end to end") in printed
 
 
 def test_model_compiled_for_another_array_is_estimated_recompiled(tmp_path, digits_cnn, caplog):
