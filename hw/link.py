@@ -265,6 +265,8 @@ class HostLink(wiring.Component):
         rx_lane = Signal(8)
         total = Signal(range(write_max + 1))
         m.d.comb += is_groups.eq(hdr.cmd == Command.WRITE_GROUPS)
+        total_last = Signal.like(total)             # total - 1, from a register
+        m.d.sync += total_last.eq(total - 1)
         src = Signal(range(self.max_payload + 1))   # commit: the staging byte to write
         lane = Signal(8)                            # commit: position in the group
         fill = Signal()                             # commit: lane >= g_width (zeros)
@@ -553,7 +555,7 @@ class HostLink(wiring.Component):
                     with m.Else():
                         m.d.sync += [lane.eq(lane + 1), fill.eq(fill | (lane + 1 == g_width))]
                     m.next = "COMMIT_READ"
-                    with m.If(cnt == total - 1):
+                    with m.If(cnt == total_last):
                         respond(Reply.ACK, 0)
 
             # Response: header, payload, CRC; the CRC covers all but the sync byte.
