@@ -138,7 +138,7 @@ class _Tally:
 def link_bytes_per_frame(cm, config: AcceleratorConfig) -> tuple[int, int]:
     """Bytes on the wire to and from the board for one frame of `cm`, the way
     `board:URL` runs it (`host.backends.board.run_frame`, counted): the input in
-    WRITE_GROUPS (or WRITE) frames, RUN, one STATUS poll (the least: a longer run is
+    WRITE_GROUPS frames (WRITE where the config's link has none), RUN, one STATUS poll (the least: a longer run is
     polled more), the output in READ frames; with their answers."""
     from host import protocol as P
     from host.backends.board import run_frame
@@ -146,7 +146,8 @@ def link_bytes_per_frame(cm, config: AcceleratorConfig) -> tuple[int, int]:
     tally = _Tally()
     shape = tuple(cm.input_shape)
     frame = np.zeros(shape + (1,) * (3 - len(shape)), dtype=np.int64)
-    run_frame(P.LinkClient(tally), cm.program, frame, watchdog=1)
+    run_frame(P.LinkClient(tally), cm.program, frame, watchdog=1,
+              group_writes=config.group_writes)
     return tally.up, tally.down
 
 

@@ -34,7 +34,7 @@ from .errors import (BadCrcError, FrameError, FrameLengthError, NakError, NoResp
 __all__ = [
     "SYNC", "HEADER_SIZE", "CRC_SIZE", "MAX_PAYLOAD", "PROTOCOL_VERSION",
     "SPACE_SHIFT", "OFFSET_BITS", "OFFSET_MASK", "STATUS_SIZE", "COUNTER_NAMES", "SPACE_NAMES",
-    "Command", "Reply", "NakCode", "Space", "StatusFlag",
+    "Command", "Reply", "NakCode", "Space", "StatusFlag", "Feature",
     "Frame", "DeviceStatus", "FrameDecoder",
     "crc32", "encode_frame", "make_address", "split_address",
     "write_request", "write_groups_request", "read_request", "run_request", "status_request", "reset_request",
@@ -118,6 +118,11 @@ class StatusFlag(enum.IntFlag):
     RUNNING = 0x01   # a run was started and has neither finished nor been aborted
     DONE = 0x02      # the last run finished by itself
     WATCHDOG = 0x04  # the last run was aborted because it exceeded its watchdog limit
+
+
+class Feature(enum.IntFlag):
+    """Bits of :attr:`DeviceStatus.features`: optional commands the device serves."""
+    WRITE_GROUPS = 0x0001
 
 
 #: The accelerator's performance counters, in the order STATUS sends them.
@@ -281,9 +286,10 @@ class DeviceStatus:
     """Payload of the ACK to STATUS (``STATUS_SIZE`` bytes, little endian)::
 
         flags u8 | version u8 | max_payload u16 | run_cycles u32 | counters u32 × 5
-        | rows u8 | cols u8 | reserved u16 | space bytes u32 × 4
+        | rows u8 | cols u8 | features u16 | space bytes u32 × 4
 
-    `rows`, `cols` and `space_bytes` say what the device is (0: not reported).
+    `rows`, `cols` and `space_bytes` say what the device is (0: not reported), `features`
+    which optional commands it serves.
     """
     flags: StatusFlag = StatusFlag(0)
     version: int = PROTOCOL_VERSION
@@ -293,12 +299,13 @@ class DeviceStatus:
     rows: int = 0
     cols: int = 0
     space_bytes: dict = field(default_factory=lambda: dict.fromkeys(SPACE_NAMES, 0))
+    features: Feature = Feature(0)
 
     def encode(self) -> bytes:
         """The STATUS payload bytes."""
         return _STATUS.pack(int(self.flags), self.version, self.max_payload, self.run_cycles,
                             *(self.counters[name] for name in COUNTER_NAMES),
-                            self.rows, self.cols, 0,
+                            self.rows, self.cols, int(self.features),
                             *(self.space_bytes[name] for name in SPACE_NAMES))
 
     @classmethod
@@ -309,10 +316,10 @@ class DeviceStatus:
                                 f"{len(payload)}; the device speaks another protocol version")
         flags, version, max_payload, run_cycles, *rest = _STATUS.unpack(payload)
         n = len(COUNTER_NAMES)
-        counters, (rows, cols, _), sizes = rest[:n], rest[n:n + 3], rest[n + 3:]
+        counters, (rows, cols, features), sizes = rest[:n], rest[n:n + 3], rest[n + 3:]
         return cls(StatusFlag(flags), version, max_payload, run_cycles,
                    dict(zip(COUNTER_NAMES, counters)), rows, cols,
-                   dict(zip(SPACE_NAMES, sizes)))
+                   dict(zip(SPACE_NAMES, sizes)), Feature(features))
 
 
 def check_response(request: Frame, response: Frame) -> bytes:

@@ -43,6 +43,7 @@ class MachineDevice:
         import dataclasses
         return dataclasses.replace(
             status, rows=self.config.rows, cols=self.config.cols,
+            features=P.Feature.WRITE_GROUPS if self.config.group_writes else P.Feature(0),
             space_bytes={name: self.sizes[P.Space(i)] for i, name in enumerate(P.SPACE_NAMES)})
 
     # -- bytes in, bytes out -----------------------------------------------------------
@@ -72,10 +73,11 @@ class MachineDevice:
 
     def handle(self, frame: P.Frame) -> P.Frame:
         """The answer to one verified request frame."""
-        handlers = {P.Command.WRITE: self._write, P.Command.WRITE_GROUPS: self._write_groups,
-                    P.Command.READ: self._read,
+        handlers = {P.Command.WRITE: self._write, P.Command.READ: self._read,
                     P.Command.RUN: self._run, P.Command.STATUS: self._status,
                     P.Command.RESET: self._reset}
+        if self.config.group_writes:
+            handlers[P.Command.WRITE_GROUPS] = self._write_groups
         handler = handlers.get(frame.cmd)
         if handler is None:
             return P.nak(frame.seq, P.NakCode.UNKNOWN_COMMAND)

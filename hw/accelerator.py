@@ -208,7 +208,8 @@ class Accelerator(wiring.Component):
 
         m.submodules.link = link = HostLink(self.link_timeout,
                                             space_sizes=self.derived.space_sizes,
-                                            shape=(R, C), compact_status=cfg.compact_link)
+                                            shape=(R, C), compact_status=cfg.compact_link,
+                                            group_writes=cfg.group_writes)
         wiring.connect(m, wiring.flipped(self.i_stream), link.i_stream)
         wiring.connect(m, link.o_stream, wiring.flipped(self.o_stream))
         bus = link.bus

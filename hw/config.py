@@ -58,7 +58,8 @@ class AcceleratorConfig:
     serial_size: bool = False       # output size and pixel count by one shift-add
                                     # multiplier in the setup (no multiplier blocks; +32 cycles)
     compact_link: bool = False      # the host link keeps only STATUS's changing fields in
-                                    # registers (the same bytes on the line)
+                                    # registers (the same bytes on the line) and serves no
+                                    # WRITE_GROUPS (`group_writes`)
     compact_post: bool = False      # the post-processor forms only the bits of its
                                     # rounding shift it uses (same cycles)
     compact_feeder: bool = False    # the feeder reads a descriptor's input shape from its
@@ -104,6 +105,11 @@ class AcceleratorConfig:
     def load_rows(self) -> int:
         """Array rows per weight-load beat (the weight memory reads this many rows at once)."""
         return self.weight_load_rows or self.rows
+
+    @property
+    def group_writes(self) -> bool:
+        """The host link serves WRITE_GROUPS (docs/protocol.md): all but `compact_link`."""
+        return not self.compact_link
 
     @property
     def label(self) -> str:

@@ -16,7 +16,7 @@ from .crc import CRC32
 from .isa import Space
 
 __all__ = [
-    "Command", "Reply", "NakCode", "Space", "StatusFlag",
+    "Command", "Reply", "NakCode", "Space", "StatusFlag", "Feature",
     "address_layout", "header_layout", "write_layout", "status_layout",
     "HostBusSignature", "HostLink",
     "SYNC", "MAX_PAYLOAD", "PROTOCOL_VERSION", "N_COUNTERS",
@@ -58,6 +58,11 @@ class NakCode(enum.Enum, shape=8):
     BUSY = 0x08
 
 
+class Feature(enum.Flag, shape=16):
+    """Bits of STATUS ``features``: optional commands the device serves."""
+    WRITE_GROUPS = 0x0001
+
+
 class StatusFlag(enum.Flag, shape=8):
     """Bits of the STATUS flags byte."""
     RUNNING = 0x01
@@ -96,7 +101,7 @@ status_layout = data.StructLayout({
     # refuses a program compiled for another config before sending it.
     "rows":        unsigned(8),
     "cols":        unsigned(8),
-    "reserved":    unsigned(16),
+    "features":    unsigned(16),         # Feature bits: the optional commands it serves
     "space_bytes": data.ArrayLayout(unsigned(32), 4),
 })
 _STATUS_BYTES = status_layout.size // 8
@@ -167,6 +172,11 @@ class HostLink(wiring.Component):
         and the NAK code in a byte of its own; the constant fields are wired in when the
         payload is sent. The same bytes on the line, ~1,000 fewer logic cells on an
         iCE40 (``AcceleratorConfig.compact_link``).
+    group_writes : bool
+        Serve WRITE_GROUPS (reported in STATUS ``features``): a payload's groups
+        zero-filled in memory, so the host sends a tensor without the banks' padding.
+        ~250 logic cells on an iCE40 (wider write counters); without it WRITE_GROUPS is
+        an unknown command.
 
     Ports
     -----
@@ -179,7 +189,7 @@ class HostLink(wiring.Component):
     """
 
     def __init__(self, timeout, *, max_payload=MAX_PAYLOAD, space_sizes=None, shape=(0, 0),
-                 compact_status=False):
+                 compact_status=False, group_writes=True):
         _check_int("inter-byte timeout", timeout, 2, 2**32 - 1)
         _check_int("max payload", max_payload, 1, MAX_PAYLOAD)
         sizes = {space: 1 << 28 for space in Space}
@@ -195,6 +205,7 @@ class HostLink(wiring.Component):
         self.space_sizes_known = space_sizes is not None
         self.shape = tuple(shape)
         self.compact_status = compact_status
+        self.group_writes = group_writes
         for what, value in zip(("rows", "cols"), self.shape):
             _check_int(f"reported {what}", value, 0, 255)
         super().__init__({
@@ -212,8 +223,10 @@ class HostLink(wiring.Component):
 
         i, o, bus = self.i_stream, self.o_stream, self.bus
         count_max = max(self.max_payload, _STATUS_BYTES, _HEADER_BYTES + 1)
+        features = Feature.WRITE_GROUPS if self.group_writes else Feature(0)
         # A WRITE_GROUPS writes up to 255 bytes per payload byte; `cnt` counts them.
-        write_max = 255 * self.max_payload
+        groups = self.group_writes
+        write_max = 255 * self.max_payload if groups else count_max
 
         hdr = Signal(header_layout)
         cnt = Signal(range(max(count_max, write_max) + 1))
@@ -241,6 +254,7 @@ class HostLink(wiring.Component):
                 resp_data.run_cycles.eq(snapshot.run_cycles),
                 resp_data.counters.eq(snapshot.counters),
                 resp_data.rows.eq(self.shape[0]),
+                resp_data.features.eq(features),
                 resp_data.cols.eq(self.shape[1]),
                 *(resp_data.space_bytes[space.value].eq(
                     self.space_sizes[space] if self.space_sizes_known else 0)
@@ -258,18 +272,23 @@ class HostLink(wiring.Component):
         # WRITE_GROUPS geometry (1 and 1 for a WRITE, so one commit path serves both):
         # each `g_width` payload bytes, then zeros up to `g_group` bytes. While the
         # payload arrives, `total` adds up the bytes the commit will write and `rx_lane`
-        # the position in the current group (0 at the end: whole groups).
-        is_groups = Signal()
-        g_width = Signal(8)
-        g_group = Signal(8)
-        rx_lane = Signal(8)
-        total = Signal(range(write_max + 1))
-        m.d.comb += is_groups.eq(hdr.cmd == Command.WRITE_GROUPS)
-        total_last = Signal.like(total)             # total - 1, from a register
-        m.d.sync += total_last.eq(total - 1)
-        src = Signal(range(self.max_payload + 1))   # commit: the staging byte to write
-        lane = Signal(8)                            # commit: position in the group
-        fill = Signal()                             # commit: lane >= g_width (zeros)
+        # the position in the current group (0 at the end: whole groups). Without
+        # group writes the commit writes staging byte `cnt` to offset `cnt`.
+        if groups:
+            total_last = Signal(range(write_max + 1))   # bytes to write - 1, a register
+            is_groups = Signal()
+            g_width = Signal(8)
+            g_group = Signal(8)
+            rx_lane = Signal(8)
+            total = Signal(range(write_max + 1))
+            m.d.comb += is_groups.eq(hdr.cmd == Command.WRITE_GROUPS)
+            m.d.sync += total_last.eq(total - 1)
+            src = Signal(range(self.max_payload + 1))   # commit: the staging byte to write
+            lane = Signal(8)                            # commit: position in the group
+            fill = Signal()                             # commit: lane >= g_width (zeros)
+        else:
+            total_last = hdr.len - 1
+            src, fill = cnt, Const(0)
 
         # --- run control and watchdog: concurrent with the frame FSM, which
         # overrides these assignments when RUN or RESET execute.
@@ -294,8 +313,9 @@ class HostLink(wiring.Component):
         m.d.comb += access_len.eq(hdr.len)
         with m.If(hdr.cmd == Command.READ):
             m.d.comb += access_len.eq(arg)
-        with m.Elif(is_groups):
-            m.d.comb += access_len.eq(total)
+        if groups:
+            with m.Elif(is_groups):
+                m.d.comb += access_len.eq(total)
         # The header and the argument hold still from the CRC state on (at least two
         # cycles before EXECUTE), so the checks on them are registered: EXECUTE's
         # priority chain then starts from flip-flops, not from a 32-bit add and compare.
@@ -307,11 +327,12 @@ class HostLink(wiring.Component):
         arg_zero = Signal()
         arg_too_long = Signal()
         same_seq = Signal()
-        groups_short = Signal()
-        groups_bad = Signal()
+        if groups:
+            groups_short = Signal()
+            groups_bad = Signal()
+            m.d.sync += [groups_short.eq(hdr.len < 3),
+                         groups_bad.eq((g_width == 0) | (g_width > g_group))]
         m.d.sync += [
-            groups_short.eq(hdr.len < 3),
-            groups_bad.eq((g_width == 0) | (g_width > g_group)),
             in_bounds.eq(space_ok & (hdr.addr.offset + access_len <= space_size)),
             program_ok.eq((hdr.addr.space == Space.PROGRAM)
                           & (hdr.addr.offset < self.space_sizes[Space.PROGRAM])),
@@ -364,8 +385,10 @@ class HostLink(wiring.Component):
                 m.d.comb += i.ready.eq(1)
                 with m.If(i.valid & (i.payload == SYNC)):
                     m.d.comb += crc.start.eq(1)
-                    m.d.sync += [hdr.eq(0), arg.eq(0), cnt.eq(0), idle.eq(0),
-                                 g_width.eq(1), g_group.eq(1), rx_lane.eq(0), total.eq(0)]
+                    m.d.sync += [hdr.eq(0), arg.eq(0), cnt.eq(0), idle.eq(0)]
+                    if groups:
+                        m.d.sync += [g_width.eq(1), g_group.eq(1), rx_lane.eq(0),
+                                     total.eq(0)]
                     m.next = "HEADER"
 
             with m.State("HEADER"):
@@ -394,14 +417,15 @@ class HostLink(wiring.Component):
                     m.d.comb += [stage_w.addr.eq(cnt), stage_w.data.eq(i.payload),
                                  stage_w.en.eq(1)]
                     m.d.sync += [arg.eq(Cat(arg[8:], i.payload)), cnt.eq(cnt + 1)]
-                    with m.If(is_groups & (cnt == 0)):
-                        m.d.sync += g_width.eq(i.payload)
-                    with m.Elif(is_groups & (cnt == 1)):
-                        m.d.sync += g_group.eq(i.payload)
-                    with m.Elif(rx_lane + 1 == g_width):
-                        m.d.sync += [rx_lane.eq(0), total.eq(total + g_group)]
-                    with m.Else():
-                        m.d.sync += rx_lane.eq(rx_lane + 1)
+                    if groups:
+                        with m.If(is_groups & (cnt == 0)):
+                            m.d.sync += g_width.eq(i.payload)
+                        with m.Elif(is_groups & (cnt == 1)):
+                            m.d.sync += g_group.eq(i.payload)
+                        with m.Elif(rx_lane + 1 == g_width):
+                            m.d.sync += [rx_lane.eq(0), total.eq(total + g_group)]
+                        with m.Else():
+                            m.d.sync += rx_lane.eq(rx_lane + 1)
                     with m.If(cnt == hdr.len - 1):
                         m.d.sync += cnt.eq(0)
                         m.next = "CRC"
@@ -439,22 +463,25 @@ class HostLink(wiring.Component):
                             with m.Elif(running):
                                 send_nak(NakCode.BUSY)
                             with m.Else():
-                                m.d.sync += [cnt.eq(0), src.eq(0), lane.eq(0), fill.eq(0)]
+                                m.d.sync += cnt.eq(0)
+                                if groups:
+                                    m.d.sync += [src.eq(0), lane.eq(0), fill.eq(0)]
                                 m.next = "COMMIT_READ"
-                        with m.Case(Command.WRITE_GROUPS):
-                            with m.If(groups_short):
-                                send_nak(NakCode.BAD_LENGTH)
-                            with m.Elif(groups_bad):
-                                send_nak(NakCode.BAD_ARGUMENT)
-                            with m.Elif(rx_lane != 0):
-                                send_nak(NakCode.BAD_LENGTH)
-                            with m.Elif(~in_bounds):
-                                send_nak(NakCode.BAD_ADDRESS)
-                            with m.Elif(running):
-                                send_nak(NakCode.BUSY)
-                            with m.Else():
-                                m.d.sync += [cnt.eq(0), src.eq(2), lane.eq(0), fill.eq(0)]
-                                m.next = "COMMIT_READ"
+                        if groups:
+                            with m.Case(Command.WRITE_GROUPS):
+                                with m.If(groups_short):
+                                    send_nak(NakCode.BAD_LENGTH)
+                                with m.Elif(groups_bad):
+                                    send_nak(NakCode.BAD_ARGUMENT)
+                                with m.Elif(rx_lane != 0):
+                                    send_nak(NakCode.BAD_LENGTH)
+                                with m.Elif(~in_bounds):
+                                    send_nak(NakCode.BAD_ADDRESS)
+                                with m.Elif(running):
+                                    send_nak(NakCode.BUSY)
+                                with m.Else():
+                                    m.d.sync += [cnt.eq(0), src.eq(2), lane.eq(0), fill.eq(0)]
+                                    m.next = "COMMIT_READ"
                         with m.Case(Command.READ):
                             with m.If(~len_four | arg_zero | arg_too_long):
                                 send_nak(NakCode.BAD_LENGTH)
@@ -500,6 +527,7 @@ class HostLink(wiring.Component):
                                         resp_data.run_cycles.eq(run_cycles),
                                         resp_data.counters.eq(bus.counters),
                                         resp_data.rows.eq(self.shape[0]),
+                                        resp_data.features.eq(features),
                                         resp_data.cols.eq(self.shape[1]),
                                         *(resp_data.space_bytes[space.value].eq(
                                             self.space_sizes[space] if self.space_sizes_known else 0)
@@ -528,7 +556,7 @@ class HostLink(wiring.Component):
             offset = Signal(32)
             m.d.sync += offset.eq(hdr.addr.offset + cnt)
             stage_data = Signal(8)
-            m.d.sync += stage_data.eq(Mux(fill, 0, stage_r.data))
+            m.d.sync += stage_data.eq(Mux(fill, 0, stage_r.data) if groups else stage_r.data)
             # Payloads do not depend on the state (only `valid` does), so the memories'
             # address decoding does not wait for the state decoding.
             m.d.comb += [
@@ -548,12 +576,14 @@ class HostLink(wiring.Component):
                 m.d.comb += bus.write.valid.eq(1)
                 with m.If(bus.write.ready):
                     m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(~fill):
-                        m.d.sync += src.eq(src + 1)
-                    with m.If(lane + 1 == g_group):
-                        m.d.sync += [lane.eq(0), fill.eq(0)]
-                    with m.Else():
-                        m.d.sync += [lane.eq(lane + 1), fill.eq(fill | (lane + 1 == g_width))]
+                    if groups:
+                        with m.If(~fill):
+                            m.d.sync += src.eq(src + 1)
+                        with m.If(lane + 1 == g_group):
+                            m.d.sync += [lane.eq(0), fill.eq(0)]
+                        with m.Else():
+                            m.d.sync += [lane.eq(lane + 1),
+                                         fill.eq(fill | (lane + 1 == g_width))]
                     m.next = "COMMIT_READ"
                     with m.If(cnt == total_last):
                         respond(Reply.ACK, 0)

@@ -128,6 +128,7 @@ class BoardBackend(Backend):
                 raise BackendError(f"board at {url} speaks protocol version {status.version}, "
                                    f"this host {P.PROTOCOL_VERSION}; update one of them")
             self.link.max_payload = min(self.link.max_payload, status.max_payload)
+            self.group_writes = bool(status.features & P.Feature.WRITE_GROUPS)
             check_device(status, cm, url)
             self._load_static()
         except LinkError as error:
@@ -163,22 +164,25 @@ class BoardBackend(Backend):
         return np.stack(results)
 
     def _run_frame(self, frame: np.ndarray, watchdog: int) -> bytes:
-        raw, self.last_status = run_frame(self.link, self.program, frame, watchdog)
+        raw, self.last_status = run_frame(self.link, self.program, frame, watchdog,
+                                          self.group_writes)
         return raw
 
     def close(self) -> None:
         self.transport.close()
 
 
-def run_frame(link: P.LinkClient, program, frame: np.ndarray, watchdog: int):
+def run_frame(link: P.LinkClient, program, frame: np.ndarray, watchdog: int,
+              group_writes: bool = True):
     """Write one input over `link`, run `program`, read its output bytes back: (bytes,
-    final DeviceStatus). The input goes without its bank padding where WRITE_GROUPS can
-    carry it (a pixel's channels in at most 255 bytes of bank words), so a one-channel
-    image costs a byte a pixel instead of a bank word."""
+    final DeviceStatus). The input goes without its bank padding where the device serves
+    WRITE_GROUPS (`group_writes`) and they can carry it (a pixel's channels in at most
+    255 bytes of bank words), so a one-channel image costs a byte a pixel instead of a
+    bank word."""
     R = program.config.rows
     inp, out = program.input, program.output
     data, width, group = program.input_groups(frame)
-    if group <= 255 and width <= link.max_payload - 2:
+    if group_writes and group <= 255 and width <= link.max_payload - 2:
         link.write_groups(P.Space.ACTIVATIONS, inp.base * R, data, width, group)
     else:
         link.write(P.Space.ACTIVATIONS, inp.base * R, program.pack_input(frame).tobytes())

@@ -62,6 +62,9 @@ def test_device_status_round_trip():
     assert len(payload) == P.STATUS_SIZE == 48
     assert payload[:8] == bytes([0x06, 0x01, 64, 0]) + struct.pack("<I", 12345)
     assert payload[28:32] == bytes([8, 4, 0, 0])
+    with_groups = P.DeviceStatus(rows=2, cols=2, features=P.Feature.WRITE_GROUPS)
+    assert with_groups.encode()[28:32] == bytes([2, 2, 1, 0])
+    assert P.DeviceStatus.decode(with_groups.encode()) == with_groups
     assert payload[32:] == struct.pack("<4I", 32768, 131072, 16384, 2048)
     assert P.DeviceStatus.decode(payload) == status
     with pytest.raises(ResponseError) as exc:

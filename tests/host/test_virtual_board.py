@@ -234,6 +234,11 @@ def test_device_write_groups_fills_and_refuses_like_the_gateware():
     ]:
         assert answer(frame) == P.nak(frame.seq, code), str(frame)
     assert act[:8] == b"\x5a" * 8 and not any(dev.memory[P.Space.PARAMS])
+    # A compact link (the iCEBreaker's) serves no WRITE_GROUPS, and says so in STATUS.
+    compact = MachineDevice(AcceleratorConfig(compact_link=True))
+    assert compact.status.features == P.Feature(0) and dev.status.features == P.Feature.WRITE_GROUPS
+    (reply,) = P.FrameDecoder().feed(compact.feed(ok.encode()))
+    assert reply == P.nak(1, P.NakCode.UNKNOWN_COMMAND)
 
 
 def test_auto_finds_a_board_named_by_the_environment(cm, board, monkeypatch, caplog):

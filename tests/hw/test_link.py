@@ -50,9 +50,9 @@ class LinkBench:
     """Owns the DUT, the byte-stream drivers and the memory/accelerator models."""
 
     def __init__(self, pattern, *, seed=0, run_latency=None, max_payload=MAX_PAYLOAD,
-                 compact_status=False):
+                 compact_status=False, group_writes=True):
         self.dut = L.HostLink(TIMEOUT, max_payload=max_payload, space_sizes=SIZES,
-                              compact_status=compact_status)
+                              compact_status=compact_status, group_writes=group_writes)
         self.pattern = pattern
         self.seed = seed
         self.run_latency = run_latency      # None: the accelerator never signals done
@@ -211,7 +211,7 @@ def blank_memory():
 def test_codes_and_layouts_match_host_protocol():
     for hw_enum, host_enum in [(L.Command, P.Command), (L.Reply, P.Reply),
                                (L.NakCode, P.NakCode), (L.Space, P.Space),
-                               (L.StatusFlag, P.StatusFlag)]:
+                               (L.StatusFlag, P.StatusFlag), (L.Feature, P.Feature)]:
         assert {m.name: m.value for m in hw_enum} == {m.name: m.value for m in host_enum}
     assert (L.SYNC, L.MAX_PAYLOAD, L.PROTOCOL_VERSION) == (P.SYNC, P.MAX_PAYLOAD,
                                                           P.PROTOCOL_VERSION)
@@ -320,6 +320,18 @@ def test_write_groups_zero_fills_each_group(pattern, compact):
     bench.run(script)
     assert bench.memory == expected
     assert bench.write_beats == sum(len(d) // w * g for _, _, w, g, d in writes)
+
+
+def test_without_group_writes_write_groups_is_an_unknown_command(pattern):
+    frame = P.write_groups_request(1, P.Space.ACTIVATIONS, 0, b"abc", 1, 8)
+
+    async def script(bench, ctx):
+        assert (await bench.status(ctx, 0)).features == P.Feature(0)
+        assert await bench.transact(ctx, frame) == P.nak(1, P.NakCode.UNKNOWN_COMMAND)
+        assert await bench.expect_ack(ctx, P.write_request(2, P.Space.PARAMS, 0, b"ok")) == b""
+        assert bench.write_beats == 2
+
+    LinkBench(pattern, compact_status=True, group_writes=False).run(script)
 
 
 def test_acks_echo_seq_and_addr_exactly(pattern):
@@ -502,7 +514,8 @@ def test_run_status_busy_and_duplicate_run(pattern, compact):
         assert status == P.DeviceStatus(max_payload=MAX_PAYLOAD,
                                         counters=dict(zip(P.COUNTER_NAMES, COUNTERS)),
                                         space_bytes={"activations": 256, "weights": 128,
-                                                     "params": 64, "program": 32})
+                                                     "params": 64, "program": 32},
+                                        features=P.Feature.WRITE_GROUPS)
         run = P.run_request(1, 12, 10_000)
         assert await bench.expect_ack(ctx, run) == b""
         assert bench.starts[0][1] == 12
