@@ -4,7 +4,8 @@ For each target BOARD:RxC[@MHZ] (default: ulx3s-85f:8x8@125): the whole design (
 UART, host link, sequencer, datapath) through synthesis, place&route and pack; post-route
 Fmax, whether timing is met at the requested clock, resources and build time; and
 fmnist-cnn's modelled cycles per frame on that config with the frames/s at the clock and
-at the Fmax reached. Prints a table and writes bench/results/fpga.json (builds go to
+at the Fmax reached, then what the UART carries end to end, K-packed and with the plain
+input (`--no-k-pack`). Prints a table and writes bench/results/fpga.json (builds go to
 --out, one directory per target).
 
     .venv/bin/python bench/fpga.py [--target ulx3s-85f:8x8@125 --target icebreaker:2x2@24]
@@ -114,6 +115,14 @@ def main() -> int:
         print(f"{r['board']:<15} {r['config']:<6} {r['clock_mhz']:>6g} {r['fmax_mhz']:>7.2f} "
               f"{'yes' if r['timing_met'] else 'NO':<4} {r['luts']:>7,} {r['ffs']:>7,} "
               f"{r['dsps']:>5} {r['brams']:>6} {r['seconds']:>8.0f} {fps}")
+    for r in results:
+        if "end_to_end_frames_per_s" not in r:
+            continue
+        ways = [r] + ([r["other_packing"]] if "other_packing" in r else [])
+        print(f"{r['board']} {r['config']}, UART at {r['baud']:,} baud: " + "; ".join(
+            f"{'K-packed' if w['k_pack'] else 'plain input (--no-k-pack)'} "
+            f"{w['link_bytes_per_frame']['to_board']:,} bytes in a frame, "
+            f"{w['end_to_end_frames_per_s']:,.1f} frames/s end to end" for w in ways))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "fpga.json").write_text(json.dumps(
         {"model": "fmnist-cnn", "source": source_state(), "builds": results}, indent=2) + "\n")
