@@ -455,9 +455,9 @@ class HostLink(wiring.Component):
                 with m.Else():
                     m.d.sync += [last_seq.eq(hdr.seq), last_was_run.eq(0)]
                     with m.Switch(hdr.cmd):
-                        with m.Case(Command.WRITE):
-                            with m.If(len_zero):
-                                send_nak(NakCode.BAD_LENGTH)
+                        def commit_from(first):
+                            """After a write's own checks: the address and busy checks,
+                            then the copy from staging byte `first` on."""
                             with m.Elif(~in_bounds):
                                 send_nak(NakCode.BAD_ADDRESS)
                             with m.Elif(running):
@@ -465,8 +465,13 @@ class HostLink(wiring.Component):
                             with m.Else():
                                 m.d.sync += cnt.eq(0)
                                 if groups:
-                                    m.d.sync += [src.eq(0), lane.eq(0), fill.eq(0)]
+                                    m.d.sync += [src.eq(first), lane.eq(0), fill.eq(0)]
                                 m.next = "COMMIT_READ"
+
+                        with m.Case(Command.WRITE):
+                            with m.If(len_zero):
+                                send_nak(NakCode.BAD_LENGTH)
+                            commit_from(0)
                         if groups:
                             with m.Case(Command.WRITE_GROUPS):
                                 with m.If(groups_short):
@@ -475,13 +480,7 @@ class HostLink(wiring.Component):
                                     send_nak(NakCode.BAD_ARGUMENT)
                                 with m.Elif(rx_lane != 0):
                                     send_nak(NakCode.BAD_LENGTH)
-                                with m.Elif(~in_bounds):
-                                    send_nak(NakCode.BAD_ADDRESS)
-                                with m.Elif(running):
-                                    send_nak(NakCode.BUSY)
-                                with m.Else():
-                                    m.d.sync += [cnt.eq(0), src.eq(2), lane.eq(0), fill.eq(0)]
-                                    m.next = "COMMIT_READ"
+                                commit_from(2)        # after the width and group bytes
                         with m.Case(Command.READ):
                             with m.If(~len_four | arg_zero | arg_too_long):
                                 send_nak(NakCode.BAD_LENGTH)
