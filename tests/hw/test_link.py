@@ -635,7 +635,9 @@ def test_client_against_the_gateware_over_a_faulty_line():
     # byte into the top of len (TOO_LONG). Answers: two 16-byte NAKs, two
     # 15-byte ACKs, then the first READ's answer, whose data starts at 73.
     line = SimLine(down_faults={20: "flip", 83: "drop"}, up_faults={80: "flip"})
-    client = P.LinkClient(line, response_timeout=1.0, max_payload=MAX_PAYLOAD)
+    # The timeout is wall-clock against a simulation: generous, so that a loaded machine
+    # does not add a resend (the corrupted answer costs one full timeout).
+    client = P.LinkClient(line, response_timeout=3.0, max_payload=MAX_PAYLOAD)
     outcome = {}
 
     def host():
