@@ -177,6 +177,21 @@ def other_packing(cm, config: AcceleratorConfig, clock_mhz: float, baud: int) ->
             "end_to_end_frames_per_s": round(min(fps, link), 1)}
 
 
+def faster_packing(cm, board: Board):
+    """`cm`, or `cm` with the other `k_pack` where that is faster end to end on `board` at
+    its config's clock and default baud (the UART bounds a board, and K-packing costs
+    kh*kw times the input bytes); with the two rates (this way, the other way or None)."""
+    from .top import pick_baud
+    clock = cm.config.clock_mhz
+    baud = pick_baud(board, clock)
+    this = min(estimate_fps(cm, cm.config, clock)[1], link_fps(cm, cm.config, baud))
+    other = other_packing(cm, cm.config, clock, baud)
+    if other is not None and other["end_to_end_frames_per_s"] > this:
+        return (dataclasses.replace(cm, k_pack=other["k_pack"]),
+                other["end_to_end_frames_per_s"], this)
+    return cm, this, None if other is None else other["end_to_end_frames_per_s"]
+
+
 def build(board: Board, config: AcceleratorConfig | None = None, out=".", *,
           clock_mhz: float | None = None, baud: int | None = None, model=None,
           runner: Runner | None = None) -> dict:

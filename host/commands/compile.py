@@ -18,6 +18,22 @@ def _load_source(path: Path):
     raise UsageError(f"{str(path)!r} is neither a model directory (with model.pt) nor a .onnx file")
 
 
+def _packing_for(cm, board):
+    """K-packed or plain input, whichever is faster end to end on `board`; says which."""
+    from boards.build import faster_packing
+    from boards.registry import BoardError
+    try:
+        chosen, rate, other = faster_packing(cm, board)
+    except BoardError:          # no UART rate at this clock: `samoyed build` will say so
+        return cm
+    if other is not None:
+        how = "K-packed input" if chosen.k_pack else "plain input (--no-k-pack)"
+        print(f"{how}: {rate:,.1f} frames/s end to end on {board.name} at "
+              f"{cm.config.clock_mhz:g} MHz, the other way {other:,.1f}; --k-pack or "
+              f"--no-k-pack to choose")
+    return chosen
+
+
 def run(args) -> int:
     import compiler
     from hw import AcceleratorConfig
@@ -34,7 +50,10 @@ def run(args) -> int:
     if args.rows or args.cols:
         config = dataclasses.replace(config, rows=args.rows or config.rows,
                                      cols=args.cols or config.cols)
-    cm = compiler.compile(source, input_shape=shape, config=config, k_pack=not args.no_k_pack)
+    cm = compiler.compile(source, input_shape=shape, config=config,
+                          k_pack=True if args.k_pack is None else args.k_pack)
+    if args.board and args.k_pack is None:
+        cm = _packing_for(cm, board)
     cm.meta.update({k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))})
     cm.save(args.out)
     print(cm.summary())
@@ -60,9 +79,15 @@ def register(sub, formatter) -> None:
     p.add_argument("--rows", type=int, default=None, help="array rows (overrides --config)")
     p.add_argument("--cols", type=int, default=None,
                    help="array columns (overrides --config)")
-    p.add_argument("--no-k-pack", action="store_true",
-                   help="keep the first convolution as it is: the board receives the plain "
-                        "image instead of its im2col packing (kh*kw times fewer input bytes, "
-                        "more cycles); for boards whose UART bounds the frame rate "
-                        "(`samoyed build --model` says which is faster)")
+    packing = p.add_mutually_exclusive_group()
+    packing.add_argument("--no-k-pack", dest="k_pack", action="store_const", const=False,
+                         help="keep the first convolution as it is: the board receives the "
+                              "plain image instead of its im2col packing (kh*kw times fewer "
+                              "input bytes, more cycles); for boards whose UART bounds the "
+                              "frame rate")
+    packing.add_argument("--k-pack", dest="k_pack", action="store_const", const=True,
+                         help="pack the first convolution's taps into the array's rows "
+                              "(fewest cycles; the default without --board). With --board "
+                              "and neither flag, the way that is faster end to end on the "
+                              "board's UART")
     p.set_defaults(func=run)
