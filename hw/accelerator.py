@@ -268,7 +268,9 @@ class Accelerator(wiring.Component):
         r_select = Signal()
         r_sliced = Signal()
         r_have = Signal()
-        r_slice = Signal(64)
+        # compact_link: words of at most 16 bytes (1x1, 2x2) pick their byte at once
+        narrow_read = cfg.compact_link and max(w for _, w in mems.values()) <= 16
+        r_slice = Signal(8 if narrow_read else 64)
         r_lo = Signal(3)             # the byte within the slice
         r_space = Signal(Space)
         r_byte = Signal(16)          # byte index within the word
@@ -291,7 +293,11 @@ class Accelerator(wiring.Component):
         wgt_q = Signal.like(wgt_rd.data, reset_less=True)
         prm_q = Signal.like(prm_rd.data, reset_less=True)
         m.d.sync += [act_q.eq(act_rd.data), prg_q.eq(prg_rd.data)]
-        read_q = {Space.ACTIVATIONS: act_q, Space.WEIGHTS: wgt_q, Space.PARAMS: prm_q,
+        # held_params: the PARAM port's own data register holds the post-processor's
+        # shadow record, and the host reads it there (its address holds still)
+        held_params = cfg.compact_post and C == 1
+        read_q = {Space.ACTIVATIONS: act_q, Space.WEIGHTS: wgt_q,
+                  Space.PARAMS: prm_rd.data if held_params else prm_q,
                   Space.PROGRAM: prg_q}
         with m.If(r_pending):
             m.d.sync += [r_pending.eq(0), r_select.eq(1)]
@@ -302,14 +308,18 @@ class Accelerator(wiring.Component):
                     with m.Case(space):
                         word = read_q[space].as_value()
                         shift = exact_log2(word_bytes)
-                        if shift > 3:
+                        if narrow_read:
+                            m.d.sync += r_slice.eq(word.word_select(r_byte[:shift], 8)
+                                                   if shift else word)
+                        elif shift > 3:
                             m.d.sync += r_slice.eq(word.word_select(r_byte[3:shift], 64))
                         else:
                             m.d.sync += r_slice.eq(word)
-                        m.d.sync += r_lo.eq(r_byte[:min(shift, 3)] if shift else 0)
+                        if not narrow_read:
+                            m.d.sync += r_lo.eq(r_byte[:min(shift, 3)] if shift else 0)
         with m.If(r_sliced):
             m.d.sync += [r_sliced.eq(0), r_have.eq(1),
-                         r_data.eq(r_slice.word_select(r_lo, 8))]
+                         r_data.eq(r_slice if narrow_read else r_slice.word_select(r_lo, 8))]
         with m.If(r_have & bus.read_data.ready):
             m.d.sync += r_have.eq(0)
 
@@ -325,7 +335,9 @@ class Accelerator(wiring.Component):
         array = block("array", SystolicArray(R, C, act_width=9, weight_width=8, acc_width=32))
         acc = block("acc", Accumulator(C, cfg.acc_depth))
         post = block("post", PostProcessor(C, tag_width=0 if cfg.ram_delays
-                                             else tag_layout.size, compact=cfg.compact_post))
+                                             else tag_layout.size, compact=cfg.compact_post,
+                                           static_mode=cfg.compact_post,
+                                           held_params=held_params))
         writer = block("writer", PoolWriter(R, addr_width=A))
 
         wiring.connect(m, feeder.act, array.act)
@@ -343,16 +355,18 @@ class Accelerator(wiring.Component):
         ]
 
         # --- descriptor registers and derived values. A narrow program memory
-        # (program_beat_bytes) shifts the descriptor in one read at a time, from the top:
-        # after `beats` reads its first bit is at the bottom.
+        # (program_beat_bytes) brings the descriptor in one read at a time, each into
+        # its own place (not shifted along, so the bits of fields nothing reads are
+        # left out).
         beats = fetch_beats(cfg)
         beat_bits = 8 * cfg.program_beat_bytes
         if beats == 1:
             d = Signal(DESCRIPTOR)
         else:
-            d_shift = Signal(beats * beat_bits, reset_less=True)
-            d = DESCRIPTOR(d_shift[:DESCRIPTOR.size])
+            d_words = Signal(beats * beat_bits, reset_less=True)
+            d = DESCRIPTOR(d_words[:DESCRIPTOR.size])
             beat = Signal(range(beats))
+            landing = Signal(range(beats))    # the word the read data belongs in
         is_conv = Signal()
         is_max = Signal()
         is_add = Signal()
@@ -467,7 +481,7 @@ class Accelerator(wiring.Component):
             with m.If(abort):
                 m.d.sync += [running.eq(0), conv_active.eq(0)]
                 if beats > 1:
-                    m.d.sync += beat.eq(0)
+                    m.d.sync += [beat.eq(0), landing.eq(0)]
                 m.next = "IDLE"
 
         with m.FSM(name="seq"):
@@ -485,7 +499,8 @@ class Accelerator(wiring.Component):
                     m.d.comb += [prg_rd.addr.eq(pc * words + beat), prg_rd.en.eq(1)]
                     m.d.sync += beat.eq(beat + 1)
                     with m.If(beat != 0):
-                        m.d.sync += d_shift.eq(Cat(d_shift[beat_bits:], prg_rd.data))
+                        m.d.sync += [d_words.word_select(landing, beat_bits).eq(prg_rd.data),
+                                     landing.eq(landing + 1)]
                     with m.If(beat == beats - 1):
                         m.d.sync += beat.eq(0)
                         m.next = "LATCH"
@@ -494,7 +509,8 @@ class Accelerator(wiring.Component):
                 if beats == 1:
                     m.d.sync += d.eq(prg_rd.data.as_value()[:DESCRIPTOR.size])
                 else:
-                    m.d.sync += d_shift.eq(Cat(d_shift[beat_bits:], prg_rd.data))
+                    m.d.sync += [d_words.word_select(landing, beat_bits).eq(prg_rd.data),
+                                 landing.eq(0)]
                 m.next = "DECODE"
                 leave_on_abort()
             with m.State("DECODE"):
@@ -778,41 +794,11 @@ class Accelerator(wiring.Component):
         with m.If(post.swap):
             m.d.sync += swaps.eq(swaps + 1)
 
-        # --- PARAM records: tile t loads after the post-processor swapped tile t - 1 in
-        # Two stages that stall together: the read (pl_rvalid, its data on the port) and
-        # the record in prm_q (pl_valid), offered to the post-processor.
-        pl_active = Signal()
-        pl_tile = Signal(12)
-        pl_lane = Signal(range(C))
-        pl_addr = Signal(14)
-        pl_rvalid = Signal()
-        pl_rlane = Signal(range(C))
-        pl_valid = Signal()
-        pl_out_lane = Signal(range(C))
-        advance = ~pl_valid | post.param.ready
-        with m.If(running):
-            m.d.comb += [prm_rd.addr.eq(pl_addr), prm_rd.en.eq(advance)]
-        m.d.comb += [
-            post.param.valid.eq(pl_valid),
-            post.param.payload.lane.eq(pl_out_lane),
-            post.param.payload.param.eq(prm_q.as_value()),
-        ]
-        with m.If(is_max):
-            m.d.comb += post.param.payload.param.bias.eq(0)
-        with m.If(advance):
-            m.d.sync += [prm_q.eq(prm_rd.data), pl_valid.eq(pl_rvalid),
-                         pl_out_lane.eq(pl_rlane), pl_rvalid.eq(0)]
-            with m.If(pl_active):
-                m.d.sync += [pl_rvalid.eq(1), pl_rlane.eq(pl_lane), pl_addr.eq(pl_addr + 1),
-                             pl_lane.eq(pl_lane + 1)]
-                with m.If(pl_lane == C - 1):
-                    m.d.sync += [pl_active.eq(0), pl_tile.eq(pl_tile + 1), pl_lane.eq(0)]
-        with m.If(conv_active & ~pl_active & (pl_tile < oct_) & (swaps >= pl_tile)):
-            m.d.sync += pl_active.eq(1)
-        with m.If(~conv_active):
-            m.d.sync += [pl_tile.eq(0), pl_lane.eq(0), pl_addr.eq(d.prm), pl_active.eq(0)]
-        with m.If(abort):
-            m.d.sync += [pl_active.eq(0), pl_rvalid.eq(0), pl_valid.eq(0)]
+        if held_params:
+            self._held_params(m, post, prm_rd, running, conv_active, is_max, d)
+        else:
+            self._param_loader(m, post, prm_rd, prm_q, running, conv_active, is_max, d,
+                               oct_, swaps, abort)
 
         # --- packer: C post-processed lanes -> one activation word (4 for raw int32)
         beat = writer.pixels.payload
@@ -886,16 +872,23 @@ class Accelerator(wiring.Component):
         # fabric); then n x (rows x cols) in a DSP block with its registers. The count
         # lands 5 cycles after the command, long before the descriptor's drain ends.
         mac_n = Signal(13)
-        mac_rows = Signal.like(rows_used)
-        mac_cols = Signal.like(cols_used)
-        mac_n2 = Signal(13)
-        mac_rc = Signal(range(R * C + 1))
-        rows_x_cols = sum(Mux(mac_cols[i], mac_rows << i, 0) for i in range(len(mac_cols)))
-        m.d.sync += [mac_n.eq(Mux(accept & is_conv, n, 0)), mac_rows.eq(rows_used),
-                     mac_cols.eq(cols_used), mac_n2.eq(mac_n), mac_rc.eq(rows_x_cols)]
-        m.submodules.mac_mul = mac_mul = Multiplier(unsigned(13), mac_rc.shape())
-        m.d.comb += [mac_mul.a.eq(mac_n2), mac_mul.b.eq(mac_rc)]
-        mac_step = mac_mul.p
+        if R * C == 1:
+            # one PE: a K-tile has one row (kk < kt = in_c) and an output tile one
+            # column, so a command's MACs are its n
+            m.d.sync += mac_n.eq(Mux(accept & is_conv, n, 0))
+            mac_step = mac_n
+        else:
+            mac_rows = Signal.like(rows_used)
+            mac_cols = Signal.like(cols_used)
+            mac_n2 = Signal(13)
+            mac_rc = Signal(range(R * C + 1))
+            rows_x_cols = sum(Mux(mac_cols[i], mac_rows << i, 0)
+                              for i in range(len(mac_cols)))
+            m.d.sync += [mac_n.eq(Mux(accept & is_conv, n, 0)), mac_rows.eq(rows_used),
+                         mac_cols.eq(cols_used), mac_n2.eq(mac_n), mac_rc.eq(rows_x_cols)]
+            m.submodules.mac_mul = mac_mul = Multiplier(unsigned(13), mac_rc.shape())
+            m.d.comb += [mac_mul.a.eq(mac_n2), mac_mul.b.eq(mac_rc)]
+            mac_step = mac_mul.p
         # The counters sit by the link, far from the sequencer, feeder and DSP block that
         # drive them: each increment crosses into a register first, so the route and the
         # 32-bit add are separate cycles. Counts arrive a cycle late but none is lost
@@ -910,3 +903,61 @@ class Accelerator(wiring.Component):
                          counters[2].eq(counters[2] + mac_q),
                          counters[3].eq(counters[3] + stall_q)]
         return m
+
+    def _param_loader(self, m, post, prm_rd, prm_q, running, conv_active, is_max, d, oct_,
+                      swaps, abort):
+        """PARAM records: tile t loads after the post-processor swapped tile t - 1 in.
+        Two stages that stall together: the read (pl_rvalid, its data on the port) and
+        the record in prm_q (pl_valid), offered to the post-processor."""
+        C = self.config.cols
+        pl_active = Signal()
+        pl_tile = Signal(12)
+        pl_lane = Signal(range(C))
+        pl_addr = Signal(14)
+        pl_rvalid = Signal()
+        pl_rlane = Signal(range(C))
+        pl_valid = Signal()
+        pl_out_lane = Signal(range(C))
+        advance = ~pl_valid | post.param.ready
+        with m.If(running):
+            m.d.comb += [prm_rd.addr.eq(pl_addr), prm_rd.en.eq(advance)]
+        m.d.comb += [
+            post.param.valid.eq(pl_valid),
+            post.param.payload.lane.eq(pl_out_lane),
+            post.param.payload.param.eq(prm_q.as_value()),
+        ]
+        with m.If(is_max):
+            m.d.comb += post.param.payload.param.bias.eq(0)
+        with m.If(advance):
+            m.d.sync += [prm_q.eq(prm_rd.data), pl_valid.eq(pl_rvalid),
+                         pl_out_lane.eq(pl_rlane), pl_rvalid.eq(0)]
+            with m.If(pl_active):
+                m.d.sync += [pl_rvalid.eq(1), pl_rlane.eq(pl_lane), pl_addr.eq(pl_addr + 1),
+                             pl_lane.eq(pl_lane + 1)]
+                with m.If(pl_lane == C - 1):
+                    m.d.sync += [pl_active.eq(0), pl_tile.eq(pl_tile + 1), pl_lane.eq(0)]
+        with m.If(conv_active & ~pl_active & (pl_tile < oct_) & (swaps >= pl_tile)):
+            m.d.sync += pl_active.eq(1)
+        with m.If(~conv_active):
+            m.d.sync += [pl_tile.eq(0), pl_lane.eq(0), pl_addr.eq(d.prm), pl_active.eq(0)]
+        with m.If(abort):
+            m.d.sync += [pl_active.eq(0), pl_rvalid.eq(0), pl_valid.eq(0)]
+
+    def _held_params(self, m, post, prm_rd, running, conv_active, is_max, d):
+        """held_params (1x1, compact_post): the PARAM port's data register is the
+        post-processor's shadow record. A descriptor reads its first record as it
+        starts, and every swap's last copy (``param_done``) reads the next; the read
+        beyond the last tile is never used."""
+        pl_first = Signal()
+        pl_addr = Signal(14)
+        load = Signal()
+        m.d.comb += load.eq(conv_active & (pl_first | post.param_done))
+        with m.If(running):
+            m.d.comb += [prm_rd.addr.eq(pl_addr), prm_rd.en.eq(load)]
+        with m.If(load):
+            m.d.sync += [pl_first.eq(0), pl_addr.eq(pl_addr + 1)]
+        with m.If(~conv_active):
+            m.d.sync += [pl_first.eq(1), pl_addr.eq(d.prm)]
+        m.d.comb += post.shadow[0].eq(prm_rd.data.as_value())
+        with m.If(is_max):
+            m.d.comb += post.shadow[0].bias.eq(0)
