@@ -64,7 +64,7 @@ _ICE40_REDUCED = AcceleratorConfig(rows=1, cols=1, act_depth=1024, weight_depth=
                                    param_depth=128, program_depth=16, acc_depth=64,
                                    clock_mhz=24.0, program_beat_bytes=2, ram_delays=True,
                                    serial_size=True, compact_link=True, compact_post=True,
-                                   compact_feeder=True)
+                                   compact_feeder=True, standalone_pool=True)
 
 BOARDS = {b.name: b for b in [
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F", 25.0,
@@ -83,7 +83,8 @@ BOARDS = {b.name: b for b in [
           AcceleratorConfig(), "LambdaConcept ECPIX-5, ECP5-5G-85F, FT2232H"),
     # The UP5K gets the reduced variant (hw.AcceleratorConfig: descriptors fetched two
     # bytes at a time, tags delayed in block RAM, serial output-size multiplies, compact
-    # STATUS): it fits the multipliers and block RAMs, not yet the 5,280 LCs
+    # STATUS, max pools as descriptors of their own): it fits the multipliers and block
+    # RAMs, not yet the 5,280 LCs
     # (docs/boards.md). Its config is the smallest, so the fit check names what is missing.
     Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", "iCE40UP5K",
           12.0, 5_280, 5_280, 8, 30, 3_000_000, _ICE40_REDUCED,

@@ -57,6 +57,11 @@ def check_program(program, config: AcceleratorConfig) -> None:
             raise BackendError(
                 f"descriptor {index} ({what}) averages a {d.in_h}x{d.in_w} input: the RTL's "
                 "global pool takes at most 15x15 (the feeder's tap fields have 4 bits)")
+        if d.op is Opcode.CONV and d.pool_k > 1 and config.standalone_pool:
+            raise BackendError(
+                f"descriptor {index} ({what}) max-pools on write (pool_k={d.pool_k}); the "
+                f"{config.label} config has no pool-on-write (standalone_pool): compile the "
+                "network for this config, which gives the pool a MAXPOOL descriptor")
         conv_h, conv_w = conv_size(d) if d.op is Opcode.CONV else (d.out_h, d.out_w)
         if d.out_raw and conv_h * conv_w > 1:
             raise BackendError(

@@ -338,7 +338,7 @@ class Accelerator(wiring.Component):
                                              else tag_layout.size, compact=cfg.compact_post,
                                            static_mode=cfg.compact_post,
                                            held_params=held_params))
-        writer = block("writer", PoolWriter(R, addr_width=A))
+        writer = block("writer", PoolWriter(R, addr_width=A, pool=not cfg.standalone_pool))
 
         wiring.connect(m, feeder.act, array.act)
         m.d.comb += array.swap.eq(feeder.swap)

@@ -63,6 +63,9 @@ class AcceleratorConfig:
                                     # rounding shift it uses (same cycles)
     compact_feeder: bool = False    # the feeder reads a descriptor's input shape from its
                                     # latest command, not from each pixel's (same cycles)
+    standalone_pool: bool = False   # no pool-on-write: the compiler gives max pools
+                                    # MAXPOOL descriptors of their own, and the pool writer
+                                    # has no divides, reads or merges
 
     def __post_init__(self):
         for name, (lo, hi) in _LIMITS.items():
@@ -80,7 +83,7 @@ class AcceleratorConfig:
             raise ConfigError(f"program_beat_bytes must be 1, 2, 4, 8, 16 or 32 (a divisor of "
                               f"the 32-byte descriptor), not {beat!r}")
         for name in ("ram_delays", "serial_size", "compact_link", "compact_post",
-                     "compact_feeder"):
+                     "compact_feeder", "standalone_pool"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if self.data_bits != 8:

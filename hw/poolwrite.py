@@ -34,7 +34,7 @@ newest first, byte by byte, in place of the read data when the addresses match
 transparent. Older writes are in the memory by the time of the read.
 """
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -104,7 +104,7 @@ class PoolWriter(wiring.Component):
         Write port of the banks.
     """
 
-    def __init__(self, rows, *, addr_width=20):
+    def __init__(self, rows, *, addr_width=20, pool=True):
         for what, value, lo, hi in (("PoolWriter rows", rows, 1, 64),
                                     ("PoolWriter addr_width", addr_width, 1, 20)):
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
@@ -113,6 +113,7 @@ class PoolWriter(wiring.Component):
                                     "; the descriptor's dst field has 20 bits"))
         self.rows = rows
         self.addr_width = addr_width
+        self.pool = bool(pool)
         word = data.ArrayLayout(unsigned(8), rows)
         super().__init__({
             "cfg":    In(pool_config_layout(addr_width)),
@@ -129,6 +130,8 @@ class PoolWriter(wiring.Component):
         word = data.ArrayLayout(unsigned(8), R)
 
         def delayed(value, name):
+            if isinstance(value, Const):
+                return value        # without pooling, `first` is a constant
             reg = Signal.like(value, name=name, reset_less=True)
             m.d.sync += reg.eq(value)
             return reg
@@ -144,7 +147,11 @@ class PoolWriter(wiring.Component):
                 with m.Case(kk):
                     m.d.sync += recip.eq(reciprocal(max(kk, 1), DIM_BITS, shift)[0])
         scale = Mux(cfg.raw, 2, 0)
-        m.submodules.row_stride = row_stride = Multiplier(unsigned(DIM_BITS), unsigned(12))
+        # Without pooling the divides' two blocks are free: the address products take
+        # them (on an iCE40 they are LUTs otherwise).
+        block = not self.pool
+        m.submodules.row_stride = row_stride = Multiplier(unsigned(DIM_BITS), unsigned(12),
+                                                          block=block)
         row_words = Signal(A + 2)
         m.d.comb += [row_stride.a.eq(cfg.out_w), row_stride.b.eq(cfg.groups)]
         m.d.sync += [row_words.eq(row_stride.p << scale), col_words.eq(cfg.groups << scale)]
@@ -156,25 +163,35 @@ class PoolWriter(wiring.Component):
         # t+1, t+2: pooled coordinates.
         # x * recip = (x // k) << shift | frac, and frac < recip exactly when k divides
         # x (see `reciprocal`), so the remainder needs no multiply back.
-        m.submodules.div_h = div_h = Multiplier(unsigned(DIM_BITS), unsigned(16))
-        m.submodules.div_w = div_w = Multiplier(unsigned(DIM_BITS), unsigned(16))
-        m.d.comb += [div_h.a.eq(beat.oh), div_h.b.eq(recip),
-                     div_w.a.eq(beat.ow), div_w.b.eq(recip)]
+        if self.pool:
+            m.submodules.div_h = div_h = Multiplier(unsigned(DIM_BITS), unsigned(16))
+            m.submodules.div_w = div_w = Multiplier(unsigned(DIM_BITS), unsigned(16))
+            m.d.comb += [div_h.a.eq(beat.oh), div_h.b.eq(recip),
+                         div_w.a.eq(beat.ow), div_w.b.eq(recip)]
         v1, b1 = pipe(self.pixels.valid, beat, "1")
         v2, b2 = pipe(v1, b1, "2")
-        prod_h, prod_w = div_h.p, div_w.p
-        ph = prod_h >> shift
-        pw = prod_w >> shift
+        if self.pool:
+            prod_h, prod_w = div_h.p, div_w.p
+            ph = prod_h >> shift
+            pw = prod_w >> shift
+        else:
+            # every pixel is its own cell, inside the tensor and first to arrive
+            ph, pw = b2.oh, b2.ow
 
         # t+3, t+4: decision and the two address products.
-        m.submodules.row_mul = row_mul = Multiplier(unsigned(DIM_BITS), unsigned(A + 2))
+        m.submodules.row_mul = row_mul = Multiplier(unsigned(DIM_BITS), unsigned(A + 2),
+                                                    block=block)
         m.submodules.col_mul = col_mul = Multiplier(unsigned(DIM_BITS), unsigned(14))
         m.d.comb += [row_mul.a.eq(ph), row_mul.b.eq(row_words),
                      col_mul.a.eq(pw), col_mul.b.eq(col_words)]
         word_in_group = Mux(cfg.raw, (b2.group << 2) | b2.byte, b2.group)
-        v3 = delayed(v2 & (ph < cfg.out_h) & (pw < cfg.out_w), "v3")
+        if self.pool:
+            v3 = delayed(v2 & (ph < cfg.out_h) & (pw < cfg.out_w), "v3")
+        else:
+            v3 = delayed(v2, "v3")
         b3 = delayed(b2, "b3")
-        first3 = delayed((prod_h[:shift] < recip) & (prod_w[:shift] < recip), "first3")
+        first3 = (delayed((prod_h[:shift] < recip) & (prod_w[:shift] < recip), "first3")
+                  if self.pool else Const(1))
         base3 = delayed((cfg.dst + word_in_group)[:A], "base3")
         v4, b4 = pipe(v3, b3, "4")
         first4 = delayed(first3, "first4")
@@ -189,16 +206,18 @@ class PoolWriter(wiring.Component):
         first6 = delayed(first5, "first6")
         addr6 = delayed((row5 + col5)[:A], "addr6")
         # Read the stored word unless this beat is its window's first.
-        m.d.comb += [
-            self.rd.addr.eq(addr6),
-            self.rd.en.eq(v6 & ~first6),
-        ]
+        if self.pool:
+            m.d.comb += [
+                self.rd.addr.eq(addr6),
+                self.rd.en.eq(v6 & ~first6),
+            ]
 
         # t+7: the read data into a register; which of the writes ahead is newest.
         v7, b7 = pipe(v6, b6, "7")
         first7 = delayed(first6, "first7")
         addr7 = delayed(addr6, "addr7")
-        stored = delayed(self.rd.data, "stored")
+        if self.pool:
+            stored = delayed(self.rd.data, "stored")
         # fwd[0] is the write register (its write lands at the edge ending this cycle),
         # fwd[1], fwd[2] the writes that landed one and two edges ago.
         fwd_en = [Signal(R, name=f"fwd{k}_en") for k in range(3)]
@@ -209,24 +228,31 @@ class PoolWriter(wiring.Component):
         addr8 = delayed(addr7, "addr8")
         # The beat in t+8 merges what the three beats ahead of it wrote: the one merging
         # in t+7 (addr8 then, fwd[0] in t+8), and those in fwd[0] and fwd[1] in t+7.
-        hit = [delayed(addr7 == addr8, "hit0"), delayed(addr7 == fwd_addr[0], "hit1"),
-               delayed(addr7 == fwd_addr[1], "hit2")]
+        if not self.pool:
+            # t+8: the beat into the write register; t+9: the write lands.
+            m.d.sync += [fwd_en[0].eq(Mux(v8, b8.en, 0)), fwd_addr[0].eq(addr8),
+                         fwd_data[0].eq(b8.data)]
+        else:
+            hit = [delayed(addr7 == addr8, "hit0"), delayed(addr7 == fwd_addr[0], "hit1"),
+                   delayed(addr7 == fwd_addr[1], "hit2")]
 
-        # t+8: merge into the write register; t+9: the write lands.
-        flip = Mux(cfg.signed, 0x80, 0)      # int8 order as uint8 order
-        merged = Signal(word)
-        for r in range(R):
-            old = Mux(hit[0] & fwd_en[0][r], fwd_data[0][r],
-                      Mux(hit[1] & fwd_en[1][r], fwd_data[1][r],
-                          Mux(hit[2] & fwd_en[2][r], fwd_data[2][r], stored[r])))
-            new = b8.data[r]
-            larger = (new ^ flip) > (old ^ flip)
-            m.d.comb += merged[r].eq(Mux(first8 | larger, new, old))
-        m.d.sync += [
-            fwd_en[0].eq(Mux(v8, b8.en, 0)), fwd_addr[0].eq(addr8), fwd_data[0].eq(merged),
-            fwd_en[1].eq(fwd_en[0]), fwd_addr[1].eq(fwd_addr[0]), fwd_data[1].eq(fwd_data[0]),
-            fwd_en[2].eq(fwd_en[1]), fwd_addr[2].eq(fwd_addr[1]), fwd_data[2].eq(fwd_data[1]),
-        ]
+            # t+8: merge into the write register; t+9: the write lands.
+            flip = Mux(cfg.signed, 0x80, 0)      # int8 order as uint8 order
+            merged = Signal(word)
+            for r in range(R):
+                old = Mux(hit[0] & fwd_en[0][r], fwd_data[0][r],
+                          Mux(hit[1] & fwd_en[1][r], fwd_data[1][r],
+                              Mux(hit[2] & fwd_en[2][r], fwd_data[2][r], stored[r])))
+                new = b8.data[r]
+                larger = (new ^ flip) > (old ^ flip)
+                m.d.comb += merged[r].eq(Mux(first8 | larger, new, old))
+            m.d.sync += [
+                fwd_en[0].eq(Mux(v8, b8.en, 0)), fwd_addr[0].eq(addr8), fwd_data[0].eq(merged),
+                fwd_en[1].eq(fwd_en[0]), fwd_addr[1].eq(fwd_addr[0]),
+                fwd_data[1].eq(fwd_data[0]),
+                fwd_en[2].eq(fwd_en[1]), fwd_addr[2].eq(fwd_addr[1]),
+                fwd_data[2].eq(fwd_data[1]),
+            ]
         m.d.comb += [
             self.wr.addr.eq(fwd_addr[0]),
             self.wr.data.eq(fwd_data[0]),

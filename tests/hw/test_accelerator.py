@@ -70,7 +70,8 @@ def icarus_4x4(request):
 REDUCED = AcceleratorConfig(rows=1, cols=1, act_depth=4096, weight_depth=16384,
                             param_depth=128, program_depth=16, acc_depth=64,
                             program_beat_bytes=2, ram_delays=True, serial_size=True,
-                            compact_link=True, compact_post=True, compact_feeder=True)
+                            compact_link=True, compact_post=True, compact_feeder=True,
+                            standalone_pool=True)
 
 
 @pytest.fixture(scope="module")
@@ -344,6 +345,18 @@ def test_check_program_names_the_unsupported_descriptor():
         rtl.check_program(cm.program, cm.config)
     with pytest.raises(BackendError, match="is MAXPOOL"):
         host.Session(cm, backend="rtl:icarus")
+
+
+def test_check_program_refuses_pool_on_write_without_it():
+    """A program with pool-on-write, sent to a standalone_pool config, is refused with
+    the layer and the fix (compiling for that config splits the pool off)."""
+    cm = _digits(AcceleratorConfig(rows=1, cols=1, act_depth=4096, weight_depth=16384))
+    index = next(i for i, d in enumerate(isa.unpack_program(cm.program.image.prg))
+                 if d.op is Opcode.CONV and d.pool_k > 1)
+    with pytest.raises(BackendError, match=rf"descriptor {index} \(layer .*\) max-pools on "
+                                           r"write \(pool_k=2\); the 1x1 config has no "
+                                           "pool-on-write"):
+        rtl.check_program(cm.program, REDUCED)
 
 
 def test_rtl_backend_names_unknown_simulators():
