@@ -61,12 +61,18 @@ def ice40_blocks(config: AcceleratorConfig) -> int:
         else [(17, 17), (17, 14), (16, 17), (16, 14)]                # post-processor
     products = lane * C
     products += [(10, 10), (A, 12)]                                 # feeder
-    products += [(10, 12), (10, 16), (10, 16), (10, A + 2), (10, 14)]  # pool writer
+    blocks = 0
+    if config.standalone_pool:
+        blocks += 3           # the pool writer's row stride, row and column: block=True
+    else:
+        products += [(10, 12), (10, 16), (10, 16), (10, A + 2), (10, 14)]  # pool writer
     if not config.serial_size:
         products += [(11, 14), (11, 14), (11, 11)]                  # output size
-    products.append((13, max(1, (R * C).bit_length())))            # MAC counter
-    return pes + sum(1 for a, b in products
-                     if a <= ICE40_WIDTH and b <= ICE40_WIDTH and a + b >= ICE40_BLOCK_BITS)
+    if R * C > 1:
+        products.append((13, (R * C).bit_length()))                 # MAC counter
+    return pes + blocks + sum(1 for a, b in products
+                              if a <= ICE40_WIDTH and b <= ICE40_WIDTH
+                              and a + b >= ICE40_BLOCK_BITS)
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,9 @@ def memories(config: AcceleratorConfig) -> list[MemoryShape]:
                   MemoryShape("pixel tag delay", depth, 32, False)]
     return [
         # R banks of one byte per word; the feeder and the pool writer each read it
-        MemoryShape("activations", config.act_depth, 8 * R, True, copies=2),
+        # (without pool-on-write the writer does not)
+        MemoryShape("activations", config.act_depth, 8 * R, True,
+                    copies=1 if config.standalone_pool else 2),
         # one word is a whole R x C weight tile
         MemoryShape("weights", config.weight_depth // R, 8 * R * C, True),
         MemoryShape("params", config.param_depth, 8 * PARAM_BYTES, True),
@@ -167,10 +175,16 @@ FAMILIES = {
         # 1x1 now (2,246 LCs: 13,025 -> 10,779); compact_feeder 84 (8,230 -> 8,146);
         # compact_post per lane (its 16x16 products are blocks, its shift a window):
         # 10,695 -> 8,146 at 1x1, 2,549, and 93 more since its saturation and sticky
-        # bits come from what the shifter drops (hw c65198d: 8,053)
-        lut_saved=(("narrow_program", 658), ("ram_delays", 943), ("serial_size", -35),
-                   ("compact_link", 680), ("compact_feeder", 84)),
-        lut_saved_per_lane=(("compact_post", 2_642),)),
+        # bits come from what the shifter drops (hw c65198d: 8,053). Then (ice3, steps
+        # at 1x1 in docs/boards.md): STATUS sent live, the descriptor read into place,
+        # the 1x1 MAC count, standalone_pool, the PARAM record held in its memory port
+        # and compact_post's static mode and missing copy stage: fitted to the 1x1's
+        # 6,777 and the 2x2's 9,301 (the linear model cannot tell the 1x1-only changes
+        # from standalone_pool's share)
+        lut_saved=(("narrow_program", 728), ("ram_delays", 943), ("serial_size", -35),
+                   ("compact_link", 1_050), ("compact_feeder", 84),
+                   ("standalone_pool", 871)),
+        lut_saved_per_lane=(("compact_post", 2_607),)),
 }
 
 

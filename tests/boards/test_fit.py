@@ -18,7 +18,7 @@ def _full(config):
     measured on the iCEBreaker)."""
     return dataclasses.replace(config, program_beat_bytes=32, ram_delays=False,
                                serial_size=False, compact_link=False, compact_post=False,
-                               compact_feeder=False)
+                               compact_feeder=False, standalone_pool=False)
 
 
 def _estimate(board_name, rows, cols):
@@ -56,8 +56,8 @@ def test_memory_shapes_follow_the_config():
     # the reduced variant: no output-size multipliers, compact_post's four 16x16
     # products per lane; the program memory one block of 256x16 instead of 16, and 4
     # blocks of delay lines
-    ("icebreaker", 1, 1, 8, 25),
-    ("icebreaker", 2, 2, 15, 35),
+    ("icebreaker", 1, 1, 8, 23),
+    ("icebreaker", 2, 2, 15, 31),
 ])
 def test_multipliers_and_block_rams_are_the_synthesized_counts(board, rows, cols, dsps, brams):
     e = _estimate(board, rows, cols)
@@ -83,11 +83,11 @@ def test_small_memories_go_to_lut_ram_on_ecp5():
     ("ulx3s-85f", 8, 8, 22_143),
     ("ulx3s-85f", 8, 8, 23_535),      # hw 11d6e8e
     # packed, then not placed (hw.dsp's SB_MAC16s): the design (hw f81568b), and the
-    # reduced variant (all six reductions; compact_post without its thermometer)
+    # reduced variant (all seven reductions, the registry's config)
     ("icebreaker:full", 1, 1, 13_025),
     ("icebreaker:full", 2, 2, 18_156),
-    ("icebreaker", 1, 1, 8_053),
-    ("icebreaker", 2, 2, 10_336),
+    ("icebreaker", 1, 1, 6_777),
+    ("icebreaker", 2, 2, 9_301),
 ])
 def test_lut_estimate_is_within_its_margin_of_the_builds(board, rows, cols, measured):
     assert _estimate(board, rows, cols).luts == pytest.approx(measured, rel=LUT_MARGIN)
@@ -104,9 +104,9 @@ def test_lut_estimate_is_within_its_margin_of_the_builds(board, rows, cols, meas
                               r"activations 16, .*\); try a smaller --config: 2x2 fits"),
     ("ulx3s-85f", "16x8", r"16x8 does not fit ulx3s-85f \(LFE5U-85F\): it needs 171 "
                           r"MULT18X18D of 156; try a smaller --config: 8x8 fits"),
-    ("icebreaker", "2x2", r"2x2 does not fit icebreaker \(iCE40UP5K\): it needs ~10,\d{3} "
-                          r"ICESTORM_LC \(estimate, ±10%\) of 5,280, 15 SB_MAC16 of 8, 35 "
-                          r"SB_RAM40_4K of 30 \(activations 8, weights 8, params 8, .*\); no "
+    ("icebreaker", "2x2", r"2x2 does not fit icebreaker \(iCE40UP5K\): it needs ~9,\d{3} "
+                          r"ICESTORM_LC \(estimate, ±10%\) of 5,280, 15 SB_MAC16 of 8, 31 "
+                          r"SB_RAM40_4K of 30 \(weights 8, params 8, activations 4, .*\); no "
                           r"accelerator config fits "
                           r"icebreaker"),
 ])
@@ -139,7 +139,7 @@ def test_defaults_fit_except_on_the_icebreaker():
 def test_cli_build_on_the_icebreaker_fails_before_synthesis(tmp_path, capsys):
     assert cli.main(["build", "--board", "icebreaker", "--out", str(tmp_path)]) == 6
     err = capsys.readouterr().err
-    assert "1x1 does not fit icebreaker (iCE40UP5K): it needs ~8,053" in err
+    assert "1x1 does not fit icebreaker (iCE40UP5K): it needs ~6,777" in err
     assert "ICESTORM_LC (estimate, ±10%) of 5,280" in err
     assert "no accelerator config fits icebreaker" in err
     assert not (tmp_path / "build").exists()

@@ -58,6 +58,6 @@ def test_unknown_board_and_cli_listing(capsys):
     assert rows["ulx3s-85f"].split()[2:8] == ["8x8", "~21,944/83,640", "107/156", "121/208",
                                               "yes", "32x4"]
     # the reduced 1x1 fits the multipliers and block RAMs, not the LCs
-    assert rows["icebreaker"].split()[2:7] == ["1x1", "~8,053/5,280!", "8/8", "25/30", "no"]
-    assert "no config fits: 1x1 needs ~8,053 ICESTORM_LC (estimate, ±10%) of 5,280" \
+    assert rows["icebreaker"].split()[2:7] == ["1x1", "~6,777/5,280!", "8/8", "23/30", "no"]
+    assert "no config fits: 1x1 needs ~6,777 ICESTORM_LC (estimate, ±10%) of 5,280" \
         in rows["icebreaker"]
