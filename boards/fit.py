@@ -113,8 +113,9 @@ def memories(config: AcceleratorConfig) -> list[MemoryShape]:
         # a descriptor is DESCRIPTOR_BYTES / program_beat_bytes words
         MemoryShape("program", config.program_depth * DESCRIPTOR_BYTES // beat, 8 * beat,
                     True),
-        # one pixel of C int32 partial sums
-        MemoryShape("accumulators", config.acc_depth, config.acc_bits * C, False),
+        # one pixel of C int32 partial sums (one pixel: a register, hw.accumulator)
+        *([MemoryShape("accumulators", config.acc_depth, config.acc_bits * C, False)]
+          if config.acc_depth > 1 else []),
         MemoryShape("link staging", MAX_PAYLOAD, 8, False),
         *delays,
     ]

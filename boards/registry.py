@@ -61,7 +61,7 @@ _SMALL_ECP5 = AcceleratorConfig(rows=2, cols=2, act_depth=2048, weight_depth=819
 
 # The iCE40UP5K's config: 1x1 with every reduction of hw.AcceleratorConfig.
 _ICE40_REDUCED = AcceleratorConfig(rows=1, cols=1, act_depth=1024, weight_depth=2048,
-                                   param_depth=128, program_depth=16, acc_depth=64,
+                                   param_depth=128, program_depth=16, acc_depth=1,
                                    clock_mhz=24.0, program_beat_bytes=2, ram_delays=True,
                                    serial_size=True, compact_link=True, compact_post=True,
                                    compact_feeder=True, standalone_pool=True)

@@ -63,6 +63,12 @@ def check_program(program, config: AcceleratorConfig) -> None:
                 f"{config.label} config has no pool-on-write (standalone_pool): compile the "
                 "network for this config, which gives the pool a MAXPOOL descriptor")
         conv_h, conv_w = conv_size(d) if d.op is Opcode.CONV else (d.out_h, d.out_w)
+        tile = d.tile_px or (1 if d.op is Opcode.AVGPOOL else conv_h * conv_w)
+        if tile > config.acc_depth:
+            raise BackendError(
+                f"descriptor {index} ({what}) accumulates pixel tiles of {tile} pixels; the "
+                f"{config.label} config's accumulators hold {config.acc_depth} (acc_depth): "
+                "compile the network for this config")
         if d.out_raw and conv_h * conv_w > 1:
             raise BackendError(
                 f"descriptor {index} ({what}) writes raw int32 outputs for {conv_h * conv_w} "

@@ -745,15 +745,29 @@ class Accelerator(wiring.Component):
             to_acc = Mux(bypass, FEED_LATENCY - 1, FEED_LATENCY - 1 + timing.latency)
             # what the accumulator needs in one RAM; the pixel's tag straight to the
             # post-processor's output in another (the post-processor carries none)
-            m.submodules.acc_line = acc_line = DelayLine(
-                15, FEED_LATENCY - 1 + timing.latency, variable=True)
+            if cfg.acc_depth == 1:
+                # one-pixel tiles need no pixel index: three flags in flip-flops cost
+                # less than a RAM's pointers
+                flags = Cat(issued.first, issued.last, issued.ot_first)
+                at_feed = _delay(m, flags, FEED_LATENCY - 1, "ftag")
+                at_sums = _delay(m, at_feed, timing.latency, "tag")
+                m.d.comb += Cat(at_acc.first, at_acc.last, at_acc.ot_first).eq(
+                    Mux(bypass, at_feed, at_sums))
+            else:
+                m.submodules.acc_line = acc_line = DelayLine(
+                    15, FEED_LATENCY - 1 + timing.latency, variable=True)
             m.submodules.tag_line = tag_line = DelayLine(
                 tag_layout.size, FEED_LATENCY - 1 + timing.latency + ACC_LATENCY
                 + POST_LATENCY, variable=True)
+            if cfg.acc_depth > 1:
+                m.d.comb += [
+                    acc_line.i.eq(Cat(issued.q, issued.first, issued.last,
+                                      issued.ot_first)),
+                    acc_line.cycles.eq(to_acc),
+                    Cat(at_acc.q, at_acc.first, at_acc.last, at_acc.ot_first).eq(
+                        acc_line.o),
+                ]
             m.d.comb += [
-                acc_line.i.eq(Cat(issued.q, issued.first, issued.last, issued.ot_first)),
-                acc_line.cycles.eq(to_acc),
-                Cat(at_acc.q, at_acc.first, at_acc.last, at_acc.ot_first).eq(acc_line.o),
                 tag_line.i.eq(issued.tag),
                 tag_line.cycles.eq(to_acc + ACC_LATENCY + POST_LATENCY),
             ]

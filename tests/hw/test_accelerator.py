@@ -66,9 +66,10 @@ def icarus_4x4(request):
 
 # The iCEBreaker's reduced accelerator (boards.registry: 1x1, descriptors fetched two
 # bytes at a time, tags delayed in block RAM, serial output-size multiplies, compact
-# STATUS registers, the compact post-processor), with memories big enough for digits-cnn.
+# STATUS registers, the compact post-processor, max pools as descriptors, one-pixel
+# tiles in a register accumulator), with memories big enough for digits-cnn.
 REDUCED = AcceleratorConfig(rows=1, cols=1, act_depth=4096, weight_depth=16384,
-                            param_depth=128, program_depth=16, acc_depth=64,
+                            param_depth=128, program_depth=16, acc_depth=1,
                             program_beat_bytes=2, ram_delays=True, serial_size=True,
                             compact_link=True, compact_post=True, compact_feeder=True,
                             standalone_pool=True)
@@ -350,12 +351,20 @@ def test_check_program_names_the_unsupported_descriptor():
 def test_check_program_refuses_pool_on_write_without_it():
     """A program with pool-on-write, sent to a standalone_pool config, is refused with
     the layer and the fix (compiling for that config splits the pool off)."""
-    cm = _digits(AcceleratorConfig(rows=1, cols=1, act_depth=4096, weight_depth=16384))
+    cm = _digits(AcceleratorConfig(rows=1, cols=1, act_depth=4096, weight_depth=16384,
+                                   acc_depth=1))
     index = next(i for i, d in enumerate(isa.unpack_program(cm.program.image.prg))
                  if d.op is Opcode.CONV and d.pool_k > 1)
     with pytest.raises(BackendError, match=rf"descriptor {index} \(layer .*\) max-pools on "
                                            r"write \(pool_k=2\); the 1x1 config has no "
                                            "pool-on-write"):
+        rtl.check_program(cm.program, REDUCED)
+    # and tiles larger than its one-pixel accumulator
+    cm = _digits(AcceleratorConfig(rows=1, cols=1, act_depth=4096, weight_depth=16384,
+                                   standalone_pool=True))
+    with pytest.raises(BackendError, match=r"descriptor 0 \(layer .*\) accumulates pixel "
+                                           r"tiles of 64 pixels; the 1x1 config's "
+                                           r"accumulators hold 1 \(acc_depth\)"):
         rtl.check_program(cm.program, REDUCED)
 
 
