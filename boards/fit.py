@@ -100,7 +100,9 @@ def memories(config: AcceleratorConfig) -> list[MemoryShape]:
         depth = ram_depth(FEED_LATENCY)
         delays = [MemoryShape("weight address delay", depth,
                               max(1, (config.weight_depth // R - 1).bit_length()), False),
-                  MemoryShape("accumulator tag delay", depth, 15, False),
+                  # one-pixel tiles: the accumulator's flags ride flip-flops
+                  *([MemoryShape("accumulator tag delay", depth, 15, False)]
+                    if config.acc_depth > 1 else []),
                   MemoryShape("pixel tag delay", depth, 32, False)]
     return [
         # R banks of one byte per word; the feeder and the pool writer each read it

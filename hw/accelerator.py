@@ -623,12 +623,17 @@ class Accelerator(wiring.Component):
             with m.State("DIVIDE"):
                 # restoring division tp / conv_w, one quotient bit per cycle (13 cycles,
                 # only for layers split into several pixel tiles)
-                trial = Cat(div_num[12], div_rem)
-                m.d.sync += div_num.eq(div_num << 1)
-                with m.If(trial >= conv_w):
-                    m.d.sync += [div_rem.eq(trial - conv_w), tp_h.eq(Cat(1, tp_h))]
-                with m.Else():
-                    m.d.sync += [div_rem.eq(trial), tp_h.eq(Cat(0, tp_h))]
+                if cfg.acc_depth == 1:
+                    # tiles of one pixel (host.rtl.check_program): 1 // conv_w and
+                    # 1 % conv_w, in the same cycles
+                    m.d.sync += [tp_h.eq(conv_w == 1), div_rem.eq(conv_w != 1)]
+                else:
+                    trial = Cat(div_num[12], div_rem)
+                    m.d.sync += div_num.eq(div_num << 1)
+                    with m.If(trial >= conv_w):
+                        m.d.sync += [div_rem.eq(trial - conv_w), tp_h.eq(Cat(1, tp_h))]
+                    with m.Else():
+                        m.d.sync += [div_rem.eq(trial), tp_h.eq(Cat(0, tp_h))]
                 m.d.sync += div_i.eq(div_i + 1)
                 with m.If(div_i == 12):
                     m.next = "REMAINDER"
