@@ -60,11 +60,12 @@ def ice40_blocks(config: AcceleratorConfig) -> int:
     lane = [(16, 16), (16, 15), (16, 16), (16, 15)] if config.compact_post \
         else [(17, 17), (17, 14), (16, 17), (16, 14)]                # post-processor
     products = lane * C
-    products += [(10, 10), (A, 12)]                                 # feeder
     blocks = 0
     if config.standalone_pool:
-        blocks += 3           # the pool writer's row stride, row and column: block=True
+        blocks += 2           # the feeder's two products (block_products); the pool
+                              # writer has none
     else:
+        products += [(10, 10), (A, 12)]                             # feeder
         products += [(10, 12), (10, 16), (10, 16), (10, A + 2), (10, 14)]  # pool writer
     if not config.serial_size:
         products += [(11, 14), (11, 14), (11, 11)]                  # output size

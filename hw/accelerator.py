@@ -331,7 +331,9 @@ class Accelerator(wiring.Component):
         tag_layout = data.StructLayout({"oh": 10, "ow": 10, "ot": 12})
         feeder = block("feeder", Feeder(R, act_width=9, addr_width=A,
                                          min_cycles=timing.min_swap_interval,
-                                         compact=cfg.compact_feeder))
+                                         compact=cfg.compact_feeder,
+                                         # the pool writer's blocks are free
+                                         block_products=cfg.standalone_pool))
         array = block("array", SystolicArray(R, C, act_width=9, weight_width=8, acc_width=32))
         acc = block("acc", Accumulator(C, cfg.acc_depth))
         post = block("post", PostProcessor(C, tag_width=0 if cfg.ram_delays

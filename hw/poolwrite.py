@@ -34,7 +34,7 @@ newest first, byte by byte, in place of the read data when the addresses match
 transparent. Older writes are in the memory by the time of the read.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -123,15 +123,21 @@ class PoolWriter(wiring.Component):
                                                      granularity=1).flip()),
         })
 
+    @property
+    def latency(self) -> int:
+        """Cycles from a beat to its write landing: :data:`POOL_WRITE_LATENCY`, or 2
+        without pooling (the sequencer's drain still waits the longer)."""
+        return POOL_WRITE_LATENCY if self.pool else 2
+
     def elaborate(self, platform):
         m = Module()
+        if not self.pool:
+            return self._sequential(m)
         R, A = self.rows, self.addr_width
         cfg = self.cfg
         word = data.ArrayLayout(unsigned(8), R)
 
         def delayed(value, name):
-            if isinstance(value, Const):
-                return value        # without pooling, `first` is a constant
             reg = Signal.like(value, name=name, reset_less=True)
             m.d.sync += reg.eq(value)
             return reg
@@ -147,11 +153,7 @@ class PoolWriter(wiring.Component):
                 with m.Case(kk):
                     m.d.sync += recip.eq(reciprocal(max(kk, 1), DIM_BITS, shift)[0])
         scale = Mux(cfg.raw, 2, 0)
-        # Without pooling the divides' two blocks are free: the address products take
-        # them (on an iCE40 they are LUTs otherwise).
-        block = not self.pool
-        m.submodules.row_stride = row_stride = Multiplier(unsigned(DIM_BITS), unsigned(12),
-                                                          block=block)
+        m.submodules.row_stride = row_stride = Multiplier(unsigned(DIM_BITS), unsigned(12))
         row_words = Signal(A + 2)
         m.d.comb += [row_stride.a.eq(cfg.out_w), row_stride.b.eq(cfg.groups)]
         m.d.sync += [row_words.eq(row_stride.p << scale), col_words.eq(cfg.groups << scale)]
@@ -163,35 +165,25 @@ class PoolWriter(wiring.Component):
         # t+1, t+2: pooled coordinates.
         # x * recip = (x // k) << shift | frac, and frac < recip exactly when k divides
         # x (see `reciprocal`), so the remainder needs no multiply back.
-        if self.pool:
-            m.submodules.div_h = div_h = Multiplier(unsigned(DIM_BITS), unsigned(16))
-            m.submodules.div_w = div_w = Multiplier(unsigned(DIM_BITS), unsigned(16))
-            m.d.comb += [div_h.a.eq(beat.oh), div_h.b.eq(recip),
-                         div_w.a.eq(beat.ow), div_w.b.eq(recip)]
+        m.submodules.div_h = div_h = Multiplier(unsigned(DIM_BITS), unsigned(16))
+        m.submodules.div_w = div_w = Multiplier(unsigned(DIM_BITS), unsigned(16))
+        m.d.comb += [div_h.a.eq(beat.oh), div_h.b.eq(recip),
+                     div_w.a.eq(beat.ow), div_w.b.eq(recip)]
         v1, b1 = pipe(self.pixels.valid, beat, "1")
         v2, b2 = pipe(v1, b1, "2")
-        if self.pool:
-            prod_h, prod_w = div_h.p, div_w.p
-            ph = prod_h >> shift
-            pw = prod_w >> shift
-        else:
-            # every pixel is its own cell, inside the tensor and first to arrive
-            ph, pw = b2.oh, b2.ow
+        prod_h, prod_w = div_h.p, div_w.p
+        ph = prod_h >> shift
+        pw = prod_w >> shift
 
         # t+3, t+4: decision and the two address products.
-        m.submodules.row_mul = row_mul = Multiplier(unsigned(DIM_BITS), unsigned(A + 2),
-                                                    block=block)
+        m.submodules.row_mul = row_mul = Multiplier(unsigned(DIM_BITS), unsigned(A + 2))
         m.submodules.col_mul = col_mul = Multiplier(unsigned(DIM_BITS), unsigned(14))
         m.d.comb += [row_mul.a.eq(ph), row_mul.b.eq(row_words),
                      col_mul.a.eq(pw), col_mul.b.eq(col_words)]
         word_in_group = Mux(cfg.raw, (b2.group << 2) | b2.byte, b2.group)
-        if self.pool:
-            v3 = delayed(v2 & (ph < cfg.out_h) & (pw < cfg.out_w), "v3")
-        else:
-            v3 = delayed(v2, "v3")
+        v3 = delayed(v2 & (ph < cfg.out_h) & (pw < cfg.out_w), "v3")
         b3 = delayed(b2, "b3")
-        first3 = (delayed((prod_h[:shift] < recip) & (prod_w[:shift] < recip), "first3")
-                  if self.pool else Const(1))
+        first3 = delayed((prod_h[:shift] < recip) & (prod_w[:shift] < recip), "first3")
         base3 = delayed((cfg.dst + word_in_group)[:A], "base3")
         v4, b4 = pipe(v3, b3, "4")
         first4 = delayed(first3, "first4")
@@ -206,18 +198,16 @@ class PoolWriter(wiring.Component):
         first6 = delayed(first5, "first6")
         addr6 = delayed((row5 + col5)[:A], "addr6")
         # Read the stored word unless this beat is its window's first.
-        if self.pool:
-            m.d.comb += [
-                self.rd.addr.eq(addr6),
-                self.rd.en.eq(v6 & ~first6),
-            ]
+        m.d.comb += [
+            self.rd.addr.eq(addr6),
+            self.rd.en.eq(v6 & ~first6),
+        ]
 
         # t+7: the read data into a register; which of the writes ahead is newest.
         v7, b7 = pipe(v6, b6, "7")
         first7 = delayed(first6, "first7")
         addr7 = delayed(addr6, "addr7")
-        if self.pool:
-            stored = delayed(self.rd.data, "stored")
+        stored = delayed(self.rd.data, "stored")
         # fwd[0] is the write register (its write lands at the edge ending this cycle),
         # fwd[1], fwd[2] the writes that landed one and two edges ago.
         fwd_en = [Signal(R, name=f"fwd{k}_en") for k in range(3)]
@@ -228,34 +218,55 @@ class PoolWriter(wiring.Component):
         addr8 = delayed(addr7, "addr8")
         # The beat in t+8 merges what the three beats ahead of it wrote: the one merging
         # in t+7 (addr8 then, fwd[0] in t+8), and those in fwd[0] and fwd[1] in t+7.
-        if not self.pool:
-            # t+8: the beat into the write register; t+9: the write lands.
-            m.d.sync += [fwd_en[0].eq(Mux(v8, b8.en, 0)), fwd_addr[0].eq(addr8),
-                         fwd_data[0].eq(b8.data)]
-        else:
-            hit = [delayed(addr7 == addr8, "hit0"), delayed(addr7 == fwd_addr[0], "hit1"),
-                   delayed(addr7 == fwd_addr[1], "hit2")]
+        hit = [delayed(addr7 == addr8, "hit0"), delayed(addr7 == fwd_addr[0], "hit1"),
+               delayed(addr7 == fwd_addr[1], "hit2")]
 
-            # t+8: merge into the write register; t+9: the write lands.
-            flip = Mux(cfg.signed, 0x80, 0)      # int8 order as uint8 order
-            merged = Signal(word)
-            for r in range(R):
-                old = Mux(hit[0] & fwd_en[0][r], fwd_data[0][r],
-                          Mux(hit[1] & fwd_en[1][r], fwd_data[1][r],
-                              Mux(hit[2] & fwd_en[2][r], fwd_data[2][r], stored[r])))
-                new = b8.data[r]
-                larger = (new ^ flip) > (old ^ flip)
-                m.d.comb += merged[r].eq(Mux(first8 | larger, new, old))
-            m.d.sync += [
-                fwd_en[0].eq(Mux(v8, b8.en, 0)), fwd_addr[0].eq(addr8), fwd_data[0].eq(merged),
-                fwd_en[1].eq(fwd_en[0]), fwd_addr[1].eq(fwd_addr[0]),
-                fwd_data[1].eq(fwd_data[0]),
-                fwd_en[2].eq(fwd_en[1]), fwd_addr[2].eq(fwd_addr[1]),
-                fwd_data[2].eq(fwd_data[1]),
-            ]
+        # t+8: merge into the write register; t+9: the write lands.
+        flip = Mux(cfg.signed, 0x80, 0)      # int8 order as uint8 order
+        merged = Signal(word)
+        for r in range(R):
+            old = Mux(hit[0] & fwd_en[0][r], fwd_data[0][r],
+                      Mux(hit[1] & fwd_en[1][r], fwd_data[1][r],
+                          Mux(hit[2] & fwd_en[2][r], fwd_data[2][r], stored[r])))
+            new = b8.data[r]
+            larger = (new ^ flip) > (old ^ flip)
+            m.d.comb += merged[r].eq(Mux(first8 | larger, new, old))
+        m.d.sync += [
+            fwd_en[0].eq(Mux(v8, b8.en, 0)), fwd_addr[0].eq(addr8), fwd_data[0].eq(merged),
+            fwd_en[1].eq(fwd_en[0]), fwd_addr[1].eq(fwd_addr[0]), fwd_data[1].eq(fwd_data[0]),
+            fwd_en[2].eq(fwd_en[1]), fwd_addr[2].eq(fwd_addr[1]), fwd_data[2].eq(fwd_data[1]),
+        ]
         m.d.comb += [
             self.wr.addr.eq(fwd_addr[0]),
             self.wr.data.eq(fwd_data[0]),
             self.wr.en.eq(fwd_en[0]),
         ]
+        return m
+
+    def _sequential(self, m):
+        """``pool=False`` (``AcceleratorConfig.standalone_pool``): no pool, so no divides,
+        reads or merges, and no address products either. The accelerator sends an output
+        tile's pixels in raster order from (0, 0), so a pixel's word is the previous
+        pixel's plus ``groups`` (4 ``groups`` for raw int32 words, whose 4 bytes come one
+        after another), and a tile's first pixel's is ``dst`` plus its word in the group.
+        The write lands two cycles after the beat."""
+        A, cfg = self.addr_width, self.cfg
+        beat = Signal.like(self.pixels.payload, reset_less=True)
+        valid = Signal()
+        m.d.sync += [beat.eq(self.pixels.payload), valid.eq(self.pixels.valid)]
+        scale = Mux(cfg.raw, 2, 0)
+        step = Signal(A, reset_less=True)             # words from one pixel to the next
+        m.d.sync += step.eq(cfg.groups << scale)
+        pixel = Signal(A, reset_less=True)            # the latest pixel's first word
+        first = (beat.oh == 0) & (beat.ow == 0)
+        here = Mux(first, cfg.dst + (beat.group << scale), pixel + step)[:A]
+        new_pixel = beat.byte == 0
+        with m.If(valid & new_pixel):
+            m.d.sync += pixel.eq(here)
+        addr = Signal(A, reset_less=True)
+        data_q = Signal.like(beat.data, reset_less=True)
+        en = Signal(self.rows)
+        m.d.sync += [addr.eq(Mux(new_pixel, here, pixel + beat.byte)),
+                     data_q.eq(beat.data), en.eq(Mux(valid, beat.en, 0))]
+        m.d.comb += [self.wr.addr.eq(addr), self.wr.data.eq(data_q), self.wr.en.eq(en)]
         return m

@@ -146,18 +146,20 @@ def test_no_pool_writes_once_per_word_and_on_time():
     assert writes == [POOL_WRITE_LATENCY + i for i in range(15)]
 
 
-@pytest.mark.parametrize("rows, conv_hw, channels, gap", [
-    (1, (5, 7), 3, 0.0), (1, (4, 4), 2, 0.4), (4, (3, 5), 6, 0.2)])
-def test_without_pooling_every_beat_writes_its_word_on_time(rows, conv_hw, channels, gap):
-    """pool=False (AcceleratorConfig.standalone_pool): no divides, reads or merges; the
-    same words at the same cycles as pool_k = 1."""
+@pytest.mark.parametrize("rows, lanes, conv_hw, channels, gap", [
+    (1, 1, (5, 7), 3, 0.0), (1, 1, (4, 4), 2, 0.4), (4, 4, (3, 5), 6, 0.2),
+    (4, 2, (3, 4), 7, 0.3)])                # C < R: two tiles share a word
+def test_without_pooling_every_beat_writes_its_word_on_time(rows, lanes, conv_hw, channels,
+                                                            gap):
+    """pool=False (AcceleratorConfig.standalone_pool): no divides, reads, merges or
+    address products; the same words, each written two cycles after its beat."""
     rng = np.random.default_rng(rows * 100 + channels)
-    got, want, writes, _, _ = pool_case(rng, rows, rows, conv_hw, channels, 1, signed=True,
+    got, want, writes, _, _ = pool_case(rng, rows, lanes, conv_hw, channels, 1, signed=True,
                                         gap=gap, pool=False)
     assert np.array_equal(got, want)
     if gap == 0.0:
-        beats = conv_hw[0] * conv_hw[1] * layout.ceil_div(channels, rows)
-        assert writes == [POOL_WRITE_LATENCY + i for i in range(beats)]
+        beats = conv_hw[0] * conv_hw[1] * layout.ceil_div(channels, lanes)
+        assert writes == [2 + i for i in range(beats)]
 
 
 def test_dropped_pixels_never_write():
@@ -168,7 +170,8 @@ def test_dropped_pixels_never_write():
     assert len(writes) == 4
 
 
-def test_raw_int32_words():
+@pytest.mark.parametrize("pool", [True, False])
+def test_raw_int32_words(pool):
     rows, channels, h, w = 4, 6, 2, 3
     rng = np.random.default_rng(6)
     y = rng.integers(-(1 << 31), 1 << 31, size=(h, w, channels))
@@ -181,7 +184,8 @@ def test_raw_int32_words():
     want[dst:dst + words] = layout.raw_to_banks(y, rows)
     cfg = {"dst": dst, "out_h": h, "out_w": w, "groups": groups, "pool_k": 1, "signed": 1,
            "raw": 1}
-    got, _ = run_writer(rows, depth, init, cfg, beats_for(y, rows, 4, raw=True), rng, 0.2)
+    got, _ = run_writer(rows, depth, init, cfg, beats_for(y, rows, 4, raw=True), rng, 0.2,
+                        pool)
     assert np.array_equal(got, want)
     assert np.array_equal(layout.raw_from_banks(got[dst:dst + words], y.shape, rows), y)
 
