@@ -288,8 +288,16 @@ class HostLink(wiring.Component):
         arg_zero = Signal()
         arg_too_long = Signal()
         same_seq = Signal()
+        if self.compact_status:
+            # every space is under 2**bits bytes: an offset or a length with a higher bit
+            # set is out of bounds, and the rest is a (bits + 1)-bit add
+            bits = max(self.space_sizes.values()).bit_length()
+            beyond = (hdr.addr.offset[bits:] != 0) | (access_len[bits:] != 0)
+            fits = ~beyond & (hdr.addr.offset[:bits] + access_len[:bits] <= space_size)
+        else:
+            fits = hdr.addr.offset + access_len <= space_size
         m.d.sync += [
-            in_bounds.eq(space_ok & (hdr.addr.offset + access_len <= space_size)),
+            in_bounds.eq(space_ok & fits),
             program_ok.eq((hdr.addr.space == Space.PROGRAM)
                           & (hdr.addr.offset < self.space_sizes[Space.PROGRAM])),
             len_zero.eq(hdr.len == 0),
@@ -298,6 +306,11 @@ class HostLink(wiring.Component):
             arg_too_long.eq(arg > self.max_payload),
             same_seq.eq(last_seq == hdr.seq),
         ]
+
+        # the payload's last byte: a payload is received only when hdr.len <= max_payload,
+        # so compact_status compares cnt's width only
+        last_byte = ((hdr.len[:len(cnt)] - 1)[:len(cnt)] if self.compact_status
+                     else hdr.len - 1)
 
         def receive(on_byte, on_timeout):
             """Accept a byte per cycle; ``on_timeout`` after ``timeout`` idle cycles."""
@@ -370,7 +383,7 @@ class HostLink(wiring.Component):
                     m.d.comb += [stage_w.addr.eq(cnt), stage_w.data.eq(i.payload),
                                  stage_w.en.eq(1)]
                     m.d.sync += [arg.eq(Cat(arg[8:], i.payload)), cnt.eq(cnt + 1)]
-                    with m.If(cnt == hdr.len - 1):
+                    with m.If(cnt == last_byte):
                         m.d.sync += cnt.eq(0)
                         m.next = "CRC"
                 receive(payload_byte, truncated)
@@ -497,7 +510,7 @@ class HostLink(wiring.Component):
                 with m.If(bus.write.ready):
                     m.d.sync += cnt.eq(cnt + 1)
                     m.next = "COMMIT_READ"
-                    with m.If(cnt == hdr.len - 1):
+                    with m.If(cnt == last_byte):
                         respond(Reply.ACK, 0)
 
             # Response: header, payload, CRC; the CRC covers all but the sync byte.
