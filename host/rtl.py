@@ -69,6 +69,12 @@ def check_program(program, config: AcceleratorConfig) -> None:
                 f"descriptor {index} ({what}) accumulates pixel tiles of {tile} pixels; the "
                 f"{config.label} config's accumulators hold {config.acc_depth} (acc_depth): "
                 "compile the network for this config")
+        if (d.op is Opcode.MAXPOOL and d.pool_k < 2 and config.compact_post
+                and config.acc_depth == 1):
+            raise BackendError(
+                f"descriptor {index} ({what}) is a {d.pool_k}x{d.pool_k} MAXPOOL: the "
+                f"{config.label} config's post-processor needs raw results 4 cycles apart "
+                "(windows of 2x2 or more); drop the pool")
         if d.out_raw and conv_h * conv_w > 1:
             raise BackendError(
                 f"descriptor {index} ({what}) writes raw int32 outputs for {conv_h * conv_w} "

@@ -339,7 +339,10 @@ class Accelerator(wiring.Component):
         post = block("post", PostProcessor(C, tag_width=0 if cfg.ram_delays
                                              else tag_layout.size, compact=cfg.compact_post,
                                            static_mode=cfg.compact_post,
-                                           held_params=held_params))
+                                           held_params=held_params,
+                                           # one-pixel tiles (host.rtl.check_program)
+                                           sparse_raw=cfg.compact_post
+                                           and cfg.acc_depth == 1))
         writer = block("writer", PoolWriter(R, addr_width=A, pool=not cfg.standalone_pool))
 
         wiring.connect(m, feeder.act, array.act)

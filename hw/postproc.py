@@ -138,6 +138,11 @@ class PostProcessor(wiring.Component):
     shadow : In(ArrayLayout(PARAM, cols)), with ``held_params``
         The shadow records themselves, held by the caller (the accelerator's PARAM
         memory port): they must hold still from before a swap in T through T+3.
+    (parameter ``sparse_raw``)
+        With ``compact``: pixels in raw mode come at least 4 cycles apart (the
+        accelerator's one-pixel tiles: raw outputs of one-pixel layers, max pools of
+        2x2 or more), so the output stage reads a raw result from ``v``, which then
+        changes only with a pixel, instead of from three more 32-bit registers.
     param_done : Out(1), with ``held_params``
         High in T+3 after a swap in T: the swap's last copy from ``shadow`` is taken
         at the end of this cycle, so the next records may arrive in T+4.
@@ -147,7 +152,7 @@ class PostProcessor(wiring.Component):
     """
 
     def __init__(self, cols, acc_width=32, *, tag_width=0, compact=False, static_mode=False,
-                 held_params=False):
+                 held_params=False, sparse_raw=False):
         _check_int("PostProcessor cols", cols, 1, 64, "use the array's column count")
         _check_int("PostProcessor acc_width", acc_width, 2, 32,
                    "the PARAM bias is int32 and the raw output int32")
@@ -158,6 +163,10 @@ class PostProcessor(wiring.Component):
         self.compact = bool(compact)
         self.static_mode = bool(static_mode)
         self.held_params = bool(held_params)
+        self.sparse_raw = bool(sparse_raw)
+        if self.sparse_raw and not self.compact:
+            raise ValueError("PostProcessor sparse_raw needs compact (its output stage reads "
+                             "v five stages after it is set, not six)")
         params = ({"shadow": In(data.ArrayLayout(PARAM, cols)), "param_done": Out(1)}
                   if self.held_params else
                   {"param": In(stream.Signature(param_load_layout(cols)))})
@@ -218,7 +227,7 @@ class PostProcessor(wiring.Component):
             tags.append(t)
 
         for c in range(C):
-            self._lane(m, c, shadow[c], swap_d, mode_d)
+            self._lane(m, c, shadow[c], swap_d, mode_d, valid)
 
         m.d.comb += [
             self.out.valid.eq(valid[POST_LATENCY]),
@@ -226,7 +235,7 @@ class PostProcessor(wiring.Component):
         ]
         return m
 
-    def _lane(self, m, c, shadow, swap_d, mode_d):
+    def _lane(self, m, c, shadow, swap_d, mode_d, valid):
         def reg(shape, name):
             return Signal(shape, name=f"{name}_{c}", reset_less=True)
 
@@ -258,7 +267,11 @@ class PostProcessor(wiring.Component):
         # widely fanned-out signal) drives a mux in front of the register, not an adder.
         x = reg(signed(33), "x")
         acc = self.acc.payload.acc[c]
-        m.d.sync += x.eq(Mux(swap_d[_COPY_BIAS], acc + shadow.bias, acc + bias_a))
+        if self.compact:
+            # one adder after the mux bias_a's own input needs anyway (a slow clock)
+            m.d.sync += x.eq(acc + bias)
+        else:
+            m.d.sync += x.eq(Mux(swap_d[_COPY_BIAS], acc + shadow.bias, acc + bias_a))
 
         if self.compact:
             t1, t2, split = self._compact_products(m, c, reg, x, mult, offset_a, shadow,
@@ -268,7 +281,13 @@ class PostProcessor(wiring.Component):
 
         # t+6: the product and offset modulo 2**64, as NumPy's int64 wraps.
         v = reg(signed(64), "v")
-        m.d.sync += v.eq((t1 + (t2 << split))[:64])
+        if self.sparse_raw:
+            # v changes only with a pixel, so a raw result (v itself) is still there
+            # when the output stage reads it
+            with m.If(valid[4]):
+                m.d.sync += v.eq((t1 + (t2 << split))[:64])
+        else:
+            m.d.sync += v.eq((t1 + (t2 << split))[:64])
 
         # t+7: shifting {v, 0} right by s leaves q = v >> s above the bit shifted
         # out last (v[s-1], the guard; 0 when s = 0, so shift 0 never rounds).
@@ -350,7 +369,8 @@ class PostProcessor(wiring.Component):
 
         # t+10: muxes only.
         out = reg(signed(32), "out")
-        m.d.sync += out.eq(Mux(out_raw, q32_9,
+        raw_value = v[:32].as_signed() if self.sparse_raw else q32_9
+        m.d.sync += out.eq(Mux(out_raw, raw_value,
                                Mux(to_lo, out_mode.lo, Mux(to_hi, out_mode.hi, r))))
         if skip:
             out_late = reg(signed(32), "out_late")
