@@ -329,6 +329,9 @@ class Accelerator(wiring.Component):
             return component
 
         tag_layout = data.StructLayout({"oh": 10, "ow": 10, "ot": 12})
+        if cfg.standalone_pool:
+            # the pool writer needs only whether a pixel is its tile's first, (0, 0)
+            tag_layout = data.StructLayout({"first": 1, "ot": 12})
         feeder = block("feeder", Feeder(R, act_width=9, addr_width=A,
                                          min_cycles=timing.min_swap_interval,
                                          compact=cfg.compact_feeder,
@@ -409,6 +412,13 @@ class Accelerator(wiring.Component):
         first_more = Signal()        # pixel tile (set in TILE)
         first_left = Signal(21)
         n = Signal(13)
+        if cfg.acc_depth == 1:
+            # one-pixel tiles (host.rtl.check_program): every command has n = 1
+            tp = first_n = n = Const(1, 13)
+
+        def eq(target, value):
+            """`target.eq(value)`, or nothing for a constant (one-pixel tiles)."""
+            return [] if isinstance(target, Const) else [target.eq(value)]
         wtile = Signal(20)
         wbase = Signal(20)
         since_ot = Signal(range(OT_GAP(C) + 1))
@@ -580,7 +590,7 @@ class Accelerator(wiring.Component):
                     leave_on_abort()
                 with m.State("MUL_HW"):
                     with m.If(size_mul.done):
-                        m.d.sync += [pixels.eq(size_mul.p), tp.eq(d.tile_px)]
+                        m.d.sync += [pixels.eq(size_mul.p), *eq(tp, d.tile_px)]
                         m.next = "TILE"
                     leave_on_abort()
             else:
@@ -608,7 +618,7 @@ class Accelerator(wiring.Component):
                     m.next = "PIXELS_LATCH"
                     leave_on_abort()
                 with m.State("PIXELS_LATCH"):
-                    m.d.sync += [pixels.eq(size_hw.p), tp.eq(d.tile_px)]
+                    m.d.sync += [pixels.eq(size_hw.p), *eq(tp, d.tile_px)]
                     m.next = "TILE"
                     leave_on_abort()
             with m.State("TILE"):
@@ -616,12 +626,12 @@ class Accelerator(wiring.Component):
                              tile_first.eq(1), wtile.eq(d.wgt >> lR), wbase.eq(d.wgt >> lR),
                              since_ot.eq(OT_GAP(C)), tp_h.eq(0), div_rem.eq(0), div_i.eq(0)]
                 with m.If((tp == 0) | (tp >= pixels)):
-                    m.d.sync += [tp.eq(pixels), n.eq(pixels), more.eq(0), left.eq(0),
-                                 first_n.eq(pixels), first_more.eq(0), first_left.eq(0)]
+                    m.d.sync += [*eq(tp, pixels), *eq(n, pixels), more.eq(0), left.eq(0),
+                                 *eq(first_n, pixels), first_more.eq(0), first_left.eq(0)]
                     m.next = "ISSUE"
                 with m.Else():
-                    m.d.sync += [n.eq(tp), div_num.eq(tp), more.eq(1), left.eq(pixels - tp),
-                                 first_n.eq(tp), first_more.eq(1),
+                    m.d.sync += [*eq(n, tp), div_num.eq(tp), more.eq(1), left.eq(pixels - tp),
+                                 *eq(first_n, tp), first_more.eq(1),
                                  first_left.eq(pixels - tp)]
                     m.next = "DIVIDE"
                 leave_on_abort()
@@ -674,7 +684,7 @@ class Accelerator(wiring.Component):
                                     m.d.sync += [oh0.eq(Mux(wraps, oh0 + tp_h1, oh0 + tp_h)),
                                                  ow0.eq(Mux(wraps, ow_wrapped, ow0 + tp_w)),
                                                  tile_first.eq(0), wtile.eq(wbase),
-                                                 n.eq(Mux(left_minus_tp[-1], left, tp)),
+                                                 *eq(n, Mux(left_minus_tp[-1], left, tp)),
                                                  left.eq(Mux(left_minus_tp[-1], 0,
                                                              left_minus_tp)),
                                                  more.eq(~left_minus_tp[-1]
@@ -682,7 +692,7 @@ class Accelerator(wiring.Component):
                                 with m.Elif(ot != oct_last):
                                     m.d.sync += [ot.eq(ot + 1), tile_first.eq(1), oh0.eq(0),
                                                  ow0.eq(0), wbase.eq(wtile + 1),
-                                                 n.eq(first_n), more.eq(first_more),
+                                                 *eq(n, first_n), more.eq(first_more),
                                                  left.eq(first_left)]
                                 with m.Else():
                                     m.d.sync += drain.eq(n + DRAIN_CYCLES(R, C))
@@ -746,7 +756,9 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             issued.valid.eq(mir_active), issued.q.eq(mir.q), issued.first.eq(mir.first),
             issued.last.eq(mir.last), issued.ot_first.eq(mir.tile_first & (mir.q == 0)),
-            issued.tag.oh.eq(mir.oh), issued.tag.ow.eq(mir.ow), issued.tag.ot.eq(mir.ot),
+            *([issued.tag.first.eq((mir.oh == 0) & (mir.ow == 0))] if cfg.standalone_pool
+              else [issued.tag.oh.eq(mir.oh), issued.tag.ow.eq(mir.ow)]),
+            issued.tag.ot.eq(mir.ot),
         ]
         # CONV: the array's sums; the other ops: the feeder's activations themselves
         # (ADD and AVGPOOL sum them, MAXPOOL keeps their maximum), C == R lanes.
@@ -854,7 +866,8 @@ class Accelerator(wiring.Component):
             group = (tag.ot << lC) >> lR
             word = Cat(*[Value.cast(v).word_select(byte, 8) for v in values])
             ofs = (tag.ot << lC)[:lR] if C < R else 0
-            return [p_beat.oh.eq(tag.oh), p_beat.ow.eq(tag.ow), p_beat.group.eq(group),
+            oh, ow = (~tag.first, 0) if cfg.standalone_pool else (tag.oh, tag.ow)
+            return [p_beat.oh.eq(oh), p_beat.ow.eq(ow), p_beat.group.eq(group),
                     p_beat.byte.eq(byte), p_beat.data.eq(word << (ofs * 8) if C < R else word),
                     p_beat.en.eq(Const((1 << C) - 1, R) << ofs if C < R else (1 << C) - 1)]
 
