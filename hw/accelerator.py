@@ -732,31 +732,49 @@ class Accelerator(wiring.Component):
 
         # --- per-pixel tags mirroring the feeder's issue order: pixel q of a command
         # accepted in cycle a is issued in a + 1 + q and reaches the array in a + FEED_LATENCY + q.
-        mir_active = Signal()
-        mir = Signal(data.StructLayout({
-            "q": 12, "n": 13, "first": 1, "last": 1, "tile_first": 1,
-            "oh": 10, "ow": 10, "ot": 12}))
-        with m.If(mir_active):
-            m.d.sync += mir.q.eq(mir.q + 1)
-            with m.If(mir.ow + 1 == conv_w):
-                m.d.sync += [mir.ow.eq(0), mir.oh.eq(mir.oh + 1)]
-            with m.Else():
-                m.d.sync += mir.ow.eq(mir.ow + 1)
-            with m.If(mir.q + 1 == mir.n):
+        if cfg.acc_depth == 1:
+            # one pixel a command: its tag is the command's, for the one cycle after it
+            mir_active = Signal()
+            mir = Signal(data.StructLayout({
+                "first": 1, "last": 1, "tile_first": 1, "origin": 1, "oh": 10, "ow": 10,
+                "ot": 12}))
+            mir_q = Const(0, 12)
+            m.d.sync += mir_active.eq(accept & ~abort)
+            with m.If(accept):
+                m.d.sync += [mir.first.eq(step_first), mir.last.eq(step_last),
+                             mir.tile_first.eq(tile_first),
+                             mir.origin.eq((oh0 == 0) & (ow0 == 0)),
+                             mir.oh.eq(oh0), mir.ow.eq(ow0), mir.ot.eq(ot)]
+            origin = mir.origin
+        else:
+            mir_active = Signal()
+            mir = Signal(data.StructLayout({
+                "q": 12, "n": 13, "first": 1, "last": 1, "tile_first": 1,
+                "oh": 10, "ow": 10, "ot": 12}))
+            with m.If(mir_active):
+                m.d.sync += mir.q.eq(mir.q + 1)
+                with m.If(mir.ow + 1 == conv_w):
+                    m.d.sync += [mir.ow.eq(0), mir.oh.eq(mir.oh + 1)]
+                with m.Else():
+                    m.d.sync += mir.ow.eq(mir.ow + 1)
+                with m.If(mir.q + 1 == mir.n):
+                    m.d.sync += mir_active.eq(0)
+            with m.If(accept):
+                m.d.sync += [mir_active.eq(1), mir.q.eq(0), mir.n.eq(n),
+                             mir.first.eq(step_first), mir.last.eq(step_last),
+                             mir.tile_first.eq(tile_first),
+                             mir.oh.eq(oh0), mir.ow.eq(ow0), mir.ot.eq(ot)]
+            with m.If(abort):
                 m.d.sync += mir_active.eq(0)
-        with m.If(accept):
-            m.d.sync += [mir_active.eq(1), mir.q.eq(0), mir.n.eq(n), mir.first.eq(step_first),
-                         mir.last.eq(step_last), mir.tile_first.eq(tile_first),
-                         mir.oh.eq(oh0), mir.ow.eq(ow0), mir.ot.eq(ot)]
-        with m.If(abort):
-            m.d.sync += mir_active.eq(0)
+            mir_q = mir.q
+            origin = (mir.oh == 0) & (mir.ow == 0)
 
         issued = Signal(data.StructLayout({
             "valid": 1, "q": 12, "first": 1, "last": 1, "ot_first": 1, "tag": tag_layout}))
         m.d.comb += [
-            issued.valid.eq(mir_active), issued.q.eq(mir.q), issued.first.eq(mir.first),
-            issued.last.eq(mir.last), issued.ot_first.eq(mir.tile_first & (mir.q == 0)),
-            *([issued.tag.first.eq((mir.oh == 0) & (mir.ow == 0))] if cfg.standalone_pool
+            issued.valid.eq(mir_active), issued.q.eq(mir_q), issued.first.eq(mir.first),
+            issued.last.eq(mir.last), issued.ot_first.eq(mir.tile_first & (mir_q == 0)),
+            *([issued.tag.first.eq(origin)] if cfg.standalone_pool
               else [issued.tag.oh.eq(mir.oh), issued.tag.ow.eq(mir.ow)]),
             issued.tag.ot.eq(mir.ot),
         ]
