@@ -44,7 +44,7 @@ LUT_MARGIN = 0.10
 
 
 # The sequencer's output-size multiplies (conv_h, conv_w, conv_h x conv_w), in
-# `dsp_fixed`; `serial_size` makes them with one shift-add multiplier in the fabric.
+# `dsp_fixed`; `serial_size` makes them on one block in turn.
 SIZE_MULTIPLIERS = 3
 
 
@@ -67,7 +67,9 @@ def ice40_blocks(config: AcceleratorConfig) -> int:
     else:
         products += [(10, 10), (A, 12)]                             # feeder
         products += [(10, 12), (10, 16), (10, 16), (10, A + 2), (10, 14)]  # pool writer
-    if not config.serial_size:
+    if config.serial_size:
+        blocks += 1           # the output size's three products in turn: block=True
+    else:
         products += [(11, 14), (11, 14), (11, 11)]                  # output size
     if R * C > 1:
         products.append((13, (R * C).bit_length()))                 # MAC counter
@@ -251,7 +253,7 @@ def estimate(config: AcceleratorConfig, family: str | Family) -> Estimate:
     uses = tuple(place_memory(memory, fam) for memory in memories(config))
     pes = R * C if fam.dsp_pe_max is None else min(R * C, fam.dsp_pe_max)
     dsps = (pes + fam.dsp_per_lane * C + fam.dsp_fixed + (fam.dsp_counter if R * C > 1 else 0)
-            - (SIZE_MULTIPLIERS if config.serial_size else 0))
+            - (SIZE_MULTIPLIERS - 1 if config.serial_size else 0))
     if fam.name == "ice40":
         dsps = ice40_blocks(config)
     luts = (fam.lut_base + fam.lut_per_row * R + fam.lut_per_lane * C + fam.lut_per_pe * R * C

@@ -36,7 +36,7 @@ from .accumulator import ACC_LATENCY, Accumulator
 from .array import ArrayTiming, SystolicArray
 from .config import AcceleratorConfig, ConfigError, derive
 from .delay import DelayLine
-from .dsp import Multiplier, SerialMultiplier
+from .dsp import Multiplier
 from .feeder import FEED_LATENCY, Feeder
 from .isa import DESCRIPTOR, DESCRIPTOR_BYTES, PARAM, PARAM_BYTES, Opcode, Space
 from .link import HostLink
@@ -70,9 +70,9 @@ def DRAIN_CYCLES(rows: int, cols: int) -> int:
 # FETCH, LATCH, DECODE, SIZE, SIZE_WAIT, CONV_HW, PIXELS, PIXELS_WAIT, PIXELS_LATCH, TILE
 SETUP_CYCLES = 10
 DIVIDE_CYCLES = 14      # tile_px / conv_w (13 quotient bits + remainder), several tiles only
-# serial_size: SIZE, three 11-bit shift-add products of 12 cycles each and a start
-# cycle for the third, in place of SIZE .. PIXELS_LATCH (6 cycles)
-SERIAL_SIZE_CYCLES = 1 + 3 * 12 + 1 - 6
+# serial_size: SIZE, MUL_H, MUL_W, CONV_W, PIXELS, MUL_HW, HW_LATCH (the three products
+# in turn on one multiplier) in place of SIZE .. PIXELS_LATCH (6 cycles)
+SERIAL_SIZE_CYCLES = 7 - 6
 
 
 def fetch_beats(config: AcceleratorConfig) -> int:
@@ -470,7 +470,9 @@ class Accelerator(wiring.Component):
                     mult, shift = reciprocal(stride, 11)
                     m.d.sync += [size_mult.eq(mult), size_shift.eq(shift)]
         if cfg.serial_size:
-            m.submodules.size_mul = size_mul = SerialMultiplier(11, 14)
+            # one multiplier block for the three products, in turn (operands 0 between)
+            m.submodules.size_mul = size_mul = Multiplier(unsigned(11), unsigned(14),
+                                                          block=True)
         else:
             m.submodules.size_h = size_h = Multiplier(unsigned(11), unsigned(14))
             m.submodules.size_w = size_w = Multiplier(unsigned(11), unsigned(14))
@@ -561,37 +563,39 @@ class Accelerator(wiring.Component):
                         m.next = "HANG"          # an unknown opcode: the watchdog ends it
                 leave_on_abort()
             if cfg.serial_size:
+                # the same products one after the other on one multiplier (two edges
+                # each, SERIAL_SIZE_CYCLES): num_h, num_w times the reciprocal, then
+                # conv_h x conv_w
+                size_p = size_mul.p >> size_shift
                 with m.State("SIZE"):
-                    # the same products one after the other in the serial multiplier
-                    # (SERIAL_SIZE_CYCLES): num_h, num_w times the reciprocal, conv_h x conv_w
                     m.d.sync += conv_active.eq(1)
-                    m.d.comb += [size_mul.start.eq(1), size_mul.a.eq(num_h),
-                                 size_mul.b.eq(size_mult)]
+                    m.d.comb += [size_mul.a.eq(num_h), size_mul.b.eq(size_mult)]
                     m.next = "MUL_H"
                     leave_on_abort()
                 with m.State("MUL_H"):
-                    with m.If(size_mul.done):
-                        with m.If(is_conv):
-                            m.d.sync += conv_h.eq((size_mul.p >> size_shift) + 1)
-                        m.d.comb += [size_mul.start.eq(1), size_mul.a.eq(num_w),
-                                     size_mul.b.eq(size_mult)]
-                        m.next = "MUL_W"
+                    m.d.comb += [size_mul.a.eq(num_w), size_mul.b.eq(size_mult)]
+                    m.next = "MUL_W"
                     leave_on_abort()
                 with m.State("MUL_W"):
-                    with m.If(size_mul.done):
-                        with m.If(is_conv):
-                            m.d.sync += conv_w.eq((size_mul.p >> size_shift) + 1)
-                        m.next = "PIXELS"
+                    with m.If(is_conv):
+                        m.d.sync += conv_h.eq(size_p + 1)
+                    m.next = "CONV_W"
+                    leave_on_abort()
+                with m.State("CONV_W"):
+                    with m.If(is_conv):
+                        m.d.sync += conv_w.eq(size_p + 1)
+                    m.next = "PIXELS"
                     leave_on_abort()
                 with m.State("PIXELS"):
-                    m.d.comb += [size_mul.start.eq(1), size_mul.a.eq(conv_h),
-                                 size_mul.b.eq(conv_w)]
+                    m.d.comb += [size_mul.a.eq(conv_h), size_mul.b.eq(conv_w)]
                     m.next = "MUL_HW"
                     leave_on_abort()
                 with m.State("MUL_HW"):
-                    with m.If(size_mul.done):
-                        m.d.sync += [pixels.eq(size_mul.p), *eq(tp, d.tile_px)]
-                        m.next = "TILE"
+                    m.next = "HW_LATCH"
+                    leave_on_abort()
+                with m.State("HW_LATCH"):
+                    m.d.sync += [pixels.eq(size_mul.p), *eq(tp, d.tile_px)]
+                    m.next = "TILE"
                     leave_on_abort()
             else:
                 with m.State("SIZE"):

@@ -55,8 +55,8 @@ class AcceleratorConfig:
                                     # 32 / program_beat_bytes reads, a cycle each
     ram_delays: bool = False        # pixel tags and weight addresses delayed in block RAM,
                                     # not in chains of flip-flops (same cycles)
-    serial_size: bool = False       # output size and pixel count by one shift-add
-                                    # multiplier in the setup (no multiplier blocks; +32 cycles)
+    serial_size: bool = False       # output size and pixel count on one multiplier block
+                                    # in turn, in the setup (not three; +1 cycle)
     compact_link: bool = False      # the host link keeps only STATUS's changing fields in
                                     # registers (the same bytes on the line)
     compact_post: bool = False      # the post-processor forms only the bits of its
