@@ -893,24 +893,31 @@ class Accelerator(wiring.Component):
                     p_beat.byte.eq(byte), p_beat.data.eq(word << (ofs * 8) if C < R else word),
                     p_beat.en.eq(Const((1 << C) - 1, R) << ofs if C < R else (1 << C) - 1)]
 
-        m.d.sync += p_valid.eq(0)
+        # the packed word into a register, or (standalone_pool) straight to the pool
+        # writer, which registers it first thing
+        pack = m.d.comb if cfg.standalone_pool else m.d.sync
+        pack += p_valid.eq(0)
         with m.If(post.out.valid):
-            m.d.sync += p_valid.eq(1)
-            m.d.sync += put_word(out_tag, [lanes[j] for j in range(C)], 0)
+            pack += p_valid.eq(1)
+            pack += put_word(out_tag, [lanes[j] for j in range(C)], 0)
             with m.If(d.out_raw):
                 m.d.sync += [raw_buf.eq(lanes), raw_tag.eq(out_tag), raw_cnt.eq(1),
                              raw_busy.eq(1)]
         with m.Elif(raw_busy):
-            m.d.sync += p_valid.eq(1)
+            pack += p_valid.eq(1)
             with m.Switch(raw_cnt):
                 for byte in (1, 2, 3):
                     with m.Case(byte):
-                        m.d.sync += put_word(raw_tag, [raw_buf[j] for j in range(C)], byte)
+                        pack += put_word(raw_tag, [raw_buf[j] for j in range(C)], byte)
             m.d.sync += raw_cnt.eq(raw_cnt + 1)
             with m.If(raw_cnt == 3):
                 m.d.sync += raw_busy.eq(0)
         with m.If(abort):
-            m.d.sync += [p_valid.eq(0), raw_busy.eq(0)]
+            if cfg.standalone_pool:
+                m.d.comb += p_valid.eq(0)
+                m.d.sync += raw_busy.eq(0)
+            else:
+                m.d.sync += [p_valid.eq(0), raw_busy.eq(0)]
         m.d.comb += [writer.pixels.valid.eq(p_valid), beat.eq(p_beat)]
         m.d.comb += [
             writer.cfg.dst.eq(d.dst), writer.cfg.out_h.eq(d.out_h),
