@@ -370,6 +370,13 @@ class PostProcessor(wiring.Component):
         # t+10: muxes only.
         out = reg(signed(32), "out")
         raw_value = v[:32].as_signed() if self.sparse_raw else q32_9
+        if self.compact:
+            # the clamp's compares on r itself, against the values a clamped lane takes
+            # (2lo - 1 < r exactly when lo < qs + round, and so on): a slow clock has the
+            # time, and lo - 1, hi - 1 and the stage-9 flags need no registers
+            r_lo = r < out_mode.lo
+            hi_wins = Mux(r_lo, out_mode.lo > out_mode.hi, r > out_mode.hi)
+            to_lo, to_hi = r_lo & ~hi_wins, hi_wins
         m.d.sync += out.eq(Mux(out_raw, raw_value,
                                Mux(to_lo, out_mode.lo, Mux(to_hi, out_mode.hi, r))))
         if skip:
