@@ -106,7 +106,9 @@ def memories(config: AcceleratorConfig) -> list[MemoryShape]:
                   # one-pixel tiles: the accumulator's flags ride flip-flops
                   *([MemoryShape("accumulator tag delay", depth, 15, False)]
                     if config.acc_depth > 1 else []),
-                  MemoryShape("pixel tag delay", depth, 32, False)]
+                  # the tag: (oh, ow, ot), or (first pixel, ot) for the sequential writer
+                  MemoryShape("pixel tag delay", depth, 13 if config.standalone_pool else 32,
+                              False)]
     return [
         # R banks of one byte per word; the feeder and the pool writer each read it
         # (without pool-on-write the writer does not)
@@ -186,11 +188,17 @@ FAMILIES = {
         # the 1x1 MAC count, standalone_pool, the PARAM record held in its memory port
         # and compact_post's static mode and missing copy stage: fitted to the 1x1's
         # 6,777 and the 2x2's 9,301 (the linear model cannot tell the 1x1-only changes
-        # from standalone_pool's share)
-        lut_saved=(("narrow_program", 728), ("ram_delays", 943), ("serial_size", -35),
-                   ("compact_link", 1_050), ("compact_feeder", 84),
-                   ("standalone_pool", 871)),
-        lut_saved_per_lane=(("compact_post", 2_607),)),
+        # from standalone_pool's share). Then one-pixel tiles (acc_depth 1: a register
+        # accumulator, constant n, no divider), the sequential pool writer with the
+        # feeder's products in the freed blocks, the serial CRC, the size products on one
+        # block, compact_post's clamp in the output stage: fitted to the 1x1's 5,196 and
+        # the 2x2's 7,199 (hw 680b873 at the registry's 18 MHz; the same RTL counted
+        # 5,271 at 24 MHz and 5,280 at 19.875: yosys's mapping moves by ~1 %), the steps
+        # at 1x1 split as measured where they belong to one field
+        lut_saved=(("narrow_program", 728), ("ram_delays", 943), ("serial_size", -4),
+                   ("compact_link", 1_165), ("compact_feeder", 84),
+                   ("standalone_pool", 1_421), ("one_pixel_tiles", 364)),
+        lut_saved_per_lane=(("compact_post", 2_640), ("one_pixel_tiles", 488))),
 }
 
 
@@ -243,6 +251,8 @@ def _reduced(config: AcceleratorConfig, name: str) -> bool:
     """Whether `config` has the reduction `name` of Family.lut_saved."""
     if name == "narrow_program":
         return config.program_beat_bytes < 32
+    if name == "one_pixel_tiles":
+        return config.acc_depth == 1
     return getattr(config, name)
 
 
