@@ -44,7 +44,7 @@ LUT_MARGIN = 0.10
 
 
 # The sequencer's output-size multiplies (conv_h, conv_w, conv_h x conv_w), in
-# `dsp_fixed`; `serial_size` makes them with one shift-add multiplier in the fabric.
+# `dsp_fixed`; `serial_size` makes them on one block in turn.
 SIZE_MULTIPLIERS = 3
 
 
@@ -60,13 +60,22 @@ def ice40_blocks(config: AcceleratorConfig) -> int:
     lane = [(16, 16), (16, 15), (16, 16), (16, 15)] if config.compact_post \
         else [(17, 17), (17, 14), (16, 17), (16, 14)]                # post-processor
     products = lane * C
-    products += [(10, 10), (A, 12)]                                 # feeder
-    products += [(10, 12), (10, 16), (10, 16), (10, A + 2), (10, 14)]  # pool writer
-    if not config.serial_size:
+    blocks = 0
+    if config.standalone_pool:
+        blocks += 2           # the feeder's two products (block_products); the pool
+                              # writer has none
+    else:
+        products += [(10, 10), (A, 12)]                             # feeder
+        products += [(10, 12), (10, 16), (10, 16), (10, A + 2), (10, 14)]  # pool writer
+    if config.serial_size:
+        blocks += 1           # the output size's three products in turn: block=True
+    else:
         products += [(11, 14), (11, 14), (11, 11)]                  # output size
-    products.append((13, max(1, (R * C).bit_length())))            # MAC counter
-    return pes + sum(1 for a, b in products
-                     if a <= ICE40_WIDTH and b <= ICE40_WIDTH and a + b >= ICE40_BLOCK_BITS)
+    if R * C > 1:
+        products.append((13, (R * C).bit_length()))                 # MAC counter
+    return pes + blocks + sum(1 for a, b in products
+                              if a <= ICE40_WIDTH and b <= ICE40_WIDTH
+                              and a + b >= ICE40_BLOCK_BITS)
 
 
 @dataclass(frozen=True)
@@ -94,19 +103,26 @@ def memories(config: AcceleratorConfig) -> list[MemoryShape]:
         depth = ram_depth(FEED_LATENCY)
         delays = [MemoryShape("weight address delay", depth,
                               max(1, (config.weight_depth // R - 1).bit_length()), False),
-                  MemoryShape("accumulator tag delay", depth, 15, False),
-                  MemoryShape("pixel tag delay", depth, 32, False)]
+                  # one-pixel tiles: the accumulator's flags ride flip-flops
+                  *([MemoryShape("accumulator tag delay", depth, 15, False)]
+                    if config.acc_depth > 1 else []),
+                  # the tag: (oh, ow, ot), or (first pixel, ot) for the sequential writer
+                  MemoryShape("pixel tag delay", depth, 13 if config.standalone_pool else 32,
+                              False)]
     return [
         # R banks of one byte per word; the feeder and the pool writer each read it
-        MemoryShape("activations", config.act_depth, 8 * R, True, copies=2),
+        # (without pool-on-write the writer does not)
+        MemoryShape("activations", config.act_depth, 8 * R, True,
+                    copies=1 if config.standalone_pool else 2),
         # one word is a whole R x C weight tile
         MemoryShape("weights", config.weight_depth // R, 8 * R * C, True),
         MemoryShape("params", config.param_depth, 8 * PARAM_BYTES, True),
         # a descriptor is DESCRIPTOR_BYTES / program_beat_bytes words
         MemoryShape("program", config.program_depth * DESCRIPTOR_BYTES // beat, 8 * beat,
                     True),
-        # one pixel of C int32 partial sums
-        MemoryShape("accumulators", config.acc_depth, config.acc_bits * C, False),
+        # one pixel of C int32 partial sums (one pixel: a register, hw.accumulator)
+        *([MemoryShape("accumulators", config.acc_depth, config.acc_bits * C, False)]
+          if config.acc_depth > 1 else []),
         MemoryShape("link staging", MAX_PAYLOAD, 8, False),
         *delays,
     ]
@@ -167,10 +183,22 @@ FAMILIES = {
         # 1x1 now (2,246 LCs: 13,025 -> 10,779); compact_feeder 84 (8,230 -> 8,146);
         # compact_post per lane (its 16x16 products are blocks, its shift a window):
         # 10,695 -> 8,146 at 1x1, 2,549, and 93 more since its saturation and sticky
-        # bits come from what the shifter drops (hw c65198d: 8,053)
-        lut_saved=(("narrow_program", 658), ("ram_delays", 943), ("serial_size", -35),
-                   ("compact_link", 680), ("compact_feeder", 84)),
-        lut_saved_per_lane=(("compact_post", 2_642),)),
+        # bits come from what the shifter drops (hw c65198d: 8,053). Then (ice3, steps
+        # at 1x1 in docs/boards.md): STATUS sent live, the descriptor read into place,
+        # the 1x1 MAC count, standalone_pool, the PARAM record held in its memory port
+        # and compact_post's static mode and missing copy stage: fitted to the 1x1's
+        # 6,777 and the 2x2's 9,301 (the linear model cannot tell the 1x1-only changes
+        # from standalone_pool's share). Then one-pixel tiles (acc_depth 1: a register
+        # accumulator, constant n, no divider), the sequential pool writer with the
+        # feeder's products in the freed blocks, the serial CRC, the size products on one
+        # block, compact_post's clamp in the output stage: fitted to the 1x1's 5,196 and
+        # the 2x2's 7,199 (hw 680b873 at the registry's 18 MHz; the same RTL counted
+        # 5,271 at 24 MHz and 5,280 at 19.875: yosys's mapping moves by ~1 %), the steps
+        # at 1x1 split as measured where they belong to one field
+        lut_saved=(("narrow_program", 728), ("ram_delays", 943), ("serial_size", -4),
+                   ("compact_link", 1_165), ("compact_feeder", 84),
+                   ("standalone_pool", 1_421), ("one_pixel_tiles", 364)),
+        lut_saved_per_lane=(("compact_post", 2_640), ("one_pixel_tiles", 488))),
 }
 
 
@@ -223,6 +251,8 @@ def _reduced(config: AcceleratorConfig, name: str) -> bool:
     """Whether `config` has the reduction `name` of Family.lut_saved."""
     if name == "narrow_program":
         return config.program_beat_bytes < 32
+    if name == "one_pixel_tiles":
+        return config.acc_depth == 1
     return getattr(config, name)
 
 
@@ -233,7 +263,7 @@ def estimate(config: AcceleratorConfig, family: str | Family) -> Estimate:
     uses = tuple(place_memory(memory, fam) for memory in memories(config))
     pes = R * C if fam.dsp_pe_max is None else min(R * C, fam.dsp_pe_max)
     dsps = (pes + fam.dsp_per_lane * C + fam.dsp_fixed + (fam.dsp_counter if R * C > 1 else 0)
-            - (SIZE_MULTIPLIERS if config.serial_size else 0))
+            - (SIZE_MULTIPLIERS - 1 if config.serial_size else 0))
     if fam.name == "ice40":
         dsps = ice40_blocks(config)
     luts = (fam.lut_base + fam.lut_per_row * R + fam.lut_per_lane * C + fam.lut_per_pe * R * C

@@ -13,7 +13,7 @@ _UTIL = re.compile(r"Info:\s+(?P<cell>\w+):\s+(?P<used>\d+)/\s*(?P<total>\d+)\s+
 _RESOURCES = {
     "luts": ("TRELLIS_COMB", "ICESTORM_LC"),
     "ffs": ("TRELLIS_FF",),
-    "dsps": ("MULT18X18D", "SB_MAC16"),
+    "dsps": ("MULT18X18D", "SB_MAC16", "ICESTORM_DSP"),
     "brams": ("DP16KD", "ICESTORM_RAM"),
 }
 

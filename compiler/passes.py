@@ -234,6 +234,25 @@ def fuse_layers(graph: ir.Graph) -> ir.Graph:
     return graph
 
 
+def split_pool_on_write(graph: ir.Graph) -> ir.Graph:
+    """Undo the max-pool half of `fuse_layers`: a conv that pools on write becomes the
+    conv (its full-size output) and a MaxPool node, for configs without pool-on-write
+    (`AcceleratorConfig.standalone_pool`). The back end runs it, not `lower`."""
+    nodes = []
+    for node in graph.nodes:
+        if not (isinstance(node, ir.Conv) and node.pool is not None):
+            nodes.append(node)
+            continue
+        _, h, w = graph[node.inputs[0]].out.shape
+        kh, kw = np.asarray(node.weight).shape[2:]
+        (sh, sw), (t, l, b, r) = node.stride, node.padding
+        shape = (node.out.shape[0], (h + t + b - kh) // sh + 1, (w + l + r - kw) // sw + 1)
+        conv = node.copy(name=f"{node.name}.conv", pool=None, out=node.out.replace(shape=shape))
+        nodes += [conv, ir.MaxPool(node.name, (conv.name,), node.out, node.pool, node.pool,
+                                   (0, 0, 0, 0))]
+    return graph.with_nodes(nodes)
+
+
 # --- 7. flatten -----------------------------------------------------------------------
 
 def absorb_flatten(graph: ir.Graph) -> ir.Graph:

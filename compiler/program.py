@@ -29,6 +29,7 @@ from hw.isa import Opcode
 
 from . import ir
 from .errors import CompileError, UnsupportedError
+from .passes import split_pool_on_write
 
 
 class MemoryFitError(CompileError):
@@ -358,6 +359,8 @@ def lower(graph: ir.Graph, config: AcceleratorConfig, k_pack: bool = True) -> Pr
     """Lower a lowered IR graph to a Program for `config`."""
     if graph.stage is not ir.Stage.LOWERED:
         raise CompileError("the back end takes a lowered graph; run compiler.passes.lower first")
+    if config.standalone_pool:
+        graph = split_pool_on_write(graph)
     plans, inp, packing = plan_layers(graph, config, k_pack)
     if not plans:
         raise UnsupportedError(f"{graph.name} has no layer the accelerator can run")

@@ -57,7 +57,24 @@ def check_program(program, config: AcceleratorConfig) -> None:
             raise BackendError(
                 f"descriptor {index} ({what}) averages a {d.in_h}x{d.in_w} input: the RTL's "
                 "global pool takes at most 15x15 (the feeder's tap fields have 4 bits)")
+        if d.op is Opcode.CONV and d.pool_k > 1 and config.standalone_pool:
+            raise BackendError(
+                f"descriptor {index} ({what}) max-pools on write (pool_k={d.pool_k}); the "
+                f"{config.label} config has no pool-on-write (standalone_pool): compile the "
+                "network for this config, which gives the pool a MAXPOOL descriptor")
         conv_h, conv_w = conv_size(d) if d.op is Opcode.CONV else (d.out_h, d.out_w)
+        tile = d.tile_px or (1 if d.op is Opcode.AVGPOOL else conv_h * conv_w)
+        if tile > config.acc_depth:
+            raise BackendError(
+                f"descriptor {index} ({what}) accumulates pixel tiles of {tile} pixels; the "
+                f"{config.label} config's accumulators hold {config.acc_depth} (acc_depth): "
+                "compile the network for this config")
+        if (d.op is Opcode.MAXPOOL and d.pool_k < 2 and config.compact_post
+                and config.acc_depth == 1):
+            raise BackendError(
+                f"descriptor {index} ({what}) is a {d.pool_k}x{d.pool_k} MAXPOOL: the "
+                f"{config.label} config's post-processor needs raw results 4 cycles apart "
+                "(windows of 2x2 or more); drop the pool")
         if d.out_raw and conv_h * conv_w > 1:
             raise BackendError(
                 f"descriptor {index} ({what}) writes raw int32 outputs for {conv_h * conv_w} "

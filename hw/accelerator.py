@@ -36,7 +36,7 @@ from .accumulator import ACC_LATENCY, Accumulator
 from .array import ArrayTiming, SystolicArray
 from .config import AcceleratorConfig, ConfigError, derive
 from .delay import DelayLine
-from .dsp import Multiplier, SerialMultiplier
+from .dsp import Multiplier
 from .feeder import FEED_LATENCY, Feeder
 from .isa import DESCRIPTOR, DESCRIPTOR_BYTES, PARAM, PARAM_BYTES, Opcode, Space
 from .link import HostLink
@@ -70,9 +70,9 @@ def DRAIN_CYCLES(rows: int, cols: int) -> int:
 # FETCH, LATCH, DECODE, SIZE, SIZE_WAIT, CONV_HW, PIXELS, PIXELS_WAIT, PIXELS_LATCH, TILE
 SETUP_CYCLES = 10
 DIVIDE_CYCLES = 14      # tile_px / conv_w (13 quotient bits + remainder), several tiles only
-# serial_size: SIZE, three 11-bit shift-add products of 12 cycles each and a start
-# cycle for the third, in place of SIZE .. PIXELS_LATCH (6 cycles)
-SERIAL_SIZE_CYCLES = 1 + 3 * 12 + 1 - 6
+# serial_size: SIZE, MUL_H, MUL_W, CONV_W, PIXELS, MUL_HW, HW_LATCH (the three products
+# in turn on one multiplier) in place of SIZE .. PIXELS_LATCH (6 cycles)
+SERIAL_SIZE_CYCLES = 7 - 6
 
 
 def fetch_beats(config: AcceleratorConfig) -> int:
@@ -269,7 +269,9 @@ class Accelerator(wiring.Component):
         r_select = Signal()
         r_sliced = Signal()
         r_have = Signal()
-        r_slice = Signal(64)
+        # compact_link: words of at most 16 bytes (1x1, 2x2) pick their byte at once
+        narrow_read = cfg.compact_link and max(w for _, w in mems.values()) <= 16
+        r_slice = Signal(8 if narrow_read else 64)
         r_lo = Signal(3)             # the byte within the slice
         r_space = Signal(Space)
         r_byte = Signal(16)          # byte index within the word
@@ -292,7 +294,11 @@ class Accelerator(wiring.Component):
         wgt_q = Signal.like(wgt_rd.data, reset_less=True)
         prm_q = Signal.like(prm_rd.data, reset_less=True)
         m.d.sync += [act_q.eq(act_rd.data), prg_q.eq(prg_rd.data)]
-        read_q = {Space.ACTIVATIONS: act_q, Space.WEIGHTS: wgt_q, Space.PARAMS: prm_q,
+        # held_params: the PARAM port's own data register holds the post-processor's
+        # shadow record, and the host reads it there (its address holds still)
+        held_params = cfg.compact_post and C == 1
+        read_q = {Space.ACTIVATIONS: act_q, Space.WEIGHTS: wgt_q,
+                  Space.PARAMS: prm_rd.data if held_params else prm_q,
                   Space.PROGRAM: prg_q}
         with m.If(r_pending):
             m.d.sync += [r_pending.eq(0), r_select.eq(1)]
@@ -303,14 +309,18 @@ class Accelerator(wiring.Component):
                     with m.Case(space):
                         word = read_q[space].as_value()
                         shift = exact_log2(word_bytes)
-                        if shift > 3:
+                        if narrow_read:
+                            m.d.sync += r_slice.eq(word.word_select(r_byte[:shift], 8)
+                                                   if shift else word)
+                        elif shift > 3:
                             m.d.sync += r_slice.eq(word.word_select(r_byte[3:shift], 64))
                         else:
                             m.d.sync += r_slice.eq(word)
-                        m.d.sync += r_lo.eq(r_byte[:min(shift, 3)] if shift else 0)
+                        if not narrow_read:
+                            m.d.sync += r_lo.eq(r_byte[:min(shift, 3)] if shift else 0)
         with m.If(r_sliced):
             m.d.sync += [r_sliced.eq(0), r_have.eq(1),
-                         r_data.eq(r_slice.word_select(r_lo, 8))]
+                         r_data.eq(r_slice if narrow_read else r_slice.word_select(r_lo, 8))]
         with m.If(r_have & bus.read_data.ready):
             m.d.sync += r_have.eq(0)
 
@@ -320,14 +330,24 @@ class Accelerator(wiring.Component):
             return component
 
         tag_layout = data.StructLayout({"oh": 10, "ow": 10, "ot": 12})
+        if cfg.standalone_pool:
+            # the pool writer needs only whether a pixel is its tile's first, (0, 0)
+            tag_layout = data.StructLayout({"first": 1, "ot": 12})
         feeder = block("feeder", Feeder(R, act_width=9, addr_width=A,
                                          min_cycles=timing.min_swap_interval,
-                                         compact=cfg.compact_feeder))
+                                         compact=cfg.compact_feeder,
+                                         # the pool writer's blocks are free
+                                         block_products=cfg.standalone_pool))
         array = block("array", SystolicArray(R, C, act_width=9, weight_width=8, acc_width=32))
         acc = block("acc", Accumulator(C, cfg.acc_depth))
         post = block("post", PostProcessor(C, tag_width=0 if cfg.ram_delays
-                                             else tag_layout.size, compact=cfg.compact_post))
-        writer = block("writer", PoolWriter(R, addr_width=A))
+                                             else tag_layout.size, compact=cfg.compact_post,
+                                           static_mode=cfg.compact_post,
+                                           held_params=held_params,
+                                           # one-pixel tiles (host.rtl.check_program)
+                                           sparse_raw=cfg.compact_post
+                                           and cfg.acc_depth == 1))
+        writer = block("writer", PoolWriter(R, addr_width=A, pool=not cfg.standalone_pool))
 
         wiring.connect(m, feeder.act, array.act)
         m.d.comb += array.swap.eq(feeder.swap)
@@ -344,16 +364,18 @@ class Accelerator(wiring.Component):
         ]
 
         # --- descriptor registers and derived values. A narrow program memory
-        # (program_beat_bytes) shifts the descriptor in one read at a time, from the top:
-        # after `beats` reads its first bit is at the bottom.
+        # (program_beat_bytes) brings the descriptor in one read at a time, each into
+        # its own place (not shifted along, so the bits of fields nothing reads are
+        # left out).
         beats = fetch_beats(cfg)
         beat_bits = 8 * cfg.program_beat_bytes
         if beats == 1:
             d = Signal(DESCRIPTOR)
         else:
-            d_shift = Signal(beats * beat_bits, reset_less=True)
-            d = DESCRIPTOR(d_shift[:DESCRIPTOR.size])
+            d_words = Signal(beats * beat_bits, reset_less=True)
+            d = DESCRIPTOR(d_words[:DESCRIPTOR.size])
             beat = Signal(range(beats))
+            landing = Signal(range(beats))    # the word the read data belongs in
         is_conv = Signal()
         is_max = Signal()
         is_add = Signal()
@@ -391,6 +413,13 @@ class Accelerator(wiring.Component):
         first_more = Signal()        # pixel tile (set in TILE)
         first_left = Signal(21)
         n = Signal(13)
+        if cfg.acc_depth == 1:
+            # one-pixel tiles (host.rtl.check_program): every command has n = 1
+            tp = first_n = n = Const(1, 13)
+
+        def eq(target, value):
+            """`target.eq(value)`, or nothing for a constant (one-pixel tiles)."""
+            return [] if isinstance(target, Const) else [target.eq(value)]
         wtile = Signal(20)
         wbase = Signal(20)
         since_ot = Signal(range(OT_GAP(C) + 1))
@@ -442,7 +471,9 @@ class Accelerator(wiring.Component):
                     mult, shift = reciprocal(stride, 11)
                     m.d.sync += [size_mult.eq(mult), size_shift.eq(shift)]
         if cfg.serial_size:
-            m.submodules.size_mul = size_mul = SerialMultiplier(11, 14)
+            # one multiplier block for the three products, in turn (operands 0 between)
+            m.submodules.size_mul = size_mul = Multiplier(unsigned(11), unsigned(14),
+                                                          block=True)
         else:
             m.submodules.size_h = size_h = Multiplier(unsigned(11), unsigned(14))
             m.submodules.size_w = size_w = Multiplier(unsigned(11), unsigned(14))
@@ -468,7 +499,7 @@ class Accelerator(wiring.Component):
             with m.If(abort):
                 m.d.sync += [running.eq(0), conv_active.eq(0)]
                 if beats > 1:
-                    m.d.sync += beat.eq(0)
+                    m.d.sync += [beat.eq(0), landing.eq(0)]
                 m.next = "IDLE"
 
         with m.FSM(name="seq"):
@@ -486,7 +517,8 @@ class Accelerator(wiring.Component):
                     m.d.comb += [prg_rd.addr.eq(pc * words + beat), prg_rd.en.eq(1)]
                     m.d.sync += beat.eq(beat + 1)
                     with m.If(beat != 0):
-                        m.d.sync += d_shift.eq(Cat(d_shift[beat_bits:], prg_rd.data))
+                        m.d.sync += [d_words.word_select(landing, beat_bits).eq(prg_rd.data),
+                                     landing.eq(landing + 1)]
                     with m.If(beat == beats - 1):
                         m.d.sync += beat.eq(0)
                         m.next = "LATCH"
@@ -495,7 +527,8 @@ class Accelerator(wiring.Component):
                 if beats == 1:
                     m.d.sync += d.eq(prg_rd.data.as_value()[:DESCRIPTOR.size])
                 else:
-                    m.d.sync += d_shift.eq(Cat(d_shift[beat_bits:], prg_rd.data))
+                    m.d.sync += [d_words.word_select(landing, beat_bits).eq(prg_rd.data),
+                                 landing.eq(0)]
                 m.next = "DECODE"
                 leave_on_abort()
             with m.State("DECODE"):
@@ -531,37 +564,39 @@ class Accelerator(wiring.Component):
                         m.next = "HANG"          # an unknown opcode: the watchdog ends it
                 leave_on_abort()
             if cfg.serial_size:
+                # the same products one after the other on one multiplier (two edges
+                # each, SERIAL_SIZE_CYCLES): num_h, num_w times the reciprocal, then
+                # conv_h x conv_w
+                size_p = size_mul.p >> size_shift
                 with m.State("SIZE"):
-                    # the same products one after the other in the serial multiplier
-                    # (SERIAL_SIZE_CYCLES): num_h, num_w times the reciprocal, conv_h x conv_w
                     m.d.sync += conv_active.eq(1)
-                    m.d.comb += [size_mul.start.eq(1), size_mul.a.eq(num_h),
-                                 size_mul.b.eq(size_mult)]
+                    m.d.comb += [size_mul.a.eq(num_h), size_mul.b.eq(size_mult)]
                     m.next = "MUL_H"
                     leave_on_abort()
                 with m.State("MUL_H"):
-                    with m.If(size_mul.done):
-                        with m.If(is_conv):
-                            m.d.sync += conv_h.eq((size_mul.p >> size_shift) + 1)
-                        m.d.comb += [size_mul.start.eq(1), size_mul.a.eq(num_w),
-                                     size_mul.b.eq(size_mult)]
-                        m.next = "MUL_W"
+                    m.d.comb += [size_mul.a.eq(num_w), size_mul.b.eq(size_mult)]
+                    m.next = "MUL_W"
                     leave_on_abort()
                 with m.State("MUL_W"):
-                    with m.If(size_mul.done):
-                        with m.If(is_conv):
-                            m.d.sync += conv_w.eq((size_mul.p >> size_shift) + 1)
-                        m.next = "PIXELS"
+                    with m.If(is_conv):
+                        m.d.sync += conv_h.eq(size_p + 1)
+                    m.next = "CONV_W"
+                    leave_on_abort()
+                with m.State("CONV_W"):
+                    with m.If(is_conv):
+                        m.d.sync += conv_w.eq(size_p + 1)
+                    m.next = "PIXELS"
                     leave_on_abort()
                 with m.State("PIXELS"):
-                    m.d.comb += [size_mul.start.eq(1), size_mul.a.eq(conv_h),
-                                 size_mul.b.eq(conv_w)]
+                    m.d.comb += [size_mul.a.eq(conv_h), size_mul.b.eq(conv_w)]
                     m.next = "MUL_HW"
                     leave_on_abort()
                 with m.State("MUL_HW"):
-                    with m.If(size_mul.done):
-                        m.d.sync += [pixels.eq(size_mul.p), tp.eq(d.tile_px)]
-                        m.next = "TILE"
+                    m.next = "HW_LATCH"
+                    leave_on_abort()
+                with m.State("HW_LATCH"):
+                    m.d.sync += [pixels.eq(size_mul.p), *eq(tp, d.tile_px)]
+                    m.next = "TILE"
                     leave_on_abort()
             else:
                 with m.State("SIZE"):
@@ -588,7 +623,7 @@ class Accelerator(wiring.Component):
                     m.next = "PIXELS_LATCH"
                     leave_on_abort()
                 with m.State("PIXELS_LATCH"):
-                    m.d.sync += [pixels.eq(size_hw.p), tp.eq(d.tile_px)]
+                    m.d.sync += [pixels.eq(size_hw.p), *eq(tp, d.tile_px)]
                     m.next = "TILE"
                     leave_on_abort()
             with m.State("TILE"):
@@ -596,24 +631,29 @@ class Accelerator(wiring.Component):
                              tile_first.eq(1), wtile.eq(d.wgt >> lR), wbase.eq(d.wgt >> lR),
                              since_ot.eq(OT_GAP(C)), tp_h.eq(0), div_rem.eq(0), div_i.eq(0)]
                 with m.If((tp == 0) | (tp >= pixels)):
-                    m.d.sync += [tp.eq(pixels), n.eq(pixels), more.eq(0), left.eq(0),
-                                 first_n.eq(pixels), first_more.eq(0), first_left.eq(0)]
+                    m.d.sync += [*eq(tp, pixels), *eq(n, pixels), more.eq(0), left.eq(0),
+                                 *eq(first_n, pixels), first_more.eq(0), first_left.eq(0)]
                     m.next = "ISSUE"
                 with m.Else():
-                    m.d.sync += [n.eq(tp), div_num.eq(tp), more.eq(1), left.eq(pixels - tp),
-                                 first_n.eq(tp), first_more.eq(1),
+                    m.d.sync += [*eq(n, tp), div_num.eq(tp), more.eq(1), left.eq(pixels - tp),
+                                 *eq(first_n, tp), first_more.eq(1),
                                  first_left.eq(pixels - tp)]
                     m.next = "DIVIDE"
                 leave_on_abort()
             with m.State("DIVIDE"):
                 # restoring division tp / conv_w, one quotient bit per cycle (13 cycles,
                 # only for layers split into several pixel tiles)
-                trial = Cat(div_num[12], div_rem)
-                m.d.sync += div_num.eq(div_num << 1)
-                with m.If(trial >= conv_w):
-                    m.d.sync += [div_rem.eq(trial - conv_w), tp_h.eq(Cat(1, tp_h))]
-                with m.Else():
-                    m.d.sync += [div_rem.eq(trial), tp_h.eq(Cat(0, tp_h))]
+                if cfg.acc_depth == 1:
+                    # tiles of one pixel (host.rtl.check_program): 1 // conv_w and
+                    # 1 % conv_w, in the same cycles
+                    m.d.sync += [tp_h.eq(conv_w == 1), div_rem.eq(conv_w != 1)]
+                else:
+                    trial = Cat(div_num[12], div_rem)
+                    m.d.sync += div_num.eq(div_num << 1)
+                    with m.If(trial >= conv_w):
+                        m.d.sync += [div_rem.eq(trial - conv_w), tp_h.eq(Cat(1, tp_h))]
+                    with m.Else():
+                        m.d.sync += [div_rem.eq(trial), tp_h.eq(Cat(0, tp_h))]
                 m.d.sync += div_i.eq(div_i + 1)
                 with m.If(div_i == 12):
                     m.next = "REMAINDER"
@@ -649,7 +689,7 @@ class Accelerator(wiring.Component):
                                     m.d.sync += [oh0.eq(Mux(wraps, oh0 + tp_h1, oh0 + tp_h)),
                                                  ow0.eq(Mux(wraps, ow_wrapped, ow0 + tp_w)),
                                                  tile_first.eq(0), wtile.eq(wbase),
-                                                 n.eq(Mux(left_minus_tp[-1], left, tp)),
+                                                 *eq(n, Mux(left_minus_tp[-1], left, tp)),
                                                  left.eq(Mux(left_minus_tp[-1], 0,
                                                              left_minus_tp)),
                                                  more.eq(~left_minus_tp[-1]
@@ -657,7 +697,7 @@ class Accelerator(wiring.Component):
                                 with m.Elif(ot != oct_last):
                                     m.d.sync += [ot.eq(ot + 1), tile_first.eq(1), oh0.eq(0),
                                                  ow0.eq(0), wbase.eq(wtile + 1),
-                                                 n.eq(first_n), more.eq(first_more),
+                                                 *eq(n, first_n), more.eq(first_more),
                                                  left.eq(first_left)]
                                 with m.Else():
                                     m.d.sync += drain.eq(n + DRAIN_CYCLES(R, C))
@@ -697,31 +737,51 @@ class Accelerator(wiring.Component):
 
         # --- per-pixel tags mirroring the feeder's issue order: pixel q of a command
         # accepted in cycle a is issued in a + 1 + q and reaches the array in a + FEED_LATENCY + q.
-        mir_active = Signal()
-        mir = Signal(data.StructLayout({
-            "q": 12, "n": 13, "first": 1, "last": 1, "tile_first": 1,
-            "oh": 10, "ow": 10, "ot": 12}))
-        with m.If(mir_active):
-            m.d.sync += mir.q.eq(mir.q + 1)
-            with m.If(mir.ow + 1 == conv_w):
-                m.d.sync += [mir.ow.eq(0), mir.oh.eq(mir.oh + 1)]
-            with m.Else():
-                m.d.sync += mir.ow.eq(mir.ow + 1)
-            with m.If(mir.q + 1 == mir.n):
+        if cfg.acc_depth == 1:
+            # one pixel a command: its tag is the command's, for the one cycle after it
+            mir_active = Signal()
+            mir = Signal(data.StructLayout({
+                "first": 1, "last": 1, "tile_first": 1, "origin": 1, "oh": 10, "ow": 10,
+                "ot": 12}))
+            mir_q = Const(0, 12)
+            m.d.sync += mir_active.eq(accept & ~abort)
+            with m.If(accept):
+                m.d.sync += [mir.first.eq(step_first), mir.last.eq(step_last),
+                             mir.tile_first.eq(tile_first),
+                             mir.origin.eq((oh0 == 0) & (ow0 == 0)),
+                             mir.oh.eq(oh0), mir.ow.eq(ow0), mir.ot.eq(ot)]
+            origin = mir.origin
+        else:
+            mir_active = Signal()
+            mir = Signal(data.StructLayout({
+                "q": 12, "n": 13, "first": 1, "last": 1, "tile_first": 1,
+                "oh": 10, "ow": 10, "ot": 12}))
+            with m.If(mir_active):
+                m.d.sync += mir.q.eq(mir.q + 1)
+                with m.If(mir.ow + 1 == conv_w):
+                    m.d.sync += [mir.ow.eq(0), mir.oh.eq(mir.oh + 1)]
+                with m.Else():
+                    m.d.sync += mir.ow.eq(mir.ow + 1)
+                with m.If(mir.q + 1 == mir.n):
+                    m.d.sync += mir_active.eq(0)
+            with m.If(accept):
+                m.d.sync += [mir_active.eq(1), mir.q.eq(0), mir.n.eq(n),
+                             mir.first.eq(step_first), mir.last.eq(step_last),
+                             mir.tile_first.eq(tile_first),
+                             mir.oh.eq(oh0), mir.ow.eq(ow0), mir.ot.eq(ot)]
+            with m.If(abort):
                 m.d.sync += mir_active.eq(0)
-        with m.If(accept):
-            m.d.sync += [mir_active.eq(1), mir.q.eq(0), mir.n.eq(n), mir.first.eq(step_first),
-                         mir.last.eq(step_last), mir.tile_first.eq(tile_first),
-                         mir.oh.eq(oh0), mir.ow.eq(ow0), mir.ot.eq(ot)]
-        with m.If(abort):
-            m.d.sync += mir_active.eq(0)
+            mir_q = mir.q
+            origin = (mir.oh == 0) & (mir.ow == 0)
 
         issued = Signal(data.StructLayout({
             "valid": 1, "q": 12, "first": 1, "last": 1, "ot_first": 1, "tag": tag_layout}))
         m.d.comb += [
-            issued.valid.eq(mir_active), issued.q.eq(mir.q), issued.first.eq(mir.first),
-            issued.last.eq(mir.last), issued.ot_first.eq(mir.tile_first & (mir.q == 0)),
-            issued.tag.oh.eq(mir.oh), issued.tag.ow.eq(mir.ow), issued.tag.ot.eq(mir.ot),
+            issued.valid.eq(mir_active), issued.q.eq(mir_q), issued.first.eq(mir.first),
+            issued.last.eq(mir.last), issued.ot_first.eq(mir.tile_first & (mir_q == 0)),
+            *([issued.tag.first.eq(origin)] if cfg.standalone_pool
+              else [issued.tag.oh.eq(mir.oh), issued.tag.ow.eq(mir.ow)]),
+            issued.tag.ot.eq(mir.ot),
         ]
         # CONV: the array's sums; the other ops: the feeder's activations themselves
         # (ADD and AVGPOOL sum them, MAXPOOL keeps their maximum), C == R lanes.
@@ -730,15 +790,29 @@ class Accelerator(wiring.Component):
             to_acc = Mux(bypass, FEED_LATENCY - 1, FEED_LATENCY - 1 + timing.latency)
             # what the accumulator needs in one RAM; the pixel's tag straight to the
             # post-processor's output in another (the post-processor carries none)
-            m.submodules.acc_line = acc_line = DelayLine(
-                15, FEED_LATENCY - 1 + timing.latency, variable=True)
+            if cfg.acc_depth == 1:
+                # one-pixel tiles need no pixel index: three flags in flip-flops cost
+                # less than a RAM's pointers
+                flags = Cat(issued.first, issued.last, issued.ot_first)
+                at_feed = _delay(m, flags, FEED_LATENCY - 1, "ftag")
+                at_sums = _delay(m, at_feed, timing.latency, "tag")
+                m.d.comb += Cat(at_acc.first, at_acc.last, at_acc.ot_first).eq(
+                    Mux(bypass, at_feed, at_sums))
+            else:
+                m.submodules.acc_line = acc_line = DelayLine(
+                    15, FEED_LATENCY - 1 + timing.latency, variable=True)
             m.submodules.tag_line = tag_line = DelayLine(
                 tag_layout.size, FEED_LATENCY - 1 + timing.latency + ACC_LATENCY
                 + POST_LATENCY, variable=True)
+            if cfg.acc_depth > 1:
+                m.d.comb += [
+                    acc_line.i.eq(Cat(issued.q, issued.first, issued.last,
+                                      issued.ot_first)),
+                    acc_line.cycles.eq(to_acc),
+                    Cat(at_acc.q, at_acc.first, at_acc.last, at_acc.ot_first).eq(
+                        acc_line.o),
+                ]
             m.d.comb += [
-                acc_line.i.eq(Cat(issued.q, issued.first, issued.last, issued.ot_first)),
-                acc_line.cycles.eq(to_acc),
-                Cat(at_acc.q, at_acc.first, at_acc.last, at_acc.ot_first).eq(acc_line.o),
                 tag_line.i.eq(issued.tag),
                 tag_line.cycles.eq(to_acc + ACC_LATENCY + POST_LATENCY),
             ]
@@ -779,9 +853,130 @@ class Accelerator(wiring.Component):
         with m.If(post.swap):
             m.d.sync += swaps.eq(swaps + 1)
 
-        # --- PARAM records: tile t loads after the post-processor swapped tile t - 1 in
-        # Two stages that stall together: the read (pl_rvalid, its data on the port) and
-        # the record in prm_q (pl_valid), offered to the post-processor.
+        if held_params:
+            self._held_params(m, post, prm_rd, running, conv_active, is_max, d)
+        else:
+            self._param_loader(m, post, prm_rd, prm_q, running, conv_active, is_max, d,
+                               oct_, swaps, abort)
+
+        # --- packer: C post-processed lanes -> one activation word (4 for raw int32)
+        beat = writer.pixels.payload
+        out = post.out.payload
+        out_tag = Signal(tag_layout)
+        m.d.comb += out_tag.eq(tag_line.o if cfg.ram_delays else out.tag)
+        # Which lanes hold a real output channel (ot * C + j < out_c). Pipelined, it is
+        # decided as the pixel enters the post-processor and carried beside it: the
+        # compare would otherwise sit between the post-processor's output and the
+        # packer's muxes. With ram_delays (small FPGAs, slow clocks) the tag comes out of
+        # its RAM with the output and is compared there.
+        in_range = Signal(C)
+        tag = out_tag if cfg.ram_delays else at_post.tag
+        for j in range(C):
+            m.d.comb += in_range[j].eq(tag.ot * C + j < d.out_c)
+        in_range_out = in_range if cfg.ram_delays else _delay(m, in_range, POST_LATENCY,
+                                                               "in_range")
+        lanes = Signal(data.ArrayLayout(signed(32), C))
+        for j in range(C):
+            m.d.comb += lanes[j].eq(Mux(in_range_out[j], out.data[j], 0))
+        p_valid = Signal()
+        p_beat = Signal.like(beat)
+        raw_buf = Signal(data.ArrayLayout(signed(32), C))
+        raw_cnt = Signal(2)
+        raw_busy = Signal()
+        raw_tag = Signal(tag_layout)
+
+        def put_word(tag, values, byte):
+            group = (tag.ot << lC) >> lR
+            word = Cat(*[Value.cast(v).word_select(byte, 8) for v in values])
+            ofs = (tag.ot << lC)[:lR] if C < R else 0
+            oh, ow = (~tag.first, 0) if cfg.standalone_pool else (tag.oh, tag.ow)
+            return [p_beat.oh.eq(oh), p_beat.ow.eq(ow), p_beat.group.eq(group),
+                    p_beat.byte.eq(byte), p_beat.data.eq(word << (ofs * 8) if C < R else word),
+                    p_beat.en.eq(Const((1 << C) - 1, R) << ofs if C < R else (1 << C) - 1)]
+
+        # the packed word into a register, or (standalone_pool) straight to the pool
+        # writer, which registers it first thing
+        pack = m.d.comb if cfg.standalone_pool else m.d.sync
+        pack += p_valid.eq(0)
+        with m.If(post.out.valid):
+            pack += p_valid.eq(1)
+            pack += put_word(out_tag, [lanes[j] for j in range(C)], 0)
+            with m.If(d.out_raw):
+                m.d.sync += [raw_buf.eq(lanes), raw_tag.eq(out_tag), raw_cnt.eq(1),
+                             raw_busy.eq(1)]
+        with m.Elif(raw_busy):
+            pack += p_valid.eq(1)
+            with m.Switch(raw_cnt):
+                for byte in (1, 2, 3):
+                    with m.Case(byte):
+                        pack += put_word(raw_tag, [raw_buf[j] for j in range(C)], byte)
+            m.d.sync += raw_cnt.eq(raw_cnt + 1)
+            with m.If(raw_cnt == 3):
+                m.d.sync += raw_busy.eq(0)
+        with m.If(abort):
+            if cfg.standalone_pool:
+                m.d.comb += p_valid.eq(0)
+                m.d.sync += raw_busy.eq(0)
+            else:
+                m.d.sync += [p_valid.eq(0), raw_busy.eq(0)]
+        m.d.comb += [writer.pixels.valid.eq(p_valid), beat.eq(p_beat)]
+        m.d.comb += [
+            writer.cfg.dst.eq(d.dst), writer.cfg.out_h.eq(d.out_h),
+            writer.cfg.out_w.eq(d.out_w), writer.cfg.groups.eq(groups),
+            writer.cfg.pool_k.eq(Mux(is_conv, d.pool_k, 1)), writer.cfg.raw.eq(d.out_raw),
+            writer.cfg.signed.eq((d.lo < 0) | d.bipolar),
+        ]
+
+        # --- performance counters: cycles, busy (array fed), MACs, sequencer stalls
+        rows_used = Signal(range(R + 1))
+        cols_used = Signal(range(C + 1))
+        k_left = d.in_c - (kk << lR)
+        c_left = d.out_c - (ot << lC)
+        m.d.comb += [rows_used.eq(Mux(k_left > R, R, k_left)),
+                     cols_used.eq(Mux(c_left > C, C, c_left))]
+        # Pipelined (it was the design's critical path as one expression): the command's
+        # n, rows and cols into registers; rows x cols (small: shift-and-add in the
+        # fabric); then n x (rows x cols) in a DSP block with its registers. The count
+        # lands 5 cycles after the command, long before the descriptor's drain ends.
+        mac_n = Signal(13)
+        if R * C == 1:
+            # one PE: a K-tile has one row (kk < kt = in_c) and an output tile one
+            # column, so a command's MACs are its n
+            m.d.sync += mac_n.eq(Mux(accept & is_conv, n, 0))
+            mac_step = mac_n
+        else:
+            mac_rows = Signal.like(rows_used)
+            mac_cols = Signal.like(cols_used)
+            mac_n2 = Signal(13)
+            mac_rc = Signal(range(R * C + 1))
+            rows_x_cols = sum(Mux(mac_cols[i], mac_rows << i, 0)
+                              for i in range(len(mac_cols)))
+            m.d.sync += [mac_n.eq(Mux(accept & is_conv, n, 0)), mac_rows.eq(rows_used),
+                         mac_cols.eq(cols_used), mac_n2.eq(mac_n), mac_rc.eq(rows_x_cols)]
+            m.submodules.mac_mul = mac_mul = Multiplier(unsigned(13), mac_rc.shape())
+            m.d.comb += [mac_mul.a.eq(mac_n2), mac_mul.b.eq(mac_rc)]
+            mac_step = mac_mul.p
+        # The counters sit by the link, far from the sequencer, feeder and DSP block that
+        # drive them: each increment crosses into a register first, so the route and the
+        # 32-bit add are separate cycles. Counts arrive a cycle late but none is lost
+        # (a stall, a fed pixel or a command's MACs come cycles before `running` falls).
+        busy_q = Signal()
+        stall_q = Signal()
+        mac_q = Signal.like(mac_step)
+        m.d.sync += [busy_q.eq(feeder.act.valid), stall_q.eq(stall), mac_q.eq(mac_step)]
+        with m.If(running):
+            m.d.sync += [counters[0].eq(counters[0] + 1),
+                         counters[1].eq(counters[1] + busy_q),
+                         counters[2].eq(counters[2] + mac_q),
+                         counters[3].eq(counters[3] + stall_q)]
+        return m
+
+    def _param_loader(self, m, post, prm_rd, prm_q, running, conv_active, is_max, d, oct_,
+                      swaps, abort):
+        """PARAM records: tile t loads after the post-processor swapped tile t - 1 in.
+        Two stages that stall together: the read (pl_rvalid, its data on the port) and
+        the record in prm_q (pl_valid), offered to the post-processor."""
+        C = self.config.cols
         pl_active = Signal()
         pl_tile = Signal(12)
         pl_lane = Signal(range(C))
@@ -815,99 +1010,21 @@ class Accelerator(wiring.Component):
         with m.If(abort):
             m.d.sync += [pl_active.eq(0), pl_rvalid.eq(0), pl_valid.eq(0)]
 
-        # --- packer: C post-processed lanes -> one activation word (4 for raw int32)
-        beat = writer.pixels.payload
-        out = post.out.payload
-        out_tag = Signal(tag_layout)
-        m.d.comb += out_tag.eq(tag_line.o if cfg.ram_delays else out.tag)
-        # Which lanes hold a real output channel (ot * C + j < out_c). Pipelined, it is
-        # decided as the pixel enters the post-processor and carried beside it: the
-        # compare would otherwise sit between the post-processor's output and the
-        # packer's muxes. With ram_delays (small FPGAs, slow clocks) the tag comes out of
-        # its RAM with the output and is compared there.
-        in_range = Signal(C)
-        tag = out_tag if cfg.ram_delays else at_post.tag
-        for j in range(C):
-            m.d.comb += in_range[j].eq(tag.ot * C + j < d.out_c)
-        in_range_out = in_range if cfg.ram_delays else _delay(m, in_range, POST_LATENCY,
-                                                               "in_range")
-        lanes = Signal(data.ArrayLayout(signed(32), C))
-        for j in range(C):
-            m.d.comb += lanes[j].eq(Mux(in_range_out[j], out.data[j], 0))
-        p_valid = Signal()
-        p_beat = Signal.like(beat)
-        raw_buf = Signal(data.ArrayLayout(signed(32), C))
-        raw_cnt = Signal(2)
-        raw_busy = Signal()
-        raw_tag = Signal(tag_layout)
-
-        def put_word(tag, values, byte):
-            group = (tag.ot << lC) >> lR
-            word = Cat(*[Value.cast(v).word_select(byte, 8) for v in values])
-            ofs = (tag.ot << lC)[:lR] if C < R else 0
-            return [p_beat.oh.eq(tag.oh), p_beat.ow.eq(tag.ow), p_beat.group.eq(group),
-                    p_beat.byte.eq(byte), p_beat.data.eq(word << (ofs * 8) if C < R else word),
-                    p_beat.en.eq(Const((1 << C) - 1, R) << ofs if C < R else (1 << C) - 1)]
-
-        m.d.sync += p_valid.eq(0)
-        with m.If(post.out.valid):
-            m.d.sync += p_valid.eq(1)
-            m.d.sync += put_word(out_tag, [lanes[j] for j in range(C)], 0)
-            with m.If(d.out_raw):
-                m.d.sync += [raw_buf.eq(lanes), raw_tag.eq(out_tag), raw_cnt.eq(1),
-                             raw_busy.eq(1)]
-        with m.Elif(raw_busy):
-            m.d.sync += p_valid.eq(1)
-            with m.Switch(raw_cnt):
-                for byte in (1, 2, 3):
-                    with m.Case(byte):
-                        m.d.sync += put_word(raw_tag, [raw_buf[j] for j in range(C)], byte)
-            m.d.sync += raw_cnt.eq(raw_cnt + 1)
-            with m.If(raw_cnt == 3):
-                m.d.sync += raw_busy.eq(0)
-        with m.If(abort):
-            m.d.sync += [p_valid.eq(0), raw_busy.eq(0)]
-        m.d.comb += [writer.pixels.valid.eq(p_valid), beat.eq(p_beat)]
-        m.d.comb += [
-            writer.cfg.dst.eq(d.dst), writer.cfg.out_h.eq(d.out_h),
-            writer.cfg.out_w.eq(d.out_w), writer.cfg.groups.eq(groups),
-            writer.cfg.pool_k.eq(Mux(is_conv, d.pool_k, 1)), writer.cfg.raw.eq(d.out_raw),
-            writer.cfg.signed.eq((d.lo < 0) | d.bipolar),
-        ]
-
-        # --- performance counters: cycles, busy (array fed), MACs, sequencer stalls
-        rows_used = Signal(range(R + 1))
-        cols_used = Signal(range(C + 1))
-        k_left = d.in_c - (kk << lR)
-        c_left = d.out_c - (ot << lC)
-        m.d.comb += [rows_used.eq(Mux(k_left > R, R, k_left)),
-                     cols_used.eq(Mux(c_left > C, C, c_left))]
-        # Pipelined (it was the design's critical path as one expression): the command's
-        # n, rows and cols into registers; rows x cols (small: shift-and-add in the
-        # fabric); then n x (rows x cols) in a DSP block with its registers. The count
-        # lands 5 cycles after the command, long before the descriptor's drain ends.
-        mac_n = Signal(13)
-        mac_rows = Signal.like(rows_used)
-        mac_cols = Signal.like(cols_used)
-        mac_n2 = Signal(13)
-        mac_rc = Signal(range(R * C + 1))
-        rows_x_cols = sum(Mux(mac_cols[i], mac_rows << i, 0) for i in range(len(mac_cols)))
-        m.d.sync += [mac_n.eq(Mux(accept & is_conv, n, 0)), mac_rows.eq(rows_used),
-                     mac_cols.eq(cols_used), mac_n2.eq(mac_n), mac_rc.eq(rows_x_cols)]
-        m.submodules.mac_mul = mac_mul = Multiplier(unsigned(13), mac_rc.shape())
-        m.d.comb += [mac_mul.a.eq(mac_n2), mac_mul.b.eq(mac_rc)]
-        mac_step = mac_mul.p
-        # The counters sit by the link, far from the sequencer, feeder and DSP block that
-        # drive them: each increment crosses into a register first, so the route and the
-        # 32-bit add are separate cycles. Counts arrive a cycle late but none is lost
-        # (a stall, a fed pixel or a command's MACs come cycles before `running` falls).
-        busy_q = Signal()
-        stall_q = Signal()
-        mac_q = Signal.like(mac_step)
-        m.d.sync += [busy_q.eq(feeder.act.valid), stall_q.eq(stall), mac_q.eq(mac_step)]
+    def _held_params(self, m, post, prm_rd, running, conv_active, is_max, d):
+        """held_params (1x1, compact_post): the PARAM port's data register is the
+        post-processor's shadow record. A descriptor reads its first record as it
+        starts, and every swap's last copy (``param_done``) reads the next; the read
+        beyond the last tile is never used."""
+        pl_first = Signal()
+        pl_addr = Signal(14)
+        load = Signal()
+        m.d.comb += load.eq(conv_active & (pl_first | post.param_done))
         with m.If(running):
-            m.d.sync += [counters[0].eq(counters[0] + 1),
-                         counters[1].eq(counters[1] + busy_q),
-                         counters[2].eq(counters[2] + mac_q),
-                         counters[3].eq(counters[3] + stall_q)]
-        return m
+            m.d.comb += [prm_rd.addr.eq(pl_addr), prm_rd.en.eq(load)]
+        with m.If(load):
+            m.d.sync += [pl_first.eq(0), pl_addr.eq(pl_addr + 1)]
+        with m.If(~conv_active):
+            m.d.sync += [pl_first.eq(1), pl_addr.eq(d.prm)]
+        m.d.comb += post.shadow[0].eq(prm_rd.data.as_value())
+        with m.If(is_max):
+            m.d.comb += post.shadow[0].bias.eq(0)

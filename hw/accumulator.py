@@ -3,7 +3,8 @@
 Every beat carries C int32 sums for one pixel of the tile (`addr`, 0..depth-1) and marks
 whether it is the pixel's first step (start from zero) and/or its last (send the total to
 the post-processor instead of storing it). So one C-lane memory of `depth` entries
-serves: pixel tiles follow each other without a drain phase, because a tile's last step
+serves (at depth 1, one-pixel tiles, a register: `Accumulator._running`): pixel tiles
+follow each other without a drain phase, because a tile's last step
 streams out while the next tile's first step overwrites.
 
 With `max` high the lanes keep a running maximum instead (standalone max pools, fed
@@ -69,6 +70,8 @@ class Accumulator(wiring.Component):
         C, W = self.cols, self.acc_width
         lanes = data.ArrayLayout(signed(W), C)
         layout = beat_layout(C, self.depth, W)
+        if self.depth == 1:
+            return self._running(m, lanes, layout)
         m.submodules.mem = mem = Memory(shape=lanes, depth=self.depth, init=[])
         wr = mem.write_port()
         rd = mem.read_port()
@@ -124,4 +127,30 @@ class Accumulator(wiring.Component):
         ]
         # t+3: the write lands.
         m.d.comb += [wr.addr.eq(fwd_addr[0]), wr.data.eq(fwd[0]), wr.en.eq(fwd_en[0])]
+        return m
+
+    def _running(self, m, lanes, layout):
+        """Depth 1 (one-pixel tiles: a pixel's beats come one after another, no other
+        pixel's between them): the total is a register, with no memory to read and no
+        writes in flight to forward. The same stages, so the same ACC_LATENCY."""
+        C, W = self.cols, self.acc_width
+        beat1 = Signal(layout, reset_less=True)
+        beat2 = Signal(layout, reset_less=True)
+        valid1 = Signal()
+        valid2 = Signal()
+        running = Signal(lanes, reset_less=True)
+        m.d.sync += [beat1.eq(self.beat.payload), valid1.eq(self.beat.valid),
+                     beat2.eq(beat1), valid2.eq(valid1)]
+        total = Signal(lanes)
+        lowest = -(1 << (W - 1))
+        for c in range(C):
+            value = Mux(beat2.skip, lowest, beat2.sums[c])
+            with m.If(self.max):
+                m.d.comb += total[c].eq(Mux(beat2.first | (value > running[c]), value,
+                                            running[c]))
+            with m.Else():
+                m.d.comb += total[c].eq(beat2.sums[c] + Mux(beat2.first, 0, running[c]))
+        with m.If(valid2):
+            m.d.sync += running.eq(total)
+        m.d.sync += [self.out.valid.eq(valid2 & beat2.last), self.out.payload.eq(total)]
         return m

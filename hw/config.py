@@ -55,8 +55,8 @@ class AcceleratorConfig:
                                     # 32 / program_beat_bytes reads, a cycle each
     ram_delays: bool = False        # pixel tags and weight addresses delayed in block RAM,
                                     # not in chains of flip-flops (same cycles)
-    serial_size: bool = False       # output size and pixel count by one shift-add
-                                    # multiplier in the setup (no multiplier blocks; +32 cycles)
+    serial_size: bool = False       # output size and pixel count on one multiplier block
+                                    # in turn, in the setup (not three; +1 cycle)
     compact_link: bool = False      # the host link keeps only STATUS's changing fields in
                                     # registers (the same bytes on the line) and serves no
                                     # WRITE_GROUPS (`group_writes`)
@@ -64,6 +64,9 @@ class AcceleratorConfig:
                                     # rounding shift it uses (same cycles)
     compact_feeder: bool = False    # the feeder reads a descriptor's input shape from its
                                     # latest command, not from each pixel's (same cycles)
+    standalone_pool: bool = False   # no pool-on-write: the compiler gives max pools
+                                    # MAXPOOL descriptors of their own, and the pool writer
+                                    # has no divides, reads or merges
 
     def __post_init__(self):
         for name, (lo, hi) in _LIMITS.items():
@@ -81,7 +84,7 @@ class AcceleratorConfig:
             raise ConfigError(f"program_beat_bytes must be 1, 2, 4, 8, 16 or 32 (a divisor of "
                               f"the 32-byte descriptor), not {beat!r}")
         for name in ("ram_delays", "serial_size", "compact_link", "compact_post",
-                     "compact_feeder"):
+                     "compact_feeder", "standalone_pool"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if self.data_bits != 8:

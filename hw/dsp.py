@@ -28,7 +28,7 @@ registers (``AHOLD``/``BHOLD`` are the enables) and the product register after t
 adder tree (``PIPELINE_16x16_MULT_REG2``); smaller products stay in the fabric, where
 the build maps them to LUTs (``boards.build`` does not let yosys infer blocks: yosys
 0.70's ``ice40_dsp`` absorbs this component's registers into a block and then removes
-the block, leaving the product 0). The UP5K has 8 blocks: the iCEBreaker's 1x1 uses 7.
+the block, leaving the product 0). The UP5K has 8 blocks: the iCEBreaker's 1x1 uses all 8.
 """
 
 from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal, signed, unsigned
@@ -168,7 +168,8 @@ class Multiplier(wiring.Component):
 
 class SerialMultiplier(wiring.Component):
     """``p = a * b`` of unsigned operands by shift and add, one bit of ``a`` a cycle: no
-    multiplier block, one adder (``AcceleratorConfig.serial_size``).
+    multiplier block, one adder (what ``AcceleratorConfig.serial_size`` used before it took
+    one shared block instead).
 
     ``start`` samples ``a`` and ``b``; ``p`` holds the product and ``done`` is high from
     ``len(a)`` cycles after that (``len(a) + 1`` cycles counting the start's) until the

@@ -85,6 +85,9 @@ class Feeder(wiring.Component):
         riding along the pipeline with each pixel (``AcceleratorConfig.compact_feeder``):
         they must hold still while pixels are in flight, as they do within a descriptor
         (the sequencer drains the pipeline between descriptors).
+    block_products : bool
+        On an iCE40, ``ih * in_w`` and ``pix * groups`` are SB_MAC16s although they are
+        under 24 bits (``AcceleratorConfig.standalone_pool`` frees the pool writer's).
 
     Ports
     -----
@@ -103,7 +106,8 @@ class Feeder(wiring.Component):
         A command is being issued or a pixel is still in the pipeline.
     """
 
-    def __init__(self, rows, *, act_width=9, addr_width=20, min_cycles=1, compact=False):
+    def __init__(self, rows, *, act_width=9, addr_width=20, min_cycles=1, compact=False,
+                 block_products=False):
         _check_int("Feeder rows", rows, 1, 64, "use the array's row count")
         _check_int("Feeder act_width", act_width, 9, 32,
                    "unsigned 8-bit activations (0..255) need 9 signed bits")
@@ -116,6 +120,7 @@ class Feeder(wiring.Component):
         self.addr_width = addr_width
         self.min_cycles = min_cycles
         self.compact = bool(compact)
+        self.block_products = bool(block_products)
         super().__init__({
             "cmd":  In(stream.Signature(feed_command_layout(addr_width))),
             "rd":   Out(memory.ReadPort.Signature(
@@ -214,8 +219,12 @@ class Feeder(wiring.Component):
         # ih * in_w and pix * groups are DSP blocks with their own operand and product
         # registers (hw.dsp): each takes two edges, and the fields that ride along wait
         # one extra stage (s1b, s3b) beside the product.
-        m.submodules.row_mul = row_mul = Multiplier(unsigned(DIM_BITS), unsigned(DIM_BITS))
-        m.submodules.word_mul = word_mul = Multiplier(unsigned(A), unsigned(CHAN_BITS))
+        # (block_products: one iCE40 SB_MAC16 each even under 24 bits, where blocks
+        # are free: hw.dsp.Multiplier's `block`)
+        m.submodules.row_mul = row_mul = Multiplier(unsigned(DIM_BITS), unsigned(DIM_BITS),
+                                                    block=self.block_products)
+        m.submodules.word_mul = word_mul = Multiplier(unsigned(A), unsigned(CHAN_BITS),
+                                                      block=self.block_products)
         riding = {} if self.compact else {"groups": CHAN_BITS}
         s1 = stage("s1", {"zero": 1, "swap": 1, "sgn": 1,
                           "iw": unsigned(A), "base": unsigned(A), **riding})

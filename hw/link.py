@@ -168,10 +168,14 @@ class HostLink(wiring.Component):
         Bytes in each memory space; accesses past the end are refused with NAK
         BAD_ADDRESS. Default: the full 28-bit offset range of every space.
     compact_status : bool
-        Keep only the STATUS fields that change (flags, cycles, counters) in registers
-        and the NAK code in a byte of its own; the constant fields are wired in when the
-        payload is sent. The same bytes on the line, ~1,000 fewer logic cells on an
-        iCE40 (``AcceleratorConfig.compact_link``).
+        Send the STATUS fields that change (flags, cycles, counters) as they are when
+        each byte goes out, with no snapshot (a STATUS during a run may show a count
+        torn between its bytes; after the run they hold still), and the constant
+        fields wired in; the NAK code in a byte of its own, the response's address
+        from the header; bounds checked in the spaces' width; the CRC a bit a cycle (the
+        link takes a byte every 8 cycles at most). The same bytes on the line once a
+        run is over, ~1,300 fewer logic cells on an iCE40
+        (``AcceleratorConfig.compact_link``).
     group_writes : bool
         Serve WRITE_GROUPS (reported in STATUS ``features``): a payload's groups
         zero-filled in memory, so the host sends a tensor without the banks' padding.
@@ -216,7 +220,13 @@ class HostLink(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.crc = crc = CRC32()
+        # compact_status: a bit-serial CRC (8 cycles a byte; a UART byte takes ~80)
+        m.submodules.crc = crc = CRC32(serial=self.compact_status)
+        # the CRC is free for a byte (always, but for the serial one's 8 cycles)
+        crc_free = ~crc.busy if self.compact_status else 1
+
+        def sent():
+            return o.ready & crc_free if self.compact_status else o.ready
         m.submodules.staging = staging = Memory(shape=8, depth=self.max_payload, init=[])
         stage_w = staging.write_port()
         stage_r = staging.read_port()
@@ -241,18 +251,23 @@ class HostLink(wiring.Component):
             resp_data = Signal(status_layout)  # STATUS payload, or the NAK code in byte 0
         from_memory = Signal()                # the payload is READ data, not resp_data
         if self.compact_status:
-            # what resp_data would hold, from the snapshot, the NAK byte and constants
-            snapshot = Signal(data.StructLayout({
-                "flags": StatusFlag, "run_cycles": 32,
-                "counters": data.ArrayLayout(unsigned(32), N_COUNTERS)}))
             nak_byte = Signal(8)
             resp_data = Signal(status_layout)
+        read_byte = Signal(8)
+
+        running = Signal()
+        flags = Signal(StatusFlag)
+        run_cycles = Signal(32)
+        if self.compact_status:
+            # what resp_data would hold: the flags, cycles and counters as they are when
+            # each byte is sent (no snapshot: they hold still once a run is over; during
+            # a run a count may be torn between its bytes), the NAK byte and constants
             m.d.comb += [
-                resp_data.flags.eq(snapshot.flags),
+                resp_data.flags.eq(flags),
                 resp_data.version.eq(PROTOCOL_VERSION),
                 resp_data.max_payload.eq(self.max_payload),
-                resp_data.run_cycles.eq(snapshot.run_cycles),
-                resp_data.counters.eq(snapshot.counters),
+                resp_data.run_cycles.eq(run_cycles),
+                resp_data.counters.eq(bus.counters),
                 resp_data.rows.eq(self.shape[0]),
                 resp_data.features.eq(features),
                 resp_data.cols.eq(self.shape[1]),
@@ -260,11 +275,6 @@ class HostLink(wiring.Component):
                     self.space_sizes[space] if self.space_sizes_known else 0)
                   for space in Space),
             ]
-        read_byte = Signal(8)
-
-        running = Signal()
-        flags = Signal(StatusFlag)
-        run_cycles = Signal(32)
         limit = Signal(32)
         last_seq = Signal(8)
         last_was_run = Signal()               # last verified frame was an ACKed RUN
@@ -287,7 +297,6 @@ class HostLink(wiring.Component):
             lane = Signal(8)                            # commit: position in the group
             fill = Signal()                             # commit: lane >= g_width (zeros)
         else:
-            total_last = hdr.len - 1
             src, fill = cnt, Const(0)
 
         # --- run control and watchdog: concurrent with the frame FSM, which
@@ -327,13 +336,21 @@ class HostLink(wiring.Component):
         arg_zero = Signal()
         arg_too_long = Signal()
         same_seq = Signal()
+        if self.compact_status:
+            # every space is under 2**bits bytes: an offset or a length with a higher bit
+            # set is out of bounds, and the rest is a (bits + 1)-bit add
+            bits = max(self.space_sizes.values()).bit_length()
+            beyond = (hdr.addr.offset[bits:] != 0) | (access_len[bits:] != 0)
+            fits = ~beyond & (hdr.addr.offset[:bits] + access_len[:bits] <= space_size)
+        else:
+            fits = hdr.addr.offset + access_len <= space_size
         if groups:
             groups_short = Signal()
             groups_bad = Signal()
             m.d.sync += [groups_short.eq(hdr.len < 3),
                          groups_bad.eq((g_width == 0) | (g_width > g_group))]
         m.d.sync += [
-            in_bounds.eq(space_ok & (hdr.addr.offset + access_len <= space_size)),
+            in_bounds.eq(space_ok & fits),
             program_ok.eq((hdr.addr.space == Space.PROGRAM)
                           & (hdr.addr.offset < self.space_sizes[Space.PROGRAM])),
             len_zero.eq(hdr.len == 0),
@@ -343,10 +360,15 @@ class HostLink(wiring.Component):
             same_seq.eq(last_seq == hdr.seq),
         ]
 
+        # the payload's last byte: a payload is received only when hdr.len <= max_payload,
+        # so compact_status compares cnt's width only
+        last_byte = ((hdr.len[:len(cnt)] - 1)[:len(cnt)] if self.compact_status
+                     else hdr.len - 1)
+
         def receive(on_byte, on_timeout):
             """Accept a byte per cycle; ``on_timeout`` after ``timeout`` idle cycles."""
-            m.d.comb += i.ready.eq(1)
-            with m.If(i.valid):
+            m.d.comb += i.ready.eq(crc_free)
+            with m.If(i.valid & crc_free if self.compact_status else i.valid):
                 m.d.sync += idle.eq(0)
                 on_byte()
             with m.Elif(idle == self.timeout - 1):
@@ -426,7 +448,7 @@ class HostLink(wiring.Component):
                             m.d.sync += [rx_lane.eq(0), total.eq(total + g_group)]
                         with m.Else():
                             m.d.sync += rx_lane.eq(rx_lane + 1)
-                    with m.If(cnt == hdr.len - 1):
+                    with m.If(cnt == last_byte):
                         m.d.sync += cnt.eq(0)
                         m.next = "CRC"
                 receive(payload_byte, truncated)
@@ -445,8 +467,13 @@ class HostLink(wiring.Component):
             with m.State("CHECK"):
                 # The CRC's last byte landed at the edge before: its verdict into a
                 # register, so EXECUTE starts from flip-flops only.
-                m.d.sync += crc_ok.eq(crc.residue_ok)
-                m.next = "EXECUTE"
+                if self.compact_status:
+                    with m.If(crc_free):
+                        m.d.sync += crc_ok.eq(crc.residue_ok)
+                        m.next = "EXECUTE"
+                else:
+                    m.d.sync += crc_ok.eq(crc.residue_ok)
+                    m.next = "EXECUTE"
 
             with m.State("EXECUTE"):
                 m.d.sync += resp_addr.eq(hdr.addr)
@@ -514,11 +541,7 @@ class HostLink(wiring.Component):
                             with m.If(~len_zero):
                                 send_nak(NakCode.BAD_LENGTH)
                             with m.Else():
-                                if self.compact_status:
-                                    m.d.sync += [snapshot.flags.eq(flags),
-                                                 snapshot.run_cycles.eq(run_cycles),
-                                                 snapshot.counters.eq(bus.counters)]
-                                else:
+                                if not self.compact_status:
                                     m.d.sync += [
                                         resp_data.flags.eq(flags),
                                         resp_data.version.eq(PROTOCOL_VERSION),
@@ -584,16 +607,21 @@ class HostLink(wiring.Component):
                             m.d.sync += [lane.eq(lane + 1),
                                          fill.eq(fill | (lane + 1 == g_width))]
                     m.next = "COMMIT_READ"
-                    with m.If(cnt == total_last):
+                    with m.If(cnt == (total_last if groups else last_byte)):
                         respond(Reply.ACK, 0)
 
             # Response: header, payload, CRC; the CRC covers all but the sync byte.
+            if self.compact_status:
+                # a NAK answers with address 0, an ACK with the frame's own (the header
+                # holds still until the next frame's sync byte): no copy
+                resp_addr = Mux(resp_cmd == Reply.NAK, 0, hdr.addr.as_value())
             header_bytes = Cat(Const(SYNC, 8), resp_cmd, hdr.seq, resp_addr,
                                resp_len.as_unsigned(), Const(0, 32 - len(resp_len)))
 
             with m.State("TX_HEADER"):
-                m.d.comb += [o.valid.eq(1), o.payload.eq(header_bytes.word_select(cnt[:4], 8))]
-                with m.If(o.ready):
+                m.d.comb += [o.valid.eq(crc_free),
+                             o.payload.eq(header_bytes.word_select(cnt[:4], 8))]
+                with m.If(sent()):
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(cnt == 0):
                         m.d.comb += crc.start.eq(1)
@@ -612,8 +640,8 @@ class HostLink(wiring.Component):
                 tx_byte = resp_data.as_value().word_select(cnt[:6], 8)
                 if self.compact_status:
                     tx_byte = Mux(resp_cmd == Reply.NAK, nak_byte, tx_byte)
-                m.d.comb += [o.valid.eq(1), o.payload.eq(tx_byte)]
-                with m.If(o.ready):
+                m.d.comb += [o.valid.eq(crc_free), o.payload.eq(tx_byte)]
+                with m.If(sent()):
                     feed_crc(o.payload)
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(cnt == resp_len - 1):
@@ -635,8 +663,8 @@ class HostLink(wiring.Component):
                     m.next = "READ_SEND"
 
             with m.State("READ_SEND"):
-                m.d.comb += [o.valid.eq(1), o.payload.eq(read_byte)]
-                with m.If(o.ready):
+                m.d.comb += [o.valid.eq(crc_free), o.payload.eq(read_byte)]
+                with m.If(sent()):
                     feed_crc(o.payload)
                     m.d.sync += cnt.eq(cnt + 1)
                     m.next = "READ_ADDR"
@@ -645,8 +673,9 @@ class HostLink(wiring.Component):
                         m.next = "TX_CRC"
 
             with m.State("TX_CRC"):
-                m.d.comb += [o.valid.eq(1), o.payload.eq(crc.crc.word_select(cnt[:2], 8))]
-                with m.If(o.ready):
+                m.d.comb += [o.valid.eq(crc_free),
+                             o.payload.eq(crc.crc.word_select(cnt[:2], 8))]
+                with m.If(sent()):
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(cnt == _CRC_BYTES - 1):
                         m.d.sync += cnt.eq(0)

@@ -104,7 +104,7 @@ class PoolWriter(wiring.Component):
         Write port of the banks.
     """
 
-    def __init__(self, rows, *, addr_width=20):
+    def __init__(self, rows, *, addr_width=20, pool=True):
         for what, value, lo, hi in (("PoolWriter rows", rows, 1, 64),
                                     ("PoolWriter addr_width", addr_width, 1, 20)):
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
@@ -113,6 +113,7 @@ class PoolWriter(wiring.Component):
                                     "; the descriptor's dst field has 20 bits"))
         self.rows = rows
         self.addr_width = addr_width
+        self.pool = bool(pool)
         word = data.ArrayLayout(unsigned(8), rows)
         super().__init__({
             "cfg":    In(pool_config_layout(addr_width)),
@@ -122,8 +123,16 @@ class PoolWriter(wiring.Component):
                                                      granularity=1).flip()),
         })
 
+    @property
+    def latency(self) -> int:
+        """Cycles from a beat to its write landing: :data:`POOL_WRITE_LATENCY`, or 2
+        without pooling (the sequencer's drain still waits the longer)."""
+        return POOL_WRITE_LATENCY if self.pool else 2
+
     def elaborate(self, platform):
         m = Module()
+        if not self.pool:
+            return self._sequential(m)
         R, A = self.rows, self.addr_width
         cfg = self.cfg
         word = data.ArrayLayout(unsigned(8), R)
@@ -232,4 +241,32 @@ class PoolWriter(wiring.Component):
             self.wr.data.eq(fwd_data[0]),
             self.wr.en.eq(fwd_en[0]),
         ]
+        return m
+
+    def _sequential(self, m):
+        """``pool=False`` (``AcceleratorConfig.standalone_pool``): no pool, so no divides,
+        reads or merges, and no address products either. The accelerator sends an output
+        tile's pixels in raster order from (0, 0), so a pixel's word is the previous
+        pixel's plus ``groups`` (4 ``groups`` for raw int32 words, whose 4 bytes come one
+        after another), and a tile's first pixel's is ``dst`` plus its word in the group.
+        The write lands two cycles after the beat."""
+        A, cfg = self.addr_width, self.cfg
+        beat = Signal.like(self.pixels.payload, reset_less=True)
+        valid = Signal()
+        m.d.sync += [beat.eq(self.pixels.payload), valid.eq(self.pixels.valid)]
+        scale = Mux(cfg.raw, 2, 0)
+        step = Signal(A, reset_less=True)             # words from one pixel to the next
+        m.d.sync += step.eq(cfg.groups << scale)
+        pixel = Signal(A, reset_less=True)            # the latest pixel's first word
+        first = (beat.oh == 0) & (beat.ow == 0)
+        here = Mux(first, cfg.dst + (beat.group << scale), pixel + step)[:A]
+        new_pixel = beat.byte == 0
+        with m.If(valid & new_pixel):
+            m.d.sync += pixel.eq(here)
+        addr = Signal(A, reset_less=True)
+        data_q = Signal.like(beat.data, reset_less=True)
+        en = Signal(self.rows)
+        m.d.sync += [addr.eq(Mux(new_pixel, here, pixel + beat.byte)),
+                     data_q.eq(beat.data), en.eq(Mux(valid, beat.en, 0))]
+        m.d.comb += [self.wr.addr.eq(addr), self.wr.data.eq(data_q), self.wr.en.eq(en)]
         return m

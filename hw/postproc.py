@@ -37,7 +37,15 @@ writes a *shadow* record, and ``swap`` (with the first pixel that needs the new
 values, or in a gap before it) activates it. The activation travels with the
 pixel, one field per stage, so pixels already in flight finish with the old
 values; ``lo``, ``hi``, ``raw`` and ``bipolar`` are sampled at the swap as well.
+
+For small FPGAs at slow clocks (the iCEBreaker): ``compact`` adds the blocks' products
+straight into t1 and t2 (no t+4 copy; the later stages come a cycle earlier and a last
+register keeps :data:`POST_LATENCY`); ``static_mode`` reads the mode where it is (its
+caller holds it still); ``held_params`` keeps no shadow registers (its caller holds the
+records).
 """
+
+from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -119,17 +127,32 @@ class PostProcessor(wiring.Component):
         High in cycle T: pixels entering in cycles >= T use the shadow parameters
         and the ``mode`` sampled in T. Independent of ``acc.valid``.
     mode : In(mode_layout)
-        ``lo``, ``hi``, ``raw``, ``bipolar`` of the next swap.
+        ``lo``, ``hi``, ``raw``, ``bipolar`` of the next swap. With ``static_mode``
+        it must hold still for the 8 cycles after a swap: each stage takes its copy
+        from it directly instead of from a delayed copy of the swap cycle's.
     param : In(stream(param_load_layout))
         Writes the shadow record of ``lane``. ``ready`` is low in the
         :data:`PARAM_BLACKOUT` cycles T..T+2 after a swap in T (the swap copies the
         shadow field by field over those cycles) and high otherwise.
+        Without ``held_params`` only.
+    shadow : In(ArrayLayout(PARAM, cols)), with ``held_params``
+        The shadow records themselves, held by the caller (the accelerator's PARAM
+        memory port): they must hold still from before a swap in T through T+3.
+    (parameter ``sparse_raw``)
+        With ``compact``: pixels in raw mode come at least 4 cycles apart (the
+        accelerator's one-pixel tiles: raw outputs of one-pixel layers, max pools of
+        2x2 or more), so the output stage reads a raw result from ``v``, which then
+        changes only with a pixel, instead of from three more 32-bit registers.
+    param_done : Out(1), with ``held_params``
+        High in T+3 after a swap in T: the swap's last copy from ``shadow`` is taken
+        at the end of this cycle, so the next records may arrive in T+4.
     out : Out(stream(post_out_layout), always_ready)
         The results of the pixel that entered :data:`POST_LATENCY` cycles earlier:
         int32 lanes (requantized values are sign-extended; the writer keeps 8 bits).
     """
 
-    def __init__(self, cols, acc_width=32, *, tag_width=0, compact=False):
+    def __init__(self, cols, acc_width=32, *, tag_width=0, compact=False, static_mode=False,
+                 held_params=False, sparse_raw=False):
         _check_int("PostProcessor cols", cols, 1, 64, "use the array's column count")
         _check_int("PostProcessor acc_width", acc_width, 2, 32,
                    "the PARAM bias is int32 and the raw output int32")
@@ -138,12 +161,21 @@ class PostProcessor(wiring.Component):
         self.acc_width = acc_width
         self.tag_width = tag_width
         self.compact = bool(compact)
+        self.static_mode = bool(static_mode)
+        self.held_params = bool(held_params)
+        self.sparse_raw = bool(sparse_raw)
+        if self.sparse_raw and not self.compact:
+            raise ValueError("PostProcessor sparse_raw needs compact (its output stage reads "
+                             "v five stages after it is set, not six)")
+        params = ({"shadow": In(data.ArrayLayout(PARAM, cols)), "param_done": Out(1)}
+                  if self.held_params else
+                  {"param": In(stream.Signature(param_load_layout(cols)))})
         super().__init__({
             "acc":   In(stream.Signature(post_in_layout(cols, acc_width, tag_width),
                                          always_ready=True)),
             "swap":  In(1),
             "mode":  In(mode_layout()),
-            "param": In(stream.Signature(param_load_layout(cols))),
+            **params,
             "out":   Out(stream.Signature(post_out_layout(cols, tag_width),
                                           always_ready=True)),
         })
@@ -160,21 +192,30 @@ class PostProcessor(wiring.Component):
             s = Signal(name=f"swap_d{k}")
             m.d.sync += s.eq(swap_d[-1])
             swap_d.append(s)
-        # Mode travels with the wavefront so back-to-back swaps may change it.
+        # Mode travels with the wavefront so back-to-back swaps may change it; with
+        # static_mode the caller holds it still while pixels are in flight (the
+        # accelerator's mode is its descriptor's), so every stage reads it as it is.
         mode_d = [self.mode]
         for k in range(1, _COPY_MODE + 1):
+            if self.static_mode:
+                mode_d.append(self.mode)
+                continue
             md = Signal(mode_layout(), name=f"mode_d{k}", reset_less=True)
             m.d.sync += md.eq(mode_d[-1])
             mode_d.append(md)
 
-        m.d.comb += self.param.ready.eq(~(swap_d[0] | swap_d[1] | swap_d[2]))
+        if self.held_params:
+            shadow = [self.shadow[c] for c in range(C)]
+            m.d.comb += self.param_done.eq(swap_d[PARAM_BLACKOUT])
+        else:
+            m.d.comb += self.param.ready.eq(~(swap_d[0] | swap_d[1] | swap_d[2]))
 
-        shadow = [Signal(PARAM, name=f"shadow_{c}", reset_less=True) for c in range(C)]
-        with m.If(self.param.valid & self.param.ready):
-            with m.Switch(self.param.payload.lane):
-                for c in range(C):
-                    with m.Case(c):
-                        m.d.sync += shadow[c].eq(self.param.payload.param)
+            shadow = [Signal(PARAM, name=f"shadow_{c}", reset_less=True) for c in range(C)]
+            with m.If(self.param.valid & self.param.ready):
+                with m.Switch(self.param.payload.lane):
+                    for c in range(C):
+                        with m.Case(c):
+                            m.d.sync += shadow[c].eq(self.param.payload.param)
 
         valid = [self.acc.valid]
         tags = [self.acc.payload.tag]
@@ -186,7 +227,7 @@ class PostProcessor(wiring.Component):
             tags.append(t)
 
         for c in range(C):
-            self._lane(m, c, shadow[c], swap_d, mode_d)
+            self._lane(m, c, shadow[c], swap_d, mode_d, valid)
 
         m.d.comb += [
             self.out.valid.eq(valid[POST_LATENCY]),
@@ -194,14 +235,17 @@ class PostProcessor(wiring.Component):
         ]
         return m
 
-    def _lane(self, m, c, shadow, swap_d, mode_d):
+    def _lane(self, m, c, shadow, swap_d, mode_d, valid):
         def reg(shape, name):
             return Signal(shape, name=f"{name}_{c}", reset_less=True)
 
+        # compact has no copy stage between the blocks and the adds (t+4): the stages
+        # from t+5 on come a cycle earlier, and a last register makes up the latency
+        skip = 1 if self.compact else 0
         bias_a = reg(signed(32), "bias")
         offset_a = reg(signed(56), "offset")
         shift_d = [reg(unsigned(6), f"shift_s{k}")
-                   for k in range(PARAM_BLACKOUT, _COPY_SHIFT + 1)]
+                   for k in range(PARAM_BLACKOUT, _COPY_SHIFT - skip + 1)]
         shift_a = shift_d[-1]
 
         # Edge T: x uses the new bias in the swap cycle itself, hence the mux.
@@ -210,8 +254,8 @@ class PostProcessor(wiring.Component):
         # Raw mode reuses the multiply path as x * 1 + 0 >> 0, so x needs no
         # separate delay line to reach the output.
         mult = Mux(mode_d[_COPY_MULT].raw, 1, shadow.mult)
-        with m.If(swap_d[_COPY_OFFSET]):
-            m.d.sync += offset_a.eq(Mux(mode_d[_COPY_OFFSET].raw, 0, shadow.offset))
+        with m.If(swap_d[_COPY_OFFSET - skip]):
+            m.d.sync += offset_a.eq(Mux(mode_d[_COPY_OFFSET - skip].raw, 0, shadow.offset))
         # Shifts of 64..255 are outside the contract (the compiler stops at 62).
         with m.If(swap_d[PARAM_BLACKOUT]):
             m.d.sync += shift_d[0].eq(Mux(mode_d[PARAM_BLACKOUT].raw, 0, shadow.shift[:6]))
@@ -223,7 +267,11 @@ class PostProcessor(wiring.Component):
         # widely fanned-out signal) drives a mux in front of the register, not an adder.
         x = reg(signed(33), "x")
         acc = self.acc.payload.acc[c]
-        m.d.sync += x.eq(Mux(swap_d[_COPY_BIAS], acc + shadow.bias, acc + bias_a))
+        if self.compact:
+            # one adder after the mux bias_a's own input needs anyway (a slow clock)
+            m.d.sync += x.eq(acc + bias)
+        else:
+            m.d.sync += x.eq(Mux(swap_d[_COPY_BIAS], acc + shadow.bias, acc + bias_a))
 
         if self.compact:
             t1, t2, split = self._compact_products(m, c, reg, x, mult, offset_a, shadow,
@@ -233,7 +281,13 @@ class PostProcessor(wiring.Component):
 
         # t+6: the product and offset modulo 2**64, as NumPy's int64 wraps.
         v = reg(signed(64), "v")
-        m.d.sync += v.eq((t1 + (t2 << split))[:64])
+        if self.sparse_raw:
+            # v changes only with a pixel, so a raw result (v itself) is still there
+            # when the output stage reads it
+            with m.If(valid[4]):
+                m.d.sync += v.eq((t1 + (t2 << split))[:64])
+        else:
+            m.d.sync += v.eq((t1 + (t2 << split))[:64])
 
         # t+7: shifting {v, 0} right by s leaves q = v >> s above the bit shifted
         # out last (v[s-1], the guard; 0 when s = 0, so shift 0 never rounds).
@@ -273,22 +327,28 @@ class PostProcessor(wiring.Component):
         cmp_mode = reg(data.StructLayout({
             "lo": signed(10), "hi": signed(10), "lo_1": signed(11), "hi_1": signed(11),
             "lo_above_hi": 1, "bipolar": 1}), "cmp_mode")
-        with m.If(swap_d[_COPY_COMPARE]):
-            new = mode_d[_COPY_COMPARE]
+        with m.If(swap_d[_COPY_COMPARE - skip]):
+            new = mode_d[_COPY_COMPARE - skip]
             m.d.sync += [cmp_mode.lo.eq(new.lo), cmp_mode.hi.eq(new.hi),
                          cmp_mode.lo_1.eq(new.lo - 1), cmp_mode.hi_1.eq(new.hi - 1),
                          cmp_mode.lo_above_hi.eq(new.lo > new.hi),
                          cmp_mode.bipolar.eq(new.bipolar)]
+        if self.static_mode:
+            # the fields that are copies, read where they are
+            cmp_mode = SimpleNamespace(lo=self.mode.lo, hi=self.mode.hi, lo_1=cmp_mode.lo_1,
+                                       hi_1=cmp_mode.hi_1, lo_above_hi=cmp_mode.lo_above_hi,
+                                       bipolar=self.mode.bipolar)
         # Stage 10's copy: the values a clamped lane takes (2lo - 1, 2hi - 1 if bipolar).
         out_mode = reg(data.StructLayout({"lo": signed(12), "hi": signed(12), "raw": 1}),
                        "out_mode")
-        with m.If(swap_d[_COPY_MODE]):
-            new = mode_d[_COPY_MODE]
+        with m.If(swap_d[_COPY_MODE - skip]):
+            new = mode_d[_COPY_MODE - skip]
             m.d.sync += [
                 out_mode.lo.eq(Mux(new.bipolar, (new.lo << 1) - 1, new.lo)),
                 out_mode.hi.eq(Mux(new.bipolar, (new.hi << 1) - 1, new.hi)),
                 out_mode.raw.eq(new.raw),
             ]
+        out_raw = self.mode.raw if self.static_mode else out_mode.raw
 
         # t+9: rounded (or its bipolar image 2r - 1 = 2qs + (round ? 1 : -1)), and
         # clamp(r) = min(max(r, lo), hi) decided from compares of qs made beside the
@@ -309,8 +369,20 @@ class PostProcessor(wiring.Component):
 
         # t+10: muxes only.
         out = reg(signed(32), "out")
-        m.d.sync += out.eq(Mux(out_mode.raw, q32_9,
+        raw_value = v[:32].as_signed() if self.sparse_raw else q32_9
+        if self.compact:
+            # the clamp's compares on r itself, against the values a clamped lane takes
+            # (2lo - 1 < r exactly when lo < qs + round, and so on): a slow clock has the
+            # time, and lo - 1, hi - 1 and the stage-9 flags need no registers
+            r_lo = r < out_mode.lo
+            hi_wins = Mux(r_lo, out_mode.lo > out_mode.hi, r > out_mode.hi)
+            to_lo, to_hi = r_lo & ~hi_wins, hi_wins
+        m.d.sync += out.eq(Mux(out_raw, raw_value,
                                Mux(to_lo, out_mode.lo, Mux(to_hi, out_mode.hi, r))))
+        if skip:
+            out_late = reg(signed(32), "out_late")
+            m.d.sync += out_late.eq(out)
+            out = out_late
         m.d.comb += self.out.payload.data[c].eq(out)
 
     def _products(self, m, c, reg, x, mult, offset_a, swap_d):
@@ -343,14 +415,13 @@ class PostProcessor(wiring.Component):
         m.d.sync += [sign2.eq(x[32]), sign3.eq(sign2)]
         with m.If(swap_d[_COPY_MULT + 1]):
             m.d.sync += mult_f.eq(Mux(mode_d[_COPY_MULT + 1].raw, 1, shadow.mult))
-        # t+4: out of the DSP row into the fabric, the sign's term off the high product.
-        parts = {}
-        for name in ("ll", "lh", "hl"):
-            parts[name] = reg(products[name].shape(), f"pp_{name}")
-            m.d.sync += parts[name].eq(products[name])
-        parts["hh"] = reg(signed(2 * split + 1), "pp_hh")
-        m.d.sync += parts["hh"].eq(products["hh"] - Mux(sign3, mult_f, 0))
-        # t+5: pp_ll < 2**32, so pp_ll + (pp_hh << 32) is a concatenation.
+        # The blocks' outputs straight into the adds (a slow clock has the time; the
+        # flip-flops of a copy stage are most of an iCE40's cells here), the sign's term
+        # off the high product on the way: t1, t2 valid in t+4.
+        parts = {name: products[name] for name in ("ll", "lh", "hl")}
+        parts["hh"] = Signal(signed(2 * split + 1), name=f"pp_hh_{c}")
+        m.d.comb += parts["hh"].eq(products["hh"] - Mux(sign3, mult_f, 0))
+        # pp_ll < 2**32, so pp_ll + (pp_hh << 32) is a concatenation.
         return (*_sum_parts(m, reg, parts, offset_a, unsigned(2 * split + 1)), split)
 
     def _compact_shift(self, m, c, reg, v, shift_a, qs, up, q32_8):

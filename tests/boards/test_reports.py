@@ -25,3 +25,13 @@ def test_failed_timing_and_empty_log():
     assert report.fmax_mhz == 20.10 and not report.timing_met
     empty = parse_nextpnr("")
     assert empty.fmax_mhz is None and not empty.timing_met and empty.used("luts") == 0
+
+
+def test_ice40_counts():
+    """The iCEBreaker 1x1's log (an excerpt of hw 680b873's build at 18 MHz): LCs, the
+    SB_MAC16s as nextpnr names them (ICESTORM_DSP), block RAMs; no separate flip-flops."""
+    report = parse_nextpnr((Path(__file__).parent / "data"
+                            / "icebreaker-1x1-excerpt.tim").read_text())
+    assert report.fmax_mhz == 22.04 and report.timing_met
+    assert (report.used("luts"), report.used("ffs"), report.used("dsps"),
+            report.used("brams")) == (5196, 0, 8, 19)

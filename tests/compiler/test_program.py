@@ -10,6 +10,7 @@ import compiler
 from compiler import ir
 from compiler.program import MemoryFitError, im2col, InputPacking, lower
 from hw import AcceleratorConfig
+from hw.isa import Opcode
 from models import zoo
 from sim import cycles, machine
 
@@ -50,6 +51,21 @@ def test_cnv_machine_equals_reference(zoo_models):
     program = lower(cm.graph, AcceleratorConfig(rows=8, cols=8, act_depth=1 << 14,
                                                 weight_depth=1 << 18, param_depth=4096))
     assert np.array_equal(machine.run_frames(program, x), cm.reference(x))
+
+
+def test_standalone_pool_gives_pools_their_own_descriptors(zoo_models):
+    """A config without pool-on-write (standalone_pool) gets each fused max pool back as
+    its conv (full size) and a MAXPOOL descriptor, with the reference's integers."""
+    cm = zoo_models["digits-cnn"]
+    x = cm.quantize_input(zoo.example_input("digits-cnn", 2).numpy())
+    fused = lower(cm.graph, big(4, 4))
+    split = lower(cm.graph, big(4, 4, standalone_pool=True))
+    pools = sum(d.op is Opcode.CONV and d.pool_k > 1 for d in fused.descriptors)
+    assert pools > 0
+    assert not any(d.op is Opcode.CONV and d.pool_k > 1 for d in split.descriptors)
+    assert sum(d.op is Opcode.MAXPOOL for d in split.descriptors) == pools
+    assert len(split.descriptors) == len(fused.descriptors) + pools
+    assert np.array_equal(machine.run_frames(split, x), cm.reference(x))
 
 
 @pytest.mark.parametrize("batch_norm", [False, True])

@@ -66,11 +66,13 @@ def icarus_4x4(request):
 
 # The iCEBreaker's reduced accelerator (boards.registry: 1x1, descriptors fetched two
 # bytes at a time, tags delayed in block RAM, serial output-size multiplies, compact
-# STATUS registers, the compact post-processor), with memories big enough for digits-cnn.
+# STATUS registers, the compact post-processor, max pools as descriptors, one-pixel
+# tiles in a register accumulator), with memories big enough for digits-cnn.
 REDUCED = AcceleratorConfig(rows=1, cols=1, act_depth=4096, weight_depth=16384,
-                            param_depth=128, program_depth=16, acc_depth=64,
+                            param_depth=128, program_depth=16, acc_depth=1,
                             program_beat_bytes=2, ram_delays=True, serial_size=True,
-                            compact_link=True, compact_post=True, compact_feeder=True)
+                            compact_link=True, compact_post=True, compact_feeder=True,
+                            standalone_pool=True)
 
 
 @pytest.fixture(scope="module")
@@ -185,10 +187,10 @@ def test_random_nets_on_verilator(verilator):
 
 def test_reduced_config_cycle_terms():
     """What the reductions add to every descriptor: 15 more program reads (16 of 2 bytes
-    instead of 1 of 32), 32 more setup cycles for the serial output size."""
+    instead of 1 of 32), 1 more setup cycle for the output size on one multiplier."""
     from hw.accelerator import extra_setup_cycles
     assert extra_setup_cycles(AcceleratorConfig()) == (0, 0)
-    assert extra_setup_cycles(REDUCED) == (15, 32)
+    assert extra_setup_cycles(REDUCED) == (15, 1)
 
 
 def test_reduced_config_is_bit_exact_and_cycle_exact(verilator_reduced):
@@ -349,6 +351,26 @@ def test_check_program_names_the_unsupported_descriptor():
         rtl.check_program(cm.program, cm.config)
     with pytest.raises(BackendError, match="is MAXPOOL"):
         host.Session(cm, backend="rtl:icarus")
+
+
+def test_check_program_refuses_pool_on_write_without_it():
+    """A program with pool-on-write, sent to a standalone_pool config, is refused with
+    the layer and the fix (compiling for that config splits the pool off)."""
+    cm = _digits(AcceleratorConfig(rows=1, cols=1, act_depth=4096, weight_depth=16384,
+                                   acc_depth=1))
+    index = next(i for i, d in enumerate(isa.unpack_program(cm.program.image.prg))
+                 if d.op is Opcode.CONV and d.pool_k > 1)
+    with pytest.raises(BackendError, match=rf"descriptor {index} \(layer .*\) max-pools on "
+                                           r"write \(pool_k=2\); the 1x1 config has no "
+                                           "pool-on-write"):
+        rtl.check_program(cm.program, REDUCED)
+    # and tiles larger than its one-pixel accumulator
+    cm = _digits(AcceleratorConfig(rows=1, cols=1, act_depth=4096, weight_depth=16384,
+                                   standalone_pool=True))
+    with pytest.raises(BackendError, match=r"descriptor 0 \(layer .*\) accumulates pixel "
+                                           r"tiles of 64 pixels; the 1x1 config's "
+                                           r"accumulators hold 1 \(acc_depth\)"):
+        rtl.check_program(cm.program, REDUCED)
 
 
 def test_rtl_backend_names_unknown_simulators():

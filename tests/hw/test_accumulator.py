@@ -31,10 +31,13 @@ def schedule(rng, tiles, cols, gap):
     (3, [(1, 9), (1, 1), (1, 4)], 0.0),      # linear layers: one pixel, a step per cycle
     (8, [(6, 5), (1, 6), (3, 2)], 0.3),
 ])
-def test_totals(cols, tiles, gap):
+@pytest.mark.parametrize("depth", [16, 1])
+def test_totals(cols, tiles, gap, depth):
     rng = np.random.default_rng(cols)
+    if depth == 1:        # one-pixel tiles only (the register accumulator)
+        tiles = [(1, k) for _, k in tiles] + [(1, 1), (1, 2)]
     beats, expected = schedule(rng, tiles, cols, gap)
-    dut = Accumulator(cols, depth=16)
+    dut = Accumulator(cols, depth=depth)
     got, times = [], []
 
     async def bench(ctx):
@@ -87,15 +90,16 @@ def test_bad_parameters_and_verilog():
     assert "module" in verilog_source(Accumulator(4, 8))
 
 
-def test_max_mode_keeps_the_running_maximum_and_skips_padding():
+@pytest.mark.parametrize("depth", [4, 1])
+def test_max_mode_keeps_the_running_maximum_and_skips_padding(depth):
     """Max pools: first beat starts the window (a skipped first beat starts it at the
     lowest value), later beats keep the maximum, skipped beats leave it."""
     from amaranth.sim import Simulator
-    dut = Accumulator(2, 4)
+    dut = Accumulator(2, depth)
     beats = [  # (sums, addr, first, last, skip)
         ((5, -3), 0, 1, 0, 0), ((2, -1), 0, 0, 0, 0), ((9, -7), 0, 0, 0, 1),
         ((7, -2), 0, 0, 1, 0),
-        ((1, 1), 1, 1, 0, 1), ((-4, -6), 1, 0, 1, 0),
+        ((1, 1), 1 % depth, 1, 0, 1), ((-4, -6), 1 % depth, 0, 1, 0),
     ]
     want = [[7, -1], [-4, -6]]
     got = []

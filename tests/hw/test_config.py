@@ -28,6 +28,7 @@ def test_json_round_trip():
     (dict(compact_link="yes"), "compact_link must be True or False, not 'yes'"),
     (dict(compact_post=0), "compact_post must be True or False, not 0"),
     (dict(compact_feeder=None), "compact_feeder must be True or False, not None"),
+    (dict(standalone_pool=1), "standalone_pool must be True or False, not 1"),
 ])
 def test_invalid_fields_are_named(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -57,10 +58,11 @@ def test_reductions_default_off_and_round_trip():
     """The iCE40 reductions are off by default (the full design) and survive JSON."""
     cfg = AcceleratorConfig(rows=1, cols=1, program_beat_bytes=2, ram_delays=True,
                             serial_size=True, compact_link=True, compact_post=True,
-                            compact_feeder=True)
+                            compact_feeder=True, standalone_pool=True)
     assert AcceleratorConfig.from_json(cfg.to_json()) == cfg
     full = AcceleratorConfig()
     assert (full.program_beat_bytes, full.ram_delays, full.serial_size, full.compact_link,
-            full.compact_post, full.compact_feeder) == (32, False, False, False, False, False)
+            full.compact_post, full.compact_feeder, full.standalone_pool) == (
+                32, False, False, False, False, False, False)
     # the host sees the same memory spaces: the program space is still 32 bytes a descriptor
     assert derive(cfg).program_bytes == derive(AcceleratorConfig(rows=1, cols=1)).program_bytes

@@ -4,13 +4,18 @@ import random
 import struct
 import zlib
 
+import pytest
 from amaranth.sim import Simulator
 
 from hw.crc import CRC32, CRC32_RESIDUE
 
 
-def run(testbench):
-    dut = CRC32()
+# serial (AcceleratorConfig.compact_link): a bit a cycle, the same values once not busy
+SERIAL = pytest.mark.parametrize("serial", [False, True], ids=["byte", "serial"])
+
+
+def run(testbench, serial=False):
+    dut = CRC32(serial=serial)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
 
@@ -24,7 +29,7 @@ def run(testbench):
 async def feed(ctx, dut, data, *, rng, start=True):
     """Feed ``data``, with idle cycles in between; ``start`` rides on the first byte."""
     for i, byte in enumerate(data):
-        while rng.random() < 0.3:
+        while rng.random() < 0.3 or (dut.serial and ctx.get(dut.busy)):
             await ctx.tick()
         ctx.set(dut.start, start and i == 0)
         ctx.set(dut.en, 1)
@@ -32,6 +37,8 @@ async def feed(ctx, dut, data, *, rng, start=True):
         await ctx.tick()
         ctx.set(dut.start, 0)
         ctx.set(dut.en, 0)
+    while dut.serial and ctx.get(dut.busy):
+        await ctx.tick()
 
 
 def test_residue_constant_matches_zlib():
@@ -40,7 +47,8 @@ def test_residue_constant_matches_zlib():
     assert zlib.crc32(framed) ^ 0xFFFFFFFF == CRC32_RESIDUE
 
 
-def test_crc_matches_zlib_on_random_messages():
+@SERIAL
+def test_crc_matches_zlib_on_random_messages(serial):
     rng = random.Random(1)
     messages = [bytes([0]), bytes([0xFF]), b"123456789"] + [
         rng.randbytes(rng.randint(1, 40)) for _ in range(12)]
@@ -54,18 +62,20 @@ def test_crc_matches_zlib_on_random_messages():
             await ctx.tick().repeat(3)
             assert ctx.get(dut.crc) == zlib.crc32(message)
 
-    run(testbench)
+    run(testbench, serial)
 
 
-def test_check_value_of_the_standard_test_string():
+@SERIAL
+def test_check_value_of_the_standard_test_string(serial):
     async def testbench(ctx, dut):
         await feed(ctx, dut, b"123456789", rng=random.Random(0))
         assert ctx.get(dut.crc) == 0xCBF43926
 
-    run(testbench)
+    run(testbench, serial)
 
 
-def test_start_alone_restarts_and_empty_message_gives_zero():
+@SERIAL
+def test_start_alone_restarts_and_empty_message_gives_zero(serial):
     async def testbench(ctx, dut):
         await feed(ctx, dut, b"junk", rng=random.Random(0))
         ctx.set(dut.start, 1)
@@ -75,10 +85,11 @@ def test_start_alone_restarts_and_empty_message_gives_zero():
         await feed(ctx, dut, b"abc", rng=random.Random(0), start=False)
         assert ctx.get(dut.crc) == zlib.crc32(b"abc")
 
-    run(testbench)
+    run(testbench, serial)
 
 
-def test_residue_flags_intact_frames_only():
+@SERIAL
+def test_residue_flags_intact_frames_only(serial):
     rng = random.Random(2)
 
     async def testbench(ctx, dut):
@@ -91,4 +102,4 @@ def test_residue_flags_intact_frames_only():
             await feed(ctx, dut, framed, rng=rng)
             assert ctx.get(dut.residue_ok) == 0
 
-    run(testbench)
+    run(testbench, serial)

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable
 class Bench(Elaboratable):
     """PoolWriter wired to an R-byte-wide memory with a non-transparent read port."""
 
-    def __init__(self, rows, depth, init):
-        self.dut = PoolWriter(rows, addr_width=max(1, (depth - 1).bit_length()))
+    def __init__(self, rows, depth, init, pool=True):
+        self.dut = PoolWriter(rows, addr_width=max(1, (depth - 1).bit_length()), pool=pool)
         self.mem = memory.MemoryData(shape=data.ArrayLayout(unsigned(8), rows), depth=depth,
                                      init=[list(map(int, w)) for w in init])
 
@@ -61,8 +61,8 @@ def beats_for(y_hwc, rows, lanes, *, raw=False):
     return beats
 
 
-def run_writer(rows, depth, init, cfg, beats, rng, gap):
-    bench = Bench(rows, depth, init)
+def run_writer(rows, depth, init, cfg, beats, rng, gap, pool=True):
+    bench = Bench(rows, depth, init, pool)
     dut = bench.dut
     writes = []
 
@@ -96,7 +96,7 @@ def run_writer(rows, depth, init, cfg, beats, rng, gap):
     return np.array(final, dtype=np.uint8), writes
 
 
-def pool_case(rng, rows, lanes, conv_hw, channels, k, *, signed, gap, depth=None):
+def pool_case(rng, rows, lanes, conv_hw, channels, k, *, signed, gap, depth=None, pool=True):
     conv_h, conv_w = conv_hw
     lo, hi = (-128, 127) if signed else (0, 255)
     y = rng.integers(lo, hi + 1, size=(conv_h, conv_w, channels))
@@ -115,7 +115,8 @@ def pool_case(rng, rows, lanes, conv_hw, channels, k, *, signed, gap, depth=None
     want[dst:dst + words] = layout.to_banks(pooled, rows)
     cfg = {"dst": dst, "out_h": out_h, "out_w": out_w, "groups": groups, "pool_k": k,
            "signed": int(signed), "raw": 0}
-    got, writes = run_writer(rows, depth, init, cfg, beats_for(y, rows, lanes), rng, gap)
+    got, writes = run_writer(rows, depth, init, cfg, beats_for(y, rows, lanes), rng, gap,
+                             pool)
     return got, want, writes, dst, words
 
 
@@ -145,6 +146,22 @@ def test_no_pool_writes_once_per_word_and_on_time():
     assert writes == [POOL_WRITE_LATENCY + i for i in range(15)]
 
 
+@pytest.mark.parametrize("rows, lanes, conv_hw, channels, gap", [
+    (1, 1, (5, 7), 3, 0.0), (1, 1, (4, 4), 2, 0.4), (4, 4, (3, 5), 6, 0.2),
+    (4, 2, (3, 4), 7, 0.3)])                # C < R: two tiles share a word
+def test_without_pooling_every_beat_writes_its_word_on_time(rows, lanes, conv_hw, channels,
+                                                            gap):
+    """pool=False (AcceleratorConfig.standalone_pool): no divides, reads, merges or
+    address products; the same words, each written two cycles after its beat."""
+    rng = np.random.default_rng(rows * 100 + channels)
+    got, want, writes, _, _ = pool_case(rng, rows, lanes, conv_hw, channels, 1, signed=True,
+                                        gap=gap, pool=False)
+    assert np.array_equal(got, want)
+    if gap == 0.0:
+        beats = conv_hw[0] * conv_hw[1] * layout.ceil_div(channels, lanes)
+        assert writes == [2 + i for i in range(beats)]
+
+
 def test_dropped_pixels_never_write():
     """A 3x3 conv output pooled by 2 keeps only the top-left 2x2: 4 of 9 beats write."""
     rng = np.random.default_rng(4)
@@ -153,7 +170,8 @@ def test_dropped_pixels_never_write():
     assert len(writes) == 4
 
 
-def test_raw_int32_words():
+@pytest.mark.parametrize("pool", [True, False])
+def test_raw_int32_words(pool):
     rows, channels, h, w = 4, 6, 2, 3
     rng = np.random.default_rng(6)
     y = rng.integers(-(1 << 31), 1 << 31, size=(h, w, channels))
@@ -166,7 +184,8 @@ def test_raw_int32_words():
     want[dst:dst + words] = layout.raw_to_banks(y, rows)
     cfg = {"dst": dst, "out_h": h, "out_w": w, "groups": groups, "pool_k": 1, "signed": 1,
            "raw": 1}
-    got, _ = run_writer(rows, depth, init, cfg, beats_for(y, rows, 4, raw=True), rng, 0.2)
+    got, _ = run_writer(rows, depth, init, cfg, beats_for(y, rows, 4, raw=True), rng, 0.2,
+                        pool)
     assert np.array_equal(got, want)
     assert np.array_equal(layout.raw_from_banks(got[dst:dst + words], y.shape, rows), y)
 

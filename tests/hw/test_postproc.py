@@ -271,6 +271,8 @@ def test_swap_in_gap_and_back_to_back_swaps(compact):
                   "the PARAM bias is int32 and the raw output int32"),
     ((4,), {"tag_width": -1}, "PostProcessor tag_width must be an integer from 0 to 64, "
                               "not -1; tags carry a pixel address"),
+    ((1,), {"sparse_raw": True}, "PostProcessor sparse_raw needs compact (its output stage "
+                                 "reads v five stages after it is set, not six)"),
 ])
 def test_constructor_errors(args, kwargs, message):
     with pytest.raises(ValueError) as info:
@@ -285,3 +287,84 @@ def test_converts_to_verilog(compact):
     for port in ("acc__valid", "acc__payload", "swap", "mode", "param__valid",
                  "param__ready", "out__valid", "out__payload"):
         assert f" {port}" in text
+
+
+# --- the accelerator's 1x1 on small FPGAs: mode held still, records held outside ------
+
+def run_held(dut, segments, rng, *, gap=0.3, spacing=1):
+    """Stream `segments` (one mode for all) into a `held_params`, `static_mode` `dut`:
+    `shadow` holds the next segment's records from the start or from the cycle after
+    `param_done`, and a segment swaps in once they are there and the last one is sent.
+    Returns (outputs by cycle, inputs by cycle, param_done cycles, swap cycles)."""
+    C = dut.cols
+    outs, ins, done, swaps = {}, {}, [], []
+
+    def records(s):
+        p = segments[s]["params"]
+        return [{k: int(p[k][c]) for k in p} for c in range(C)]
+
+    async def testbench(ctx):
+        cycle, seg, queue, have_next, last_sent = 0, -1, [], True, -spacing
+        ctx.set(dut.shadow, records(0))
+        ctx.set(dut.mode, segments[0]["mode"])
+        while seg < len(segments) - 1 or queue:
+            swap = not queue and have_next and seg + 1 < len(segments)
+            if swap:
+                seg, have_next = seg + 1, False
+                queue = list(segments[seg]["pixels"])
+                swaps.append(cycle)
+            send = bool(queue) and (rng.random() >= gap or (swap and rng.random() < 0.5))
+            send = send and cycle - last_sent >= spacing
+            ctx.set(dut.swap, swap)
+            ctx.set(dut.acc.valid, send)
+            if send:
+                acc = queue.pop(0)
+                ctx.set(dut.acc.payload, {"acc": acc, "tag": 0})
+                ins[cycle] = (seg, acc)
+                last_sent = cycle
+            if ctx.get(dut.param_done):
+                done.append(cycle)
+            if ctx.get(dut.out.valid):
+                outs[cycle] = [int(v) for v in ctx.get(dut.out.payload.data)]
+            await ctx.tick()
+            cycle += 1
+            if done and done[-1] == cycle - 1 and seg + 1 < len(segments):
+                ctx.set(dut.shadow, records(seg + 1))
+                have_next = True
+        ctx.set(dut.acc.valid, 0)
+        ctx.set(dut.swap, 0)
+        for _ in range(POST_LATENCY + 2):
+            if ctx.get(dut.param_done):
+                done.append(cycle)
+            if ctx.get(dut.out.valid):
+                outs[cycle] = [int(v) for v in ctx.get(dut.out.payload.data)]
+            await ctx.tick()
+            cycle += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return outs, ins, done, swaps
+
+
+@pytest.mark.parametrize("raw", [0, 1])
+@pytest.mark.parametrize("seed", [11, 12])
+@pytest.mark.parametrize("sparse_raw", [False, True])
+def test_held_params_and_static_mode(seed, raw, sparse_raw):
+    """held_params + static_mode (the accelerator's 1x1 with compact_post; sparse_raw
+    with its one-pixel tiles, pixels 4 cycles apart or more): the same integers in the
+    same cycles, with the records read from `shadow` until T+3 after each swap
+    (`param_done` then)."""
+    rng = np.random.default_rng(seed)
+    dut = PostProcessor(1, compact=True, static_mode=True, held_params=True,
+                        sparse_raw=sparse_raw)
+    segments = random_segments(rng, 1, n_segments=24, max_pixels=6)
+    mode = random_mode(rng, raw=raw)
+    for seg in segments:
+        seg["mode"] = mode
+    outs, ins, done, swaps = run_held(dut, segments, rng, spacing=4 if sparse_raw else 1)
+    want = {cycle + POST_LATENCY: expected(acc, segments[seg]["params"], mode)
+            for cycle, (seg, acc) in ins.items()}
+    assert outs == want
+    assert done == [t + PARAM_BLACKOUT for t in swaps]
