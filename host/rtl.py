@@ -249,6 +249,16 @@ class RtlSimulation:
         """Wait up to `timeout` s for the simulator to end."""
         self._thread.join(timeout)
 
+    def _terminate(self) -> None:
+        import os
+        import signal
+        try:
+            pid = int(Path(f"{self.port_file}.pid").read_text())
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            return
+        self._thread.join(10)
+
     def close(self, timeout: float = 60.0) -> None:
         """End the simulation once its client has gone (waits up to `timeout` s)."""
         self.stop_file.touch()
@@ -260,6 +270,10 @@ class RtlSimulation:
                 pass
         self._thread.join(timeout)
         if self._thread.is_alive():
-            log.warning("the %s simulation did not stop within %.0f s", self.simulator, timeout)
+            # It did not get back to its accept loop (the stop file's check): end the
+            # simulator process itself, so that no orphan keeps the port and the output.
+            log.warning("the %s simulation did not stop within %.0f s; terminating it",
+                        self.simulator, timeout)
+            self._terminate()
         elif self.error is not None:
             log.warning("the %s simulation ended with an error: %s", self.simulator, self.error)

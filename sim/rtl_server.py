@@ -265,6 +265,8 @@ async def serve(dut):
     server.bind(("127.0.0.1", int(os.environ.get("SAMOYED_RTL_PORT", "0"))))
     server.listen(1)
     try:
+        with open(port_file + ".pid", "w") as f:      # who to stop if the stop file fails
+            f.write(str(os.getpid()))
         tmp = port_file + ".tmp"
         with open(tmp, "w") as f:
             f.write(str(server.getsockname()[1]))

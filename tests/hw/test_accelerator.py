@@ -412,13 +412,33 @@ def test_virtual_board_rtl_engine(tmp_path):
         # communicate() drains what the server printed after "listening on" (a full pipe
         # would block it). The bound is generous: on a loaded 2-core machine the
         # simulator's teardown has taken over a minute.
+        stuck = None
         try:
             out, _ = proc.communicate(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
+            alive = proc.poll() is None      # the CLI itself, or only what it started
             proc.kill()
-            out = None
-    assert out is not None, f"the virtual board did not stop within {STOP_TIMEOUT} s of Ctrl-C"
+            try:
+                out, _ = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                out = "(its output stayed open: a child process holds it)"
+            stuck = (f"the virtual board did not stop within {STOP_TIMEOUT} s of Ctrl-C (the "
+                     f"CLI process {'was still running' if alive else 'had ended'}); its "
+                     f"output after 'listening on':\n{out}")
+    assert stuck is None, stuck
     assert proc.returncode == 0, out
+
+
+def test_close_terminates_a_simulation_whose_client_stays(caplog):
+    """A client that never disconnects keeps the simulation from its accept loop, where it
+    looks for the stop file: close() then terminates the simulator process itself."""
+    sim = rtl.RtlSimulation(AcceleratorConfig.parse("8x8"), "verilator",
+                            connections=1 << 30, accept_timeout=None)
+    with socket.create_connection(("127.0.0.1", sim.port)):
+        time.sleep(0.5)
+        sim.close(timeout=2)
+        assert not sim.alive
+    assert "did not stop within 2 s; terminating it" in caplog.text
 
 
 def test_faulty_line_to_the_rtl_gives_right_answers(verilator):
