@@ -303,6 +303,12 @@ def run_held(dut, segments, rng, *, gap=0.3, spacing=1):
         p = segments[s]["params"]
         return [{k: int(p[k][c]) for k in p} for c in range(C)]
 
+    def sample(ctx, cycle):
+        if ctx.get(dut.param_done):
+            done.append(cycle)
+        if ctx.get(dut.out.valid):
+            outs[cycle] = [int(v) for v in ctx.get(dut.out.payload.data)]
+
     async def testbench(ctx):
         cycle, seg, queue, have_next, last_sent = 0, -1, [], True, -spacing
         ctx.set(dut.shadow, records(0))
@@ -322,10 +328,7 @@ def run_held(dut, segments, rng, *, gap=0.3, spacing=1):
                 ctx.set(dut.acc.payload, {"acc": acc, "tag": 0})
                 ins[cycle] = (seg, acc)
                 last_sent = cycle
-            if ctx.get(dut.param_done):
-                done.append(cycle)
-            if ctx.get(dut.out.valid):
-                outs[cycle] = [int(v) for v in ctx.get(dut.out.payload.data)]
+            sample(ctx, cycle)
             await ctx.tick()
             cycle += 1
             if done and done[-1] == cycle - 1 and seg + 1 < len(segments):
@@ -334,10 +337,7 @@ def run_held(dut, segments, rng, *, gap=0.3, spacing=1):
         ctx.set(dut.acc.valid, 0)
         ctx.set(dut.swap, 0)
         for _ in range(POST_LATENCY + 2):
-            if ctx.get(dut.param_done):
-                done.append(cycle)
-            if ctx.get(dut.out.valid):
-                outs[cycle] = [int(v) for v in ctx.get(dut.out.payload.data)]
+            sample(ctx, cycle)
             await ctx.tick()
             cycle += 1
 
