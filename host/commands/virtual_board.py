@@ -5,15 +5,31 @@ from __future__ import annotations
 from hw import AcceleratorConfig
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run(args) -> int:
+    import signal
     from host.virtual_board import MachineDevice, serve
     config = AcceleratorConfig.parse(args.config)
-    if args.engine == "rtl":
-        return _serve_rtl(config, args)
-    print(f"virtual board ({args.engine} engine, {config.label}) on {args.host}:{args.port}; "
-          f"use backend board:socket://{args.host}:{args.port}; Ctrl-C stops it", flush=True)
-    serve(MachineDevice(config), args.port, args.host)
-    return 0
+    # Ctrl-C and SIGTERM stop it even where it was started with SIGINT ignored (a
+    # non-interactive shell's background job: Python then keeps SIGINT ignored).
+    saved = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if args.engine == "rtl":
+            return _serve_rtl(config, args)
+        print(f"virtual board ({args.engine} engine, {config.label}) on {args.host}:"
+              f"{args.port}; use backend board:socket://{args.host}:{args.port}; Ctrl-C "
+              "stops it", flush=True)
+        try:
+            serve(MachineDevice(config), args.port, args.host)
+        except KeyboardInterrupt:
+            pass
+        return 0
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def _serve_rtl(config, args) -> int:

@@ -392,10 +392,13 @@ def test_virtual_board_rtl_engine(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    # Started with SIGINT ignored, as a non-interactive shell starts a background job
+    # (CI runners, `make test &`): Ctrl-C must still stop it.
     proc = subprocess.Popen(
         [sys.executable, "-m", "host.cli", "virtual-board", "--engine", "rtl", "--port",
          str(port), "--config", "8x8"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, cwd=Path(__file__).parents[2], env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        text=True, cwd=Path(__file__).parents[2], env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         lines = []
         for line in proc.stdout:
