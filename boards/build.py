@@ -138,8 +138,9 @@ class _Tally:
 def link_bytes_per_frame(cm, config: AcceleratorConfig) -> tuple[int, int]:
     """Bytes on the wire to and from the board for one frame of `cm`, the way
     `board:URL` runs it (`host.backends.board.run_frame`, counted): the input in
-    WRITE_GROUPS frames (WRITE where the config's link has none), RUN, one STATUS poll (the least: a longer run is
-    polled more), the output in READ frames; with their answers."""
+    WRITE_GROUPS frames (WRITE where the config's link has none), RUN, one STATUS poll
+    (the least: a longer run is polled more), the output in READ frames; with their
+    answers."""
     from host import protocol as P
     from host.backends.board import run_frame
     cm = _for_config(cm, config)
@@ -151,9 +152,17 @@ def link_bytes_per_frame(cm, config: AcceleratorConfig) -> tuple[int, int]:
     return tally.up, tally.down
 
 
-def link_fps(cm, config: AcceleratorConfig, baud: int) -> float:
-    """Frames/s the UART carries (10 bits a byte, full duplex): its bound on the rate."""
-    return baud / 10 / max(link_bytes_per_frame(cm, config))
+def frame_figures(cm, config: AcceleratorConfig, clock_mhz: float, baud: int) -> dict:
+    """`cm` on `config` at `clock_mhz`: modelled cycles and frames/s, the bytes of a frame
+    on the UART each way and the frames/s it carries (10 bits a byte, full duplex), and
+    the smaller of the two rates: the report's per-model fields."""
+    cycles, fps = estimate_fps(cm, config, clock_mhz)
+    up, down = link_bytes_per_frame(cm, config)
+    link = baud / 10 / max(up, down)
+    return {"k_pack": cm.k_pack, "cycles_per_frame": cycles, "frames_per_s": round(fps, 1),
+            "link_bytes_per_frame": {"to_board": up, "from_board": down},
+            "link_frames_per_s": round(link, 1),
+            "end_to_end_frames_per_s": round(min(fps, link), 1)}
 
 
 def other_packing(cm, config: AcceleratorConfig, clock_mhz: float, baud: int) -> dict | None:
@@ -166,15 +175,9 @@ def other_packing(cm, config: AcceleratorConfig, clock_mhz: float, baud: int) ->
     try:
         if other.program.packing.im2col == _for_config(cm, config).program.packing.im2col:
             return None
-        cycles, fps = estimate_fps(other, config, clock_mhz)
-        up, down = link_bytes_per_frame(other, config)
+        return frame_figures(other, config, clock_mhz, baud)
     except CompileError:
         return None
-    link = baud / 10 / max(up, down)
-    return {"k_pack": other.k_pack, "cycles_per_frame": cycles, "frames_per_s": round(fps, 1),
-            "link_bytes_per_frame": {"to_board": up, "from_board": down},
-            "link_frames_per_s": round(link, 1),
-            "end_to_end_frames_per_s": round(min(fps, link), 1)}
 
 
 def faster_packing(cm, board: Board):
@@ -184,7 +187,7 @@ def faster_packing(cm, board: Board):
     from .top import pick_baud
     clock = cm.config.clock_mhz
     baud = pick_baud(board, clock)
-    this = min(estimate_fps(cm, cm.config, clock)[1], link_fps(cm, cm.config, baud))
+    this = frame_figures(cm, cm.config, clock, baud)["end_to_end_frames_per_s"]
     other = other_packing(cm, cm.config, clock, baud)
     if other is not None and other["end_to_end_frames_per_s"] > this:
         return (dataclasses.replace(cm, k_pack=other["k_pack"]),
@@ -264,15 +267,8 @@ def build(board: Board, config: AcceleratorConfig | None = None, out=".", *,
                         "model recompiled with `samoyed compile --board %s --config %s` (the "
                         "board refuses the %s artifact)", model.name, model.config.label,
                         config.label, board.name, config.label, model.config.label)
-        cycles, fps = estimate_fps(model, config, top.clock_mhz)
-        up, down = link_bytes_per_frame(model, config)
-        link = link_fps(model, config, top.baud)
         report.update(model=model.name, model_config=model.config.label,
-                      k_pack=model.k_pack,
-                      cycles_per_frame=cycles, frames_per_s=round(fps, 1),
-                      link_bytes_per_frame={"to_board": up, "from_board": down},
-                      link_frames_per_s=round(link, 1),
-                      end_to_end_frames_per_s=round(min(fps, link), 1))
+                      **frame_figures(model, config, top.clock_mhz, top.baud))
         other = other_packing(model, config, top.clock_mhz, top.baud)
         if other is not None:
             report["other_packing"] = other
