@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from math import ceil
 
 from hw import AcceleratorConfig
+from hw.bram import blocks_needed, instantiates
 
 # The commit of hw/ the constants below were measured on (yosys 0.70, nextpnr 0.11.1).
 CALIBRATED_AT = "e29d20a"
@@ -87,6 +88,9 @@ class MemoryShape:
     width: int                 # bits per word
     byte_writes: bool          # written a byte at a time (byte enables)
     copies: int = 1            # read ports: yosys gives each its own copy
+    # an hw.bram.BlockRAM: on an ECP5 its own DP16KD instances (hw.bram.blocks_needed),
+    # not yosys's choice of mode
+    block_ram: bool = False
 
 
 def memories(config: AcceleratorConfig) -> list[MemoryShape]:
@@ -109,19 +113,22 @@ def memories(config: AcceleratorConfig) -> list[MemoryShape]:
                   # the tag: (oh, ow, ot), or (first pixel, ot) for the sequential writer
                   MemoryShape("pixel tag delay", depth, 13 if config.standalone_pool else 32,
                               False)]
+    held_params = config.compact_post and C == 1     # hw.Accelerator._registered_spaces
     return [
         # R banks of one byte per word; the feeder and the pool writer each read it
         # (without pool-on-write the writer does not)
         MemoryShape("activations", config.act_depth, 8 * R, True,
-                    copies=1 if config.standalone_pool else 2),
+                    copies=1 if config.standalone_pool else 2, block_ram=True),
         # one word is a whole R x C weight tile
-        MemoryShape("weights", config.weight_depth // R, 8 * R * C, True),
-        MemoryShape("params", config.param_depth, 8 * PARAM_BYTES, True),
+        MemoryShape("weights", config.weight_depth // R, 8 * R * C, True, block_ram=True),
+        MemoryShape("params", config.param_depth, 8 * PARAM_BYTES, True,
+                    block_ram=not held_params),
         # a descriptor is DESCRIPTOR_BYTES / program_beat_bytes words
         MemoryShape("program", config.program_depth * DESCRIPTOR_BYTES // beat, 8 * beat,
                     True),
         # one pixel of C int32 partial sums (one pixel: a register, hw.accumulator)
-        *([MemoryShape("accumulators", config.acc_depth, config.acc_bits * C, False)]
+        *([MemoryShape("accumulators", config.acc_depth, config.acc_bits * C, False,
+                       block_ram=True)]
           if config.acc_depth > 1 else []),
         MemoryShape("link staging", MAX_PAYLOAD, 8, False),
         *delays,
@@ -238,6 +245,11 @@ def _blocks(memory: MemoryShape, family: Family) -> int:
 def place_memory(memory: MemoryShape, family: Family) -> MemoryUse:
     """Block RAMs or LUT RAM for `memory`, whichever yosys's cost model prefers (block RAM
     on a tie)."""
+    byte = 8 if memory.byte_writes else None
+    if memory.block_ram and family.name == "ecp5" and instantiates(memory.width,
+                                                                   memory.depth, byte):
+        return MemoryUse(memory, blocks_needed(memory.width, memory.depth, byte,
+                                               memory.copies), 0)
     brams = _blocks(memory, family)
     if family.lutram is not None:
         depth, width, cost = family.lutram

@@ -33,6 +33,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from .accumulator import ACC_LATENCY, Accumulator
+from .bram import BlockRAM
 from .array import ArrayTiming, SystolicArray
 from .config import AcceleratorConfig, ConfigError, derive
 from .delay import DelayLine
@@ -172,6 +173,16 @@ class Accelerator(wiring.Component):
         })
 
     # ------------------------------------------------------------------ memories
+    def _registered_spaces(self):
+        """The memories that are hw.bram.BlockRAMs (reads registered twice, in the
+        block): all but the program's, whose data lands in the descriptor a beat at a
+        time, and the PARAM memory of held_params, whose port holds the record."""
+        cfg = self.config
+        spaces = {Space.ACTIVATIONS, Space.WEIGHTS}
+        if not (cfg.compact_post and cfg.cols == 1):
+            spaces.add(Space.PARAMS)
+        return spaces
+
     def _memories(self, m):
         cfg, R, C = self.config, self.config.rows, self.config.cols
         img = self.image
@@ -192,8 +203,17 @@ class Accelerator(wiring.Component):
                 (Space.PARAMS, "prm", cfg.param_depth, PARAM_BYTES),
                 (Space.PROGRAM, "prg", cfg.program_depth * fetch_beats(cfg),
                  cfg.program_beat_bytes)):
-            mem = Memory(shape=data.ArrayLayout(unsigned(8), word_bytes), depth=depth,
-                         init=init(name, depth, word_bytes))
+            shape = data.ArrayLayout(unsigned(8), word_bytes)
+            if space in self._registered_spaces():
+                # hw.bram: the read data out of the block's own output register
+                mem = BlockRAM(shape, depth, granularity=8,
+                               # the pool writer reads the activations (no pools
+                               # on write: it does not)
+                               read_ports=2 if space == Space.ACTIVATIONS
+                               and not cfg.standalone_pool else 1,
+                               init=init(name, depth, word_bytes))
+            else:
+                mem = Memory(shape=shape, depth=depth, init=init(name, depth, word_bytes))
             m.submodules[f"{name}_mem"] = mem
             mems[space] = (mem, word_bytes)
         return mems
@@ -229,13 +249,17 @@ class Accelerator(wiring.Component):
 
         # --- ports. The host uses one read and one write port per memory while idle;
         # during a run the datapath owns them (ACT: feeder read + writer read/write).
-        act_rd = act_mem.read_port()           # feeder / host
-        act_rd_pool = act_mem.read_port()      # pool writer
-        act_wr = act_mem.write_port(granularity=1)
-        wgt_rd = wgt_mem.read_port()
-        wgt_wr = wgt_mem.write_port(granularity=1)
-        prm_rd = prm_mem.read_port()
-        prm_wr = prm_mem.write_port(granularity=1)
+        act_rd = act_mem.read[0]               # feeder / host
+        act_rd_pool = act_mem.read[-1]         # pool writer (standalone_pool: unused)
+        act_wr = act_mem.write
+        wgt_rd, = wgt_mem.read
+        wgt_wr = wgt_mem.write
+        if Space.PARAMS in self._registered_spaces():
+            prm_rd, = prm_mem.read
+            prm_wr = prm_mem.write
+        else:
+            prm_rd = prm_mem.read_port()
+            prm_wr = prm_mem.write_port(granularity=1)
         prg_rd = prg_mem.read_port()
         prg_wr = prg_mem.write_port(granularity=1)
         rd_ports = {Space.ACTIVATIONS: act_rd, Space.WEIGHTS: wgt_rd, Space.PARAMS: prm_rd,
@@ -243,9 +267,13 @@ class Accelerator(wiring.Component):
         wr_ports = {Space.ACTIVATIONS: act_wr, Space.WEIGHTS: wgt_wr, Space.PARAMS: prm_wr,
                     Space.PROGRAM: prg_wr}
 
-        # --- host bus: byte writes (idle only; the link NAKs BUSY otherwise)
+        # --- host bus: byte writes (idle only; the link NAKs BUSY otherwise), a register
+        # between the link's decision and the memories' write enables (the blocks' ports
+        # are a route across the die from the link); the byte lands a cycle later.
         m.d.comb += bus.write.ready.eq(~running)
-        w = bus.write.payload
+        w = Signal.like(bus.write.payload, reset_less=True)
+        host_w_valid = Signal()
+        m.d.sync += [w.eq(bus.write.payload), host_w_valid.eq(bus.write.valid & ~running)]
         for space, (mem, word_bytes) in mems.items():
             port = wr_ports[space]
             shift = exact_log2(word_bytes)
@@ -254,7 +282,7 @@ class Accelerator(wiring.Component):
                     port.addr.eq(w.addr.offset >> shift),
                     port.data.eq(Cat(*([w.data] * word_bytes))),
                 ]
-                with m.If(bus.write.valid & (w.addr.space == space)):
+                with m.If(host_w_valid & (w.addr.space == space)):
                     m.d.comb += port.en.eq(Const(1, word_bytes) << w.addr.offset[:shift]
                                            if shift else 1)
 
@@ -289,11 +317,14 @@ class Accelerator(wiring.Component):
             with m.If(~running):
                 m.d.comb += [rd_ports[space].addr.eq(ra.offset >> shift),
                              rd_ports[space].en.eq(1)]
-        act_q = Signal.like(act_rd.data, reset_less=True)
+        # the BlockRAMs' q are those registers (in the block on an ECP5)
+        act_q, wgt_q = act_rd.q, wgt_rd.q
         prg_q = Signal.like(prg_rd.data, reset_less=True)
-        wgt_q = Signal.like(wgt_rd.data, reset_less=True)
-        prm_q = Signal.like(prm_rd.data, reset_less=True)
-        m.d.sync += [act_q.eq(act_rd.data), prg_q.eq(prg_rd.data)]
+        m.d.sync += prg_q.eq(prg_rd.data)
+        if Space.PARAMS in self._registered_spaces():
+            prm_q = prm_rd.q
+        else:
+            prm_q = Signal.like(prm_rd.data, reset_less=True)
         # held_params: the PARAM port's own data register holds the post-processor's
         # shadow record, and the host reads it there (its address holds still)
         held_params = cfg.compact_post and C == 1
@@ -337,7 +368,8 @@ class Accelerator(wiring.Component):
                                          min_cycles=timing.min_swap_interval,
                                          compact=cfg.compact_feeder,
                                          # the pool writer's blocks are free
-                                         block_products=cfg.standalone_pool))
+                                         block_products=cfg.standalone_pool,
+                                         registered_read=True))
         array = block("array", SystolicArray(R, C, act_width=9, weight_width=8, acc_width=32))
         acc = block("acc", Accumulator(C, cfg.acc_depth))
         post = block("post", PostProcessor(C, tag_width=0 if cfg.ram_delays
@@ -347,7 +379,8 @@ class Accelerator(wiring.Component):
                                            # one-pixel tiles (host.rtl.check_program)
                                            sparse_raw=cfg.compact_post
                                            and cfg.acc_depth == 1))
-        writer = block("writer", PoolWriter(R, addr_width=A, pool=not cfg.standalone_pool))
+        writer = block("writer", PoolWriter(R, addr_width=A, pool=not cfg.standalone_pool,
+                                            registered_read=True))
 
         wiring.connect(m, feeder.act, array.act)
         m.d.comb += array.swap.eq(feeder.swap)
@@ -358,9 +391,9 @@ class Accelerator(wiring.Component):
                 act_wr.en.eq(writer.wr.en),
             ]
         m.d.comb += [
-            feeder.rd.data.eq(act_rd.data),
+            feeder.rd.data.eq(act_rd.q),
             act_rd_pool.addr.eq(writer.rd.addr), act_rd_pool.en.eq(writer.rd.en),
-            writer.rd.data.eq(act_rd_pool.data),
+            writer.rd.data.eq(act_rd_pool.q),
         ]
 
         # --- descriptor registers and derived values. A narrow program memory
@@ -730,8 +763,7 @@ class Accelerator(wiring.Component):
             m.d.comb += [wgt_rd.addr.eq(w_addr), wgt_rd.en.eq(1)]
         w_valid_q = Signal()
         w_valid_qq = Signal()
-        m.d.sync += [w_valid_q.eq(w_valid & ~abort), w_valid_qq.eq(w_valid_q & ~abort),
-                     wgt_q.eq(wgt_rd.data)]
+        m.d.sync += [w_valid_q.eq(w_valid & ~abort), w_valid_qq.eq(w_valid_q & ~abort)]
         m.d.comb += [array.load.valid.eq(w_valid_qq),
                      array.load.payload.weights.eq(wgt_q.as_value())]
 
@@ -995,8 +1027,13 @@ class Accelerator(wiring.Component):
         ]
         with m.If(is_max):
             m.d.comb += post.param.payload.param.bias.eq(0)
+        if Space.PARAMS in self._registered_spaces():
+            m.d.comb += prm_rd.q_en.eq(advance)        # prm_q is the port's q
+        else:
+            with m.If(advance):
+                m.d.sync += prm_q.eq(prm_rd.data)
         with m.If(advance):
-            m.d.sync += [prm_q.eq(prm_rd.data), pl_valid.eq(pl_rvalid),
+            m.d.sync += [pl_valid.eq(pl_rvalid),
                          pl_out_lane.eq(pl_rlane), pl_rvalid.eq(0)]
             with m.If(pl_active):
                 m.d.sync += [pl_rvalid.eq(1), pl_rlane.eq(pl_lane), pl_addr.eq(pl_addr + 1),

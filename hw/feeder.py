@@ -88,13 +88,17 @@ class Feeder(wiring.Component):
     block_products : bool
         On an iCE40, ``ih * in_w`` and ``pix * groups`` are SB_MAC16s although they are
         under 24 bits (``AcceleratorConfig.standalone_pool`` frees the pool writer's).
+    registered_read : bool
+        ``rd.data`` comes two cycles after the address, out of a register (the block
+        RAM's own, ``hw.bram``): the feeder does not register it again.
 
     Ports
     -----
     cmd : In(stream(feed_command_layout))
         Steps, one after the other; ``ready`` as described in the module docstring.
     rd : Out(flipped memory.ReadPort.Signature)
-        Read port of the R-byte-wide activation memory, one cycle latency.
+        Read port of the R-byte-wide activation memory, one cycle latency (two with
+        ``registered_read``: an ``hw.bram.BlockRAM`` port, whose data is registered).
     act : Out(stream(ArrayLayout(signed(act_width), rows)), always_ready)
         The array's ``act`` input: one pixel per valid cycle.
     swap : Out(1)
@@ -107,7 +111,7 @@ class Feeder(wiring.Component):
     """
 
     def __init__(self, rows, *, act_width=9, addr_width=20, min_cycles=1, compact=False,
-                 block_products=False):
+                 block_products=False, registered_read=False):
         _check_int("Feeder rows", rows, 1, 64, "use the array's row count")
         _check_int("Feeder act_width", act_width, 9, 32,
                    "unsigned 8-bit activations (0..255) need 9 signed bits")
@@ -121,6 +125,7 @@ class Feeder(wiring.Component):
         self.min_cycles = min_cycles
         self.compact = bool(compact)
         self.block_products = bool(block_products)
+        self.registered_read = bool(registered_read)
         super().__init__({
             "cmd":  In(stream.Signature(feed_command_layout(addr_width))),
             "rd":   Out(memory.ReadPort.Signature(
@@ -274,14 +279,19 @@ class Feeder(wiring.Component):
         # The block RAM's output goes straight into a register (it arrives late in the
         # cycle: 5.6 ns after the clock on an ECP5), and only then into logic.
         v6 = Signal(name="valid_6")
-        s6 = stage("s6", {"zero": 1, "swap": 1, "sgn": 1,
-                          "data": data.ArrayLayout(unsigned(8), R)})
-        m.d.sync += [v6.eq(v5), s6.zero.eq(s5.zero), s6.swap.eq(s5.swap), s6.sgn.eq(s5.sgn),
-                     s6.data.eq(self.rd.data)]
+        s6 = stage("s6", {"zero": 1, "swap": 1, "sgn": 1})
+        m.d.sync += [v6.eq(v5), s6.zero.eq(s5.zero), s6.swap.eq(s5.swap), s6.sgn.eq(s5.sgn)]
+        if self.registered_read:
+            # the port's data is already a register: the block's own (hw.bram)
+            s6_data = self.rd.data
+        else:
+            s6_data = Signal(data.ArrayLayout(unsigned(8), R), name="s6_data",
+                             reset_less=True)
+            m.d.sync += s6_data.eq(self.rd.data)
 
         # --- extension: the bank bytes as act_width-bit signed operands -------------
         for r in range(R):
-            byte = s6.data[r]
+            byte = s6_data[r]
             value = Mux(s6.sgn, byte.as_signed(), byte.as_unsigned())
             m.d.comb += self.act.payload[r].eq(Mux(s6.zero, 0, value))
         m.d.comb += [

@@ -99,12 +99,14 @@ class PoolWriter(wiring.Component):
         One word per valid cycle, raster order of (oh, ow) per group sequence;
         gaps anywhere. Never stalls (its producer is the post-processing pipeline).
     rd : Out(flipped memory.ReadPort.Signature)
-        Read port of the banks, one cycle latency; need not be transparent.
+        Read port of the banks, one cycle latency (two with ``registered_read``: an
+        ``hw.bram.BlockRAM`` port, whose data is registered); need not be transparent:
+        a read of the word written at the same edge is never used.
     wr : Out(flipped memory.WritePort.Signature, one enable per bank)
         Write port of the banks.
     """
 
-    def __init__(self, rows, *, addr_width=20, pool=True):
+    def __init__(self, rows, *, addr_width=20, pool=True, registered_read=False):
         for what, value, lo, hi in (("PoolWriter rows", rows, 1, 64),
                                     ("PoolWriter addr_width", addr_width, 1, 20)):
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
@@ -114,6 +116,7 @@ class PoolWriter(wiring.Component):
         self.rows = rows
         self.addr_width = addr_width
         self.pool = bool(pool)
+        self.registered_read = bool(registered_read)
         word = data.ArrayLayout(unsigned(8), rows)
         super().__init__({
             "cfg":    In(pool_config_layout(addr_width)),
@@ -207,7 +210,8 @@ class PoolWriter(wiring.Component):
         v7, b7 = pipe(v6, b6, "7")
         first7 = delayed(first6, "first7")
         addr7 = delayed(addr6, "addr7")
-        stored = delayed(self.rd.data, "stored")
+        # (registered_read: the port's data is already the block's output register)
+        stored = self.rd.data if self.registered_read else delayed(self.rd.data, "stored")
         # fwd[0] is the write register (its write lands at the edge ending this cycle),
         # fwd[1], fwd[2] the writes that landed one and two edges ago.
         fwd_en = [Signal(R, name=f"fwd{k}_en") for k in range(3)]

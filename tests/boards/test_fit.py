@@ -31,11 +31,13 @@ def _estimate(board_name, rows, cols):
 
 def test_memory_shapes_follow_the_config():
     shapes = {m.name: m for m in memories(with_size(boards.get("ulx3s-85f"), 8, 8))}
-    assert shapes["activations"] == MemoryShape("activations", 4096, 64, True, copies=2)
-    assert shapes["weights"] == MemoryShape("weights", 2048, 512, True)   # 16384 / R words
-    assert shapes["params"] == MemoryShape("params", 1024, 128, True)
+    assert shapes["activations"] == MemoryShape("activations", 4096, 64, True, copies=2,
+                                                     block_ram=True)
+    assert shapes["weights"] == MemoryShape("weights", 2048, 512, True, block_ram=True)  # 16384 / R words
+    assert shapes["params"] == MemoryShape("params", 1024, 128, True, block_ram=True)
     assert shapes["program"] == MemoryShape("program", 64, 256, True)
-    assert shapes["accumulators"] == MemoryShape("accumulators", 512, 256, False)
+    assert shapes["accumulators"] == MemoryShape("accumulators", 512, 256, False,
+                                                       block_ram=True)
 
 
 @pytest.mark.parametrize("board, rows, cols, dsps, brams", [

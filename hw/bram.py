@@ -1,0 +1,266 @@
+"""A block RAM whose read data comes out of the block's own output register.
+
+``BlockRAM`` is a memory with one write port and one or more read ports. A read port's
+``q`` holds the word at the address given two clock edges before
+(:data:`READ_LATENCY`):
+
+- edge 0: when ``en`` is high, the word at ``addr`` is read (the block's read latch;
+  ``en`` low holds the last word read);
+- edge 1: when ``q_en`` is high, that word goes into the output register, ``q``.
+
+That is a synchronous read port followed by a register, which is what every memory of
+the accelerator had before this block existed: a block RAM's output went into a fabric
+register before any logic. On an ECP5 the output without its register arrives 5.8 ns
+after the clock (nextpnr's model, speed grade 6), and the route from the block-RAM column
+to that register came on top: 9-12 ns, the longest class of paths in the 8x8 build.
+With ``REGMODE = "OUTREG"`` the block's own register holds ``q`` and it arrives 0.96 ns
+after the clock, so the route into the logic has most of the cycle.
+
+Yosys maps a memory to ``DP16KD`` without that register and cannot absorb the one after
+it, so on an ECP5 platform this component instantiates the blocks itself: port A writes,
+port B reads, each read port has its own copy of the contents (a block has two ports).
+The word is split over blocks of 1, 2, 4, 9 or 18 bits by the depth (16384, 8192,
+4096, 2048 or 1024 entries a block), a byte lane never shares a block with a write
+enable other than its own (two lanes share an 18-bit block through its byte enables).
+Where that takes more blocks than yosys's mapping would (`instantiates`: a 512-word
+memory, which yosys puts in the 36-bit mode) or there are initial contents, an ECP5
+build gets yosys's blocks and a fabric register instead.
+
+The ports behave alike everywhere but in one case, where the block does not define
+what it reads: a read of the address being written at the same edge. Yosys emulated
+read-first behaviour for every memory (a delayed write and a bypass mux: ~1,700 LUT4
+and ~700 FF on the 8x8); here no user may rely on it. In simulation (no platform) such a
+read returns the word with every bit inverted in each lane being written, so a test of a
+block that used it sees the damage. Elsewhere (iCE40, other platforms) it is an
+amaranth ``Memory`` and a fabric register, as before.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import (ClockSignal, Const, Instance, Module, Shape, Signal, Value,
+                          unsigned)
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+__all__ = ["BlockRAM", "READ_LATENCY", "block_width", "blocks_needed", "fewest_blocks",
+           "instantiates"]
+
+READ_LATENCY = 2          # address in cycle t -> its word on q in t + 2
+BLOCK_BITS = 16384        # data bits of a DP16KD (without parity)
+_DEPTHS = {18: 1024, 9: 2048, 4: 4096, 2: 8192, 1: 16384}
+_ADDR_BITS = 14
+
+
+def block_width(depth: int) -> int | None:
+    """The widest DP16KD data width whose depth holds `depth` entries; None over 16384."""
+    for width in (18, 9, 4, 2, 1):
+        if depth <= _DEPTHS[width]:
+            return width
+    return None
+
+
+def _slices(width: int, granularity: int | None, depth: int):
+    """The word's bits over blocks: a list of blocks, each a list of
+    (word bit, block data bit, width, lane) slices; lane None without byte enables."""
+    bw = block_width(depth)
+    blocks = []
+    if granularity is None:
+        for lo in range(0, width, bw):
+            blocks.append([(lo, 0, min(bw, width - lo), None)])
+        return blocks
+    lanes = width // granularity
+    if bw >= 9 and granularity <= 9:
+        per_block = 2 if bw == 18 else 1         # 9-bit slots: byte enables in x18
+        for first in range(0, lanes, per_block):
+            blocks.append([(lane * granularity, 9 * (lane - first), granularity, lane)
+                           for lane in range(first, min(first + per_block, lanes))])
+        return blocks
+    for lane in range(lanes):
+        for lo in range(0, granularity, bw):
+            blocks.append([(lane * granularity + lo, 0, min(bw, granularity - lo), lane)])
+    return blocks
+
+
+def blocks_needed(width: int, depth: int, granularity: int | None = None,
+                  read_ports: int = 1) -> int:
+    """DP16KD blocks a BlockRAM of this shape instantiates on an ECP5 (one read port's
+    worth times `read_ports`)."""
+    return len(_slices(width, granularity, depth)) * read_ports
+
+
+def fewest_blocks(width: int, depth: int, granularity: int | None = None) -> int:
+    """The fewest DP16KD one copy of the memory takes in any mode, the 512x36
+    pseudo-dual-port one (which yosys uses and this component does not) included: 9-bit
+    byte lanes, and blocks stacked for depth."""
+    best = None
+    for mode_width, mode_depth in ((1, 16384), (2, 8192), (4, 4096), (9, 2048),
+                                   (18, 1024), (36, 512)):
+        data_bits = mode_width
+        if granularity == 8 and mode_width >= 9:
+            data_bits = mode_width // 9 * 8
+        count = -(-depth // mode_depth) * -(-width // data_bits)
+        best = count if best is None else min(best, count)
+    return best
+
+
+def instantiates(width: int, depth: int, granularity: int | None = None) -> bool:
+    """Whether a BlockRAM of this shape is its own DP16KDs on an ECP5: when its blocks
+    are no more than the fewest (a 512-word memory of 36-bit multiples is half the
+    blocks in yosys's 36-bit mode: it stays yosys's, with a fabric register)."""
+    return (block_width(depth) is not None
+            and blocks_needed(width, depth, granularity) <= fewest_blocks(width, depth,
+                                                                          granularity))
+
+
+class BlockRAM(wiring.Component):
+    """`depth` words of `shape`, one write port and `read_ports` read ports with
+    registered data (:data:`READ_LATENCY`).
+
+    Parameters
+    ----------
+    shape : shape-castable
+        The word; an ``ArrayLayout`` of 8-bit elements with ``granularity=8`` gives one
+        write enable a byte.
+    depth : int
+    granularity : int or None
+        Bits per write-enable lane (the word's width must be a multiple), or one enable.
+    read_ports : int
+    init : sequence or None
+        Initial words (simulation and non-ECP5 builds; an ECP5 build with contents uses
+        yosys's inferred blocks and a fabric register, with the same behaviour).
+
+    Ports
+    -----
+    write.addr, write.data, write.en : In
+        The word at ``addr`` takes ``data`` in the lanes whose ``en`` bit is high, at the
+        edge ending the cycle.
+    read[i].addr, read[i].en (default 1), read[i].q_en (default 1) : In
+    read[i].q : Out
+        See the module documentation.
+    """
+
+    def __init__(self, shape, depth: int, *, granularity: int | None = None,
+                 read_ports: int = 1, init=None):
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"memory depth must be a positive integer, not {depth!r}")
+        if isinstance(read_ports, bool) or not isinstance(read_ports, int) or read_ports < 1:
+            raise ValueError(f"read_ports must be a positive integer, not {read_ports!r}")
+        width = Shape.cast(shape).width
+        if granularity is not None and (granularity < 1 or width % granularity):
+            raise ValueError(f"granularity {granularity} does not divide the word's "
+                             f"{width} bits")
+        self.shape, self.depth, self.width = shape, depth, width
+        self.granularity = granularity
+        self.lanes = 1 if granularity is None else width // granularity
+        self.read_ports = read_ports
+        self.init = [self._bits(shape, word) for word in init] if init else []
+        abits = max(1, ceil_log2(depth))
+        write = wiring.Signature({"addr": Out(abits), "data": Out(shape),
+                                  "en": Out(self.lanes)})
+        read = wiring.Signature({"addr": Out(abits), "en": Out(1, init=1),
+                                 "q_en": Out(1, init=1), "q": In(shape)})
+        super().__init__({"write": In(write), "read": In(read).array(read_ports)})
+
+    @staticmethod
+    def _bits(shape, word):
+        if isinstance(word, int):
+            return word
+        return Const.cast(shape.const(word)).value
+
+    def elaborate(self, platform):
+        m = Module()
+        family = getattr(platform, "family", None)
+        if family == "ecp5" and not self.init and instantiates(self.width, self.depth,
+                                                                self.granularity):
+            self._ecp5(m)
+        else:
+            self._generic(m, poison=platform is None)
+        return m
+
+    def _generic(self, m, *, poison):
+        mem = Memory(shape=unsigned(self.width), depth=self.depth, init=self.init)
+        m.submodules.mem = mem
+        wr = mem.write_port(granularity=self.granularity)
+        wdata = Signal(self.width)
+        m.d.comb += [wr.addr.eq(self.write.addr), wr.data.eq(self.write.data),
+                     wr.en.eq(self.write.en), wdata.eq(self.write.data)]
+        g = self.granularity or self.width
+        for i, port in enumerate(self.read):
+            rd = mem.read_port()
+            m.d.comb += [rd.addr.eq(port.addr), rd.en.eq(port.en)]
+            word = Signal(self.width, name=f"word{i}")
+            m.d.comb += word.eq(rd.data)
+            if poison:
+                # A read at the address written at the same edge is undefined in a
+                # DP16KD: hand the written lanes back inverted.
+                hit = Signal(self.lanes, name=f"collide{i}")
+                with m.If(port.en & (port.addr == self.write.addr)):
+                    m.d.sync += hit.eq(self.write.en)
+                with m.Elif(port.en):
+                    m.d.sync += hit.eq(0)
+                mask = Signal(self.width, name=f"mask{i}")
+                m.d.comb += mask.eq(Const(0, self.width))
+                for lane in range(self.lanes):
+                    with m.If(hit[lane]):
+                        m.d.comb += mask[lane * g:(lane + 1) * g].eq(-1)
+                word = word ^ mask
+            q = Signal(self.width, name=f"q{i}", reset_less=True)
+            with m.If(port.q_en):
+                m.d.sync += q.eq(word)
+            m.d.comb += Value.cast(port.q).eq(q)
+
+    def _ecp5(self, m):
+        bw = block_width(self.depth)
+        lsb = _ADDR_BITS - ceil_log2(_DEPTHS[bw])
+        wdata = Signal(self.width)
+        m.d.comb += wdata.eq(self.write.data)
+        for i, port in enumerate(self.read):
+            q = Signal(self.width, name=f"q{i}")
+            m.d.comb += Value.cast(port.q).eq(q)
+            for b, slices in enumerate(_slices(self.width, self.granularity, self.depth)):
+                di = Signal(18, name=f"di{i}_{b}")
+                do = Signal(18, name=f"do{i}_{b}")
+                for word_bit, block_bit, width, _ in slices:
+                    m.d.comb += [di[block_bit:block_bit + width].eq(
+                                     wdata[word_bit:word_bit + width]),
+                                 q[word_bit:word_bit + width].eq(
+                                     do[block_bit:block_bit + width])]
+                lanes = [lane for *_, lane in slices]
+                if lanes[0] is None:
+                    enables = [self.write.en[0]]
+                else:
+                    enables = [self.write.en[lane] for lane in lanes]
+                ada = [Const(0)] * _ADDR_BITS
+                adb = [Const(0)] * _ADDR_BITS
+                for k in range(min(len(self.write.addr), _ADDR_BITS - lsb)):
+                    ada[lsb + k] = self.write.addr[k]
+                    adb[lsb + k] = port.addr[k]
+                if bw == 18 and lanes[0] is not None:
+                    # x18 with byte enables: ADA0/ADA1 enable DI[8:0] / DI[17:9]
+                    ada[0] = enables[0]
+                    ada[1] = enables[1] if len(enables) > 1 else Const(0)
+                elif bw == 18:
+                    ada[0] = ada[1] = Const(1)
+                we = Signal(name=f"we{i}_{b}")
+                m.d.comb += we.eq(Const(0) if not enables else
+                                  enables[0] if len(enables) == 1 else enables[0] | enables[1])
+                pins = {}
+                pins.update({f"i_ADA{k}": ada[k] for k in range(_ADDR_BITS)})
+                pins.update({f"i_ADB{k}": adb[k] for k in range(_ADDR_BITS)})
+                pins.update({f"i_DIA{k}": di[k] for k in range(18)})
+                pins.update({f"i_DIB{k}": Const(0) for k in range(18)})
+                pins.update({f"o_DOB{k}": do[k] for k in range(18)})
+                m.submodules[f"ram{i}_{b}"] = Instance(
+                    "DP16KD",
+                    p_DATA_WIDTH_A=bw, p_DATA_WIDTH_B=bw,
+                    p_REGMODE_A="NOREG", p_REGMODE_B="OUTREG",
+                    p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC",
+                    p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
+                    p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL", p_GSR="DISABLED",
+                    i_CLKA=ClockSignal(), i_CEA=Const(1), i_OCEA=Const(1), i_WEA=we,
+                    i_RSTA=Const(0), i_CSA0=Const(0), i_CSA1=Const(0), i_CSA2=Const(0),
+                    i_CLKB=ClockSignal(), i_CEB=port.en, i_OCEB=port.q_en, i_WEB=Const(0),
+                    i_RSTB=Const(0), i_CSB0=Const(0), i_CSB1=Const(0), i_CSB2=Const(0),
+                    **pins)
