@@ -250,7 +250,7 @@ class Accelerator(wiring.Component):
         # --- ports. The host uses one read and one write port per memory while idle;
         # during a run the datapath owns them (ACT: feeder read + writer read/write).
         act_rd = act_mem.read[0]               # feeder / host
-        act_rd_pool = act_mem.read[-1]         # pool writer (standalone_pool: unused)
+        act_rd_pool = act_mem.read[-1]         # pool writer (not with standalone_pool)
         act_wr = act_mem.write
         wgt_rd, = wgt_mem.read
         wgt_wr = wgt_mem.write
@@ -390,11 +390,11 @@ class Accelerator(wiring.Component):
                 act_wr.addr.eq(writer.wr.addr), act_wr.data.eq(writer.wr.data),
                 act_wr.en.eq(writer.wr.en),
             ]
-        m.d.comb += [
-            feeder.rd.data.eq(act_rd.q),
-            act_rd_pool.addr.eq(writer.rd.addr), act_rd_pool.en.eq(writer.rd.en),
-            writer.rd.data.eq(act_rd_pool.q),
-        ]
+        m.d.comb += feeder.rd.data.eq(act_rd.q)
+        if not cfg.standalone_pool:           # (otherwise the writer reads nothing)
+            m.d.comb += [act_rd_pool.addr.eq(writer.rd.addr),
+                         act_rd_pool.en.eq(writer.rd.en),
+                         writer.rd.data.eq(act_rd_pool.q)]
 
         # --- descriptor registers and derived values. A narrow program memory
         # (program_beat_bytes) brings the descriptor in one read at a time, each into

@@ -35,6 +35,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .bram import BlockRAM
+from .fanout import copies
 
 ACC_LATENCY = 3   # beat in cycle t -> its total (last step) on `out` in cycle t + 3
 
@@ -92,21 +93,33 @@ class Accumulator(wiring.Component):
 
         # t+1: the stored total into the block's output register; which in-flight total
         # is newer. The beat in t+2 (beat2) becomes fwd[0] at the next edge, fwd[0]
-        # becomes fwd[1]...
+        # becomes fwd[1]... The two older totals a beat may need (fwd[1], fwd[2] when it
+        # adds) are picked a cycle ahead, in t+1, where they are fwd[0] and fwd[1]: their
+        # match flags are compared in t, against the beat's own address. So the add's
+        # operand is one 3-way choice (the newest total, the older one, the stored),
+        # and each lane has its own copy of the selects (hw.fanout).
         stored = rd.q
         beat2 = Signal(layout, reset_less=True)
         valid2 = Signal()
-        hit = Signal(3)
-        m.d.sync += [
-            beat2.eq(beat1),
-            valid2.eq(valid1),
-            hit[0].eq(valid2 & ~beat2.last & (beat2.addr == beat1.addr)),
-            hit[1].eq(fwd_en[0] & (fwd_addr[0] == beat1.addr)),
-            hit[2].eq(fwd_en[1] & (fwd_addr[1] == beat1.addr)),
-        ]
+        addr = self.beat.payload.addr
+        # t: will the beat need the total now adding (fwd[1] when it adds) or the one in
+        # fwd[0] (fwd[2] then)?
+        older1 = copies(m, platform, valid2 & ~beat2.last & (beat2.addr == addr), C, "older1")
+        older_any = Signal()
+        m.d.sync += older_any.eq((valid2 & ~beat2.last & (beat2.addr == addr))
+                                 | (fwd_en[0] & (fwd_addr[0] == addr)))
+        # t+1: the older total, and whether to use it or the newest, per lane
+        older = Signal(lanes, reset_less=True)
+        for c in range(C):
+            m.d.sync += older[c].eq(Mux(older1[c], fwd[0][c], fwd[1][c]))
+        newest = copies(m, platform, valid2 & ~beat2.last & (beat2.addr == beat1.addr), C,
+                        "newest")
+        use_older = copies(m, platform, older_any, C, "use_older")
+        m.d.sync += [beat2.eq(beat1), valid2.eq(valid1)]
         old = Signal(lanes)
-        m.d.comb += old.eq(Mux(hit[0], fwd[0], Mux(hit[1], fwd[1],
-                                                   Mux(hit[2], fwd[2], stored))))
+        for c in range(C):
+            m.d.comb += old[c].eq(Mux(newest[c], fwd[0][c],
+                                      Mux(use_older[c], older[c], stored[c])))
 
         # t+2: add, then hand the total on to be written or sent out.
         total = Signal(lanes)
