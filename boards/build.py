@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from hw import AcceleratorConfig
+from hw.fanout import KEEP_SCRIPT
 
 from .fit import LUT_MARGIN, estimate
 from .registry import Board, BoardError, check_fit
@@ -224,7 +225,9 @@ def build(board: Board, config: AcceleratorConfig | None = None, out=".", *,
              config.label, top.clock_mhz, top.baud)
     plan = platform_for(board).prepare(top, name="top", debug_verilog=False,
                                        nextpnr_opts="--timing-allow-fail",
-                                       synth_opts=_SYNTH_OPTS[board.family])
+                                       synth_opts=_SYNTH_OPTS[board.family],
+                                       # hw.fanout's register copies stay copies
+                                       script_after_read=KEEP_SCRIPT)
     plan.extract(work)
     seconds[Stage.ELABORATION.value] = round(time.monotonic() - begin, 1)
 

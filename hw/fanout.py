@@ -3,33 +3,33 @@
 A flip-flop that selects a 256-bit mux (the accumulator's forwarding) reaches all 256
 LUTs through one net spread over the lanes: on the ECP5 8x8 that route was most of the
 slowest path. ``copies`` gives `n` registers that each take the same value at every
-edge, one per group of readers. Yosys merges identical flip-flops (opt_merge), so on an
-ECP5 each copy is a ``TRELLIS_FF`` instance marked ``keep``; elsewhere (simulation,
-Verilator, iCE40) they are plain registers, which a synthesis tool may merge.
+edge, one per group of readers.
+
+Yosys merges identical flip-flops (``opt_merge``) unless they are marked ``keep``, and
+amaranth puts attributes on wires, not on the flip-flop cells. So every copy's name
+starts with :data:`KEEP_PREFIX`, and the board build (``boards.build``) tells yosys,
+right after reading the design, to mark the cells driving such wires ``keep``
+(:data:`KEEP_SCRIPT`). Instantiating ``TRELLIS_FF`` cells instead breaks yosys 0.70's
+abc9 (an assertion in its reintegration of the mapped netlist).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import ClockSignal, Const, Instance, Signal, Value
+from amaranth.hdl import Signal, Value
 
-__all__ = ["copies"]
+__all__ = ["copies", "KEEP_PREFIX", "KEEP_SCRIPT"]
+
+KEEP_PREFIX = "keep_copy__"
+# yosys: the cells driving the copies' wires (their flip-flops) are not to be merged
+KEEP_SCRIPT = f"setattr -set keep 1 w:{KEEP_PREFIX}* %ci1 c:* %i"
 
 
 def copies(m, platform, value, n: int, name: str) -> list[Signal]:
-    """`n` one-bit registers, each `value` of the cycle before (no reset)."""
+    """`n` one-bit registers, each `value` of the cycle before."""
     value = Value.cast(value)
     if len(value) != 1:
         raise ValueError(f"copies of {name}: a one-bit value, not {len(value)} bits")
-    regs = [Signal(name=f"{name}_{k}") for k in range(n)]
-    if getattr(platform, "family", None) == "ecp5":
-        d = Signal(name=f"{name}_d")
-        m.d.comb += d.eq(value)
-        for k, q in enumerate(regs):
-            m.submodules[f"{name}_ff{k}"] = Instance(
-                "TRELLIS_FF", p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK",
-                p_LSRMUX="LSR", p_REGSET="RESET", p_SRMODE="LSR_OVER_CE",
-                i_CLK=ClockSignal(), i_DI=d, i_LSR=Const(0), o_Q=q, a_keep=1)
-    else:
-        for q in regs:
-            m.d.sync += q.eq(value)
+    regs = [Signal(name=f"{KEEP_PREFIX}{name}_{k}") for k in range(n)]
+    for q in regs:
+        m.d.sync += q.eq(value)
     return regs

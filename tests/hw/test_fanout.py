@@ -1,10 +1,9 @@
-"""hw.fanout.copies: each copy is the value of the cycle before; on an ECP5 each is its own
-TRELLIS_FF marked keep (yosys would merge plain identical registers into one)."""
+"""hw.fanout.copies: each copy is the value of the cycle before; yosys keeps them apart
+with boards.build's script line (it would merge identical registers into one)."""
 
 import re
 
 import pytest
-from amaranth.back import verilog
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.sim import Simulator
 
@@ -46,10 +45,23 @@ def test_copies_are_the_value_a_cycle_late():
     assert [o for _, o in seen] == [0b111 if v else 0 for v, _ in seen]
 
 
-def test_ecp5_copies_are_kept_flip_flops():
-    top = _Top("ecp5")
-    text = verilog.convert(top, platform=_ECP5(), ports=[top.i, top.o])
-    assert len(re.findall(r"\bTRELLIS_FF\b", text)) == 3
-    assert text.count("keep") >= 3
+def test_yosys_keeps_every_copy(tmp_path):
+    """With boards.build's script line, yosys keeps the three copies as three flip-flops
+    (without it, opt_merge makes them one)."""
+    import subprocess
+    from amaranth.back import rtlil
+    from hw.fanout import KEEP_SCRIPT
+    top = _Top(None)
+    (tmp_path / "top.il").write_text(rtlil.convert(top, ports=[top.i, top.o]))
+    from boards.toolchain import environment
+    yosys = environment("ecp5")["YOSYS"]
+
+    def flip_flops(script):
+        out = subprocess.run([yosys, "-p", f"read_rtlil top.il; {script} synth_ecp5 -top top; stat"],
+                             cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+        return int(re.findall(r"(\d+) +TRELLIS_FF", out)[-1])
+
+    assert flip_flops(KEEP_SCRIPT + ";") == 3
+    assert flip_flops("") == 1
     with pytest.raises(ValueError, match="one-bit"):
         copies(None, None, Signal(2), 2, "wide")
