@@ -483,7 +483,6 @@ class Accelerator(wiring.Component):
         ]
         accept = Signal()
         m.d.comb += accept.eq(feeder.cmd.valid & feeder.cmd.ready)
-        step_first = (ki == 0) & (kj == 0) & (kk == 0)
         # Loop ends as registers (the counts hold still from DECODE on), so the ISSUE
         # state's loop updates compare registers instead of adding first.
         kt_last = Signal(12)
@@ -492,7 +491,18 @@ class Accelerator(wiring.Component):
         oct_last = Signal(12)
         m.d.sync += [kt_last.eq(kt - 1), loop_w_last.eq(loop_w - 1),
                      loop_h_last.eq(loop_h - 1), oct_last.eq(oct_ - 1)]
-        step_last = (ki == loop_h_last) & (kj == loop_w_last) & (kk == kt_last)
+        # Where the loops stand, as flags that move with the counters (set in TILE, then
+        # on every accepted command from compares of the counters' next values): ISSUE
+        # decides from these registers, not from three 12-bit compares in a row, and its
+        # decision enables most of the sequencer's registers.
+        kk_end = Signal()            # kk == kt_last
+        kj_end = Signal()            # kj == loop_w_last
+        ki_end = Signal()            # ki == loop_h_last
+        ot_end = Signal()            # ot == oct_last
+        ot_nonzero = Signal()        # ot != 0
+        at_first = Signal()          # ki == kj == kk == 0
+        step_first = at_first
+        step_last = ki_end & kj_end & kk_end
 
         # --- output size: free-running DSP multiplies of registers that hold still
         # from DECODE on (hw.dsp: operands and product registered, two edges)
@@ -660,6 +670,9 @@ class Accelerator(wiring.Component):
                     m.next = "TILE"
                     leave_on_abort()
             with m.State("TILE"):
+                m.d.sync += [kk_end.eq(kt_last == 0), kj_end.eq(loop_w_last == 0),
+                             ki_end.eq(loop_h_last == 0), ot_end.eq(oct_last == 0),
+                             ot_nonzero.eq(0), at_first.eq(1)]
                 m.d.sync += [ot.eq(0), ki.eq(0), kj.eq(0), kk.eq(0), oh0.eq(0), ow0.eq(0),
                              tile_first.eq(1), wtile.eq(d.wgt >> lR), wbase.eq(d.wgt >> lR),
                              since_ot.eq(OT_GAP(C)), tp_h.eq(0), div_rem.eq(0), div_i.eq(0)]
@@ -697,24 +710,24 @@ class Accelerator(wiring.Component):
                 m.next = "ISSUE"
                 leave_on_abort()
             with m.State("ISSUE"):
-                ok = ~(step_first & tile_first & (ot != 0)) | (since_ot == OT_GAP(C))
+                ok = ~(step_first & tile_first & ot_nonzero) | (since_ot == OT_GAP(C))
                 m.d.comb += [feeder.cmd.valid.eq(ok), stall.eq(~ok)]
                 with m.If(accept):
                     with m.If(step_first & tile_first):
                         m.d.sync += since_ot.eq(1)
-                    m.d.sync += wtile.eq(wtile + 1)
-                    with m.If(kk != kt_last):
-                        m.d.sync += kk.eq(kk + 1)
+                    m.d.sync += [wtile.eq(wtile + 1), at_first.eq(step_last)]
+                    with m.If(~kk_end):
+                        m.d.sync += [kk.eq(kk + 1), kk_end.eq(kk + 1 == kt_last)]
                     with m.Else():
-                        m.d.sync += kk.eq(0)
-                        with m.If(kj != loop_w_last):
-                            m.d.sync += kj.eq(kj + 1)
+                        m.d.sync += [kk.eq(0), kk_end.eq(kt_last == 0)]
+                        with m.If(~kj_end):
+                            m.d.sync += [kj.eq(kj + 1), kj_end.eq(kj + 1 == loop_w_last)]
                         with m.Else():
-                            m.d.sync += kj.eq(0)
-                            with m.If(ki != loop_h_last):
-                                m.d.sync += ki.eq(ki + 1)
+                            m.d.sync += [kj.eq(0), kj_end.eq(loop_w_last == 0)]
+                            with m.If(~ki_end):
+                                m.d.sync += [ki.eq(ki + 1), ki_end.eq(ki + 1 == loop_h_last)]
                             with m.Else():
-                                m.d.sync += ki.eq(0)
+                                m.d.sync += [ki.eq(0), ki_end.eq(loop_h_last == 0)]
                                 # pixel tile done: every tile but the last has tp pixels,
                                 # so the next one's size and what follows it are one
                                 # subtract and one compare from registers
@@ -727,8 +740,9 @@ class Accelerator(wiring.Component):
                                                              left_minus_tp)),
                                                  more.eq(~left_minus_tp[-1]
                                                          & left_minus_tp.any())]
-                                with m.Elif(ot != oct_last):
-                                    m.d.sync += [ot.eq(ot + 1), tile_first.eq(1), oh0.eq(0),
+                                with m.Elif(~ot_end):
+                                    m.d.sync += [ot.eq(ot + 1), ot_end.eq(ot + 1 == oct_last),
+                                                 ot_nonzero.eq(1), tile_first.eq(1), oh0.eq(0),
                                                  ow0.eq(0), wbase.eq(wtile + 1),
                                                  *eq(n, first_n), more.eq(first_more),
                                                  left.eq(first_left)]
