@@ -343,7 +343,11 @@ class HostLink(wiring.Component):
             beyond = (hdr.addr.offset[bits:] != 0) | (access_len[bits:] != 0)
             fits = ~beyond & (hdr.addr.offset[:bits] + access_len[:bits] <= space_size)
         else:
-            fits = hdr.addr.offset + access_len <= space_size
+            # the add in one cycle, the compare in the next (the CRC's four bytes come
+            # between the last header or payload byte and EXECUTE)
+            reach = Signal(33)
+            m.d.sync += reach.eq(hdr.addr.offset + access_len)
+            fits = reach <= space_size
         if groups:
             groups_short = Signal()
             groups_bad = Signal()
