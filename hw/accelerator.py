@@ -267,24 +267,35 @@ class Accelerator(wiring.Component):
         wr_ports = {Space.ACTIVATIONS: act_wr, Space.WEIGHTS: wgt_wr, Space.PARAMS: prm_wr,
                     Space.PROGRAM: prg_wr}
 
-        # --- host bus: byte writes (idle only; the link NAKs BUSY otherwise), a register
-        # between the link's decision and the memories' write enables (the blocks' ports
-        # are a route across the die from the link); the byte lands a cycle later.
+        # --- host bus: byte writes (idle only; the link NAKs BUSY otherwise). The
+        # address, the byte and each memory's lane enables are decoded into registers,
+        # which drive the blocks' write ports: the link's decision is not a route to the
+        # block-RAM columns in the same cycle. The byte lands a cycle later. The
+        # activations' write port is the pool writer's while running: `act_wsel`, running
+        # a cycle late (the writer's first write comes many cycles after RUN, its last
+        # before DONE, and no host write is accepted within a cycle of either), selects.
         m.d.comb += bus.write.ready.eq(~running)
         w = Signal.like(bus.write.payload, reset_less=True)
-        host_w_valid = Signal()
-        m.d.sync += [w.eq(bus.write.payload), host_w_valid.eq(bus.write.valid & ~running)]
+        m.d.sync += w.eq(bus.write.payload)
+        host_en = {}
+        for space, (mem, word_bytes) in mems.items():
+            shift = exact_log2(word_bytes)
+            host_en[space] = en = Signal(word_bytes, name=f"host_en_{space.name.lower()}")
+            p = bus.write.payload
+            m.d.sync += en.eq(Mux(bus.write.valid & ~running & (p.addr.space == space),
+                                  Const(1, word_bytes) << p.addr.offset[:shift]
+                                  if shift else 1, 0))
+        act_wsel = Signal()
+        m.d.sync += act_wsel.eq(running)
         for space, (mem, word_bytes) in mems.items():
             port = wr_ports[space]
             shift = exact_log2(word_bytes)
-            with m.If(~running):
+            with m.If(~act_wsel if space == Space.ACTIVATIONS else 1):
                 m.d.comb += [
                     port.addr.eq(w.addr.offset >> shift),
                     port.data.eq(Cat(*([w.data] * word_bytes))),
+                    port.en.eq(host_en[space]),
                 ]
-                with m.If(host_w_valid & (w.addr.space == space)):
-                    m.d.comb += port.en.eq(Const(1, word_bytes) << w.addr.offset[:shift]
-                                           if shift else 1)
 
         # host byte reads: one request at a time, answered four cycles later. Every
         # memory's read data goes into a register before any logic (a block RAM's output
@@ -385,11 +396,10 @@ class Accelerator(wiring.Component):
         wiring.connect(m, feeder.act, array.act)
         m.d.comb += array.swap.eq(feeder.swap)
         with m.If(running):
-            m.d.comb += [
-                act_rd.addr.eq(feeder.rd.addr), act_rd.en.eq(feeder.rd.en),
-                act_wr.addr.eq(writer.wr.addr), act_wr.data.eq(writer.wr.data),
-                act_wr.en.eq(writer.wr.en),
-            ]
+            m.d.comb += [act_rd.addr.eq(feeder.rd.addr), act_rd.en.eq(feeder.rd.en)]
+        with m.If(act_wsel):
+            m.d.comb += [act_wr.addr.eq(writer.wr.addr), act_wr.data.eq(writer.wr.data),
+                         act_wr.en.eq(writer.wr.en)]
         m.d.comb += feeder.rd.data.eq(act_rd.q)
         if not cfg.standalone_pool:           # (otherwise the writer reads nothing)
             m.d.comb += [act_rd_pool.addr.eq(writer.rd.addr),
@@ -412,7 +422,9 @@ class Accelerator(wiring.Component):
         is_conv = Signal()
         is_max = Signal()
         is_add = Signal()
-        m.d.comb += [is_conv.eq(d.op == Opcode.CONV), is_max.eq(d.op == Opcode.MAXPOOL),
+        # registers, a cycle behind the descriptor (it changes in LATCH; the first reader
+        # is SIZE's): a decode of `op` read all over the die is a route from one LUT
+        m.d.sync += [is_conv.eq(d.op == Opcode.CONV), is_max.eq(d.op == Opcode.MAXPOOL),
                      is_add.eq(d.op == Opcode.ADD)]
         bypass = ~is_conv            # MAXPOOL / AVGPOOL / ADD: feeder -> accumulators
         loop_h = Signal(4)           # taps per pixel: kernel (CONV), window (MAXPOOL),

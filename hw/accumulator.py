@@ -64,7 +64,7 @@ class Accumulator(wiring.Component):
         super().__init__({
             "beat": In(stream.Signature(beat_layout(cols, depth, acc_width), always_ready=True)),
             "out": Out(stream.Signature(lanes, always_ready=True)),
-            "max": In(1),
+            "max": In(1),       # holds still from a cycle before a beat to its add
         })
 
     def elaborate(self, platform):
@@ -121,17 +121,22 @@ class Accumulator(wiring.Component):
             m.d.comb += old[c].eq(Mux(newest[c], fwd[0][c],
                                       Mux(use_older[c], older[c], stored[c])))
 
-        # t+2: add, then hand the total on to be written or sent out.
+        # t+2: add, then hand the total on to be written or sent out. Each lane reads
+        # its own copies of beat2's first and skip flags and of `max` (a cycle late: it
+        # holds still while beats are in flight).
+        first = copies(m, platform, beat1.first, C, "first")
+        skip = copies(m, platform, beat1.skip, C, "skip")
+        is_max = copies(m, platform, self.max, C, "max")
         total = Signal(lanes)
         lowest = -(1 << (W - 1))
         for c in range(C):
-            value = Mux(beat2.skip, lowest, beat2.sums[c])
-            with m.If(self.max):
+            value = Mux(skip[c], lowest, beat2.sums[c])
+            with m.If(is_max[c]):
                 # Max pool: the running maximum; a skipped (padding) beat keeps it.
-                m.d.comb += total[c].eq(Mux(beat2.first | (value > old[c]), value, old[c]))
+                m.d.comb += total[c].eq(Mux(first[c] | (value > old[c]), value, old[c]))
             with m.Else():
                 # Assignment truncates: totals wrap at acc_width like the array's sums.
-                m.d.comb += total[c].eq(beat2.sums[c] + Mux(beat2.first, 0, old[c]))
+                m.d.comb += total[c].eq(beat2.sums[c] + Mux(first[c], 0, old[c]))
         m.d.sync += [
             fwd[0].eq(total), fwd_addr[0].eq(beat2.addr), fwd_en[0].eq(valid2 & ~beat2.last),
             fwd[1].eq(fwd[0]), fwd_addr[1].eq(fwd_addr[0]), fwd_en[1].eq(fwd_en[0]),
