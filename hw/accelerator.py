@@ -548,8 +548,9 @@ class Accelerator(wiring.Component):
         m.d.comb += left_minus_tp.eq(left - tp)
 
         # --- sequencer
-        with m.If(running & (since_ot != OT_GAP(C))):
-            m.d.sync += since_ot.eq(since_ot + 1)
+        gap_done = Signal()          # since_ot == OT_GAP(C), a flag that moves with it
+        with m.If(running & ~gap_done):
+            m.d.sync += [since_ot.eq(since_ot + 1), gap_done.eq(since_ot + 1 == OT_GAP(C))]
         def leave_on_abort():
             with m.If(abort):
                 m.d.sync += [running.eq(0), conv_active.eq(0)]
@@ -687,7 +688,8 @@ class Accelerator(wiring.Component):
                              ot_nonzero.eq(0), at_first.eq(1)]
                 m.d.sync += [ot.eq(0), ki.eq(0), kj.eq(0), kk.eq(0), oh0.eq(0), ow0.eq(0),
                              tile_first.eq(1), wtile.eq(d.wgt >> lR), wbase.eq(d.wgt >> lR),
-                             since_ot.eq(OT_GAP(C)), tp_h.eq(0), div_rem.eq(0), div_i.eq(0)]
+                             since_ot.eq(OT_GAP(C)), gap_done.eq(1), tp_h.eq(0),
+                             div_rem.eq(0), div_i.eq(0)]
                 with m.If((tp == 0) | (tp >= pixels)):
                     m.d.sync += [*eq(tp, pixels), *eq(n, pixels), more.eq(0), left.eq(0),
                                  *eq(first_n, pixels), first_more.eq(0), first_left.eq(0)]
@@ -722,11 +724,11 @@ class Accelerator(wiring.Component):
                 m.next = "ISSUE"
                 leave_on_abort()
             with m.State("ISSUE"):
-                ok = ~(step_first & tile_first & ot_nonzero) | (since_ot == OT_GAP(C))
+                ok = ~(step_first & tile_first & ot_nonzero) | gap_done
                 m.d.comb += [feeder.cmd.valid.eq(ok), stall.eq(~ok)]
                 with m.If(accept):
                     with m.If(step_first & tile_first):
-                        m.d.sync += since_ot.eq(1)
+                        m.d.sync += [since_ot.eq(1), gap_done.eq(OT_GAP(C) == 1)]
                     m.d.sync += [wtile.eq(wtile + 1), at_first.eq(step_last)]
                     with m.If(~kk_end):
                         m.d.sync += [kk.eq(kk + 1), kk_end.eq(kk + 1 == kt_last)]

@@ -384,9 +384,15 @@ class HostLink(wiring.Component):
         def feed_crc(byte):
             m.d.comb += [crc.en.eq(1), crc.data.eq(byte)]
 
+        # the response payload's last byte index, set with its length (the send states
+        # compare cnt with a register, not with a subtract)
+        resp_last = resp_len - 1 if self.compact_status else Signal(len(resp_len) + 1)
+
         def respond(cmd, length, *, memory=False):
             m.d.sync += [resp_cmd.eq(cmd), resp_len.eq(length), from_memory.eq(memory),
                          cnt.eq(0)]
+            if not self.compact_status:
+                m.d.sync += resp_last.eq(length - 1)
             m.next = "TX_HEADER"
 
         def send_nak(code):
@@ -648,7 +654,7 @@ class HostLink(wiring.Component):
                 with m.If(sent()):
                     feed_crc(o.payload)
                     m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == resp_len - 1):
+                    with m.If(cnt == resp_last):
                         m.d.sync += cnt.eq(0)
                         m.next = "TX_CRC"
 
@@ -672,7 +678,7 @@ class HostLink(wiring.Component):
                     feed_crc(o.payload)
                     m.d.sync += cnt.eq(cnt + 1)
                     m.next = "READ_ADDR"
-                    with m.If(cnt == resp_len - 1):
+                    with m.If(cnt == resp_last):
                         m.d.sync += cnt.eq(0)
                         m.next = "TX_CRC"
 

@@ -221,17 +221,25 @@ class PoolWriter(wiring.Component):
         first8 = delayed(first7, "first8")
         addr8 = delayed(addr7, "addr8")
         # The beat in t+8 merges what the three beats ahead of it wrote: the one merging
-        # in t+7 (addr8 then, fwd[0] in t+8), and those in fwd[0] and fwd[1] in t+7.
-        hit = [delayed(addr7 == addr8, "hit0"), delayed(addr7 == fwd_addr[0], "hit1"),
-               delayed(addr7 == fwd_addr[1], "hit2")]
+        # in t+7 (addr8 then, fwd[0] in t+8), and those in fwd[0] and fwd[1] in t+7. The
+        # older two are picked in t+7 already (they are fwd[1] and fwd[2] in t+8), so
+        # the merge chooses among the newest, that pick and the stored word.
+        hit0 = delayed(addr7 == addr8, "hit0")
+        older = Signal(word, name="older", reset_less=True)
+        use_older = Signal(R, name="use_older", reset_less=True)
+        hit1 = addr7 == fwd_addr[0]
+        hit2 = addr7 == fwd_addr[1]
+        for r in range(R):
+            m.d.sync += [older[r].eq(Mux(hit1 & fwd_en[0][r], fwd_data[0][r],
+                                         fwd_data[1][r])),
+                         use_older[r].eq((hit1 & fwd_en[0][r]) | (hit2 & fwd_en[1][r]))]
 
         # t+8: merge into the write register; t+9: the write lands.
         flip = Mux(cfg.signed, 0x80, 0)      # int8 order as uint8 order
         merged = Signal(word)
         for r in range(R):
-            old = Mux(hit[0] & fwd_en[0][r], fwd_data[0][r],
-                      Mux(hit[1] & fwd_en[1][r], fwd_data[1][r],
-                          Mux(hit[2] & fwd_en[2][r], fwd_data[2][r], stored[r])))
+            old = Mux(hit0 & fwd_en[0][r], fwd_data[0][r],
+                      Mux(use_older[r], older[r], stored[r]))
             new = b8.data[r]
             larger = (new ^ flip) > (old ^ flip)
             m.d.comb += merged[r].eq(Mux(first8 | larger, new, old))
