@@ -274,19 +274,22 @@ class Accelerator(wiring.Component):
         # activations' write port is the pool writer's while running: `act_wsel`, running
         # a cycle late (the writer's first write comes many cycles after RUN, its last
         # before DONE, and no host write is accepted within a cycle of either), selects.
+        # (compact_link: no register, as the iCE40's slow clock needs none and its cells
+        # are few)
         m.d.comb += bus.write.ready.eq(~running)
+        host_d = m.d.comb if cfg.compact_link else m.d.sync
         w = Signal.like(bus.write.payload, reset_less=True)
-        m.d.sync += w.eq(bus.write.payload)
+        host_d += w.eq(bus.write.payload)
         host_en = {}
         for space, (mem, word_bytes) in mems.items():
             shift = exact_log2(word_bytes)
             host_en[space] = en = Signal(word_bytes, name=f"host_en_{space.name.lower()}")
             p = bus.write.payload
-            m.d.sync += en.eq(Mux(bus.write.valid & ~running & (p.addr.space == space),
-                                  Const(1, word_bytes) << p.addr.offset[:shift]
-                                  if shift else 1, 0))
+            host_d += en.eq(Mux(bus.write.valid & ~running & (p.addr.space == space),
+                                Const(1, word_bytes) << p.addr.offset[:shift]
+                                if shift else 1, 0))
         act_wsel = Signal()
-        m.d.sync += act_wsel.eq(running)
+        host_d += act_wsel.eq(running)
         for space, (mem, word_bytes) in mems.items():
             port = wr_ports[space]
             shift = exact_log2(word_bytes)
