@@ -123,3 +123,55 @@ def test_max_mode_keeps_the_running_maximum_and_skips_padding(depth):
     sim.add_testbench(bench)
     sim.run()
     assert got == want
+
+
+@pytest.mark.parametrize("cols, tiles, gap", [
+    (4, [(5, 3), (1, 6), (2, 4), (3, 5)], 0.0),
+    (3, [(1, 9), (2, 7), (4, 3)], 0.4),
+])
+def test_max_mode_over_pixel_tiles_with_forwarding(cols, tiles, gap):
+    """Max mode with pixel tiles of 1 to 5 pixels stepping back to back (every distance
+    between a pixel's beats that the forwarding covers) and random padding beats: each
+    pixel's total is the maximum of its unskipped beats (the lowest value if its first
+    beat is skipped and no later one counts)."""
+    rng = np.random.default_rng(cols + 10)
+    lowest = -(1 << 31)
+    beats, expected = [], []
+    for n, k in tiles:
+        sums = rng.integers(-(1 << 30), 1 << 30, (k, n, cols))
+        skips = rng.random((k, n)) < 0.3
+        for step in range(k):
+            for p in range(n):
+                beats.append((sums[step, p].tolist(), p, step == 0, step == k - 1,
+                              bool(skips[step, p])))
+                if rng.random() < gap:
+                    beats.append(None)
+        for p in range(n):
+            best = [lowest] * cols
+            for step in range(k):
+                if not skips[step, p]:
+                    best = [max(b, int(v)) for b, v in zip(best, sums[step, p])]
+            expected.append(best)
+    dut = Accumulator(cols, depth=8)
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.max, 1)
+        await ctx.tick()
+        for beat in beats + [None] * (ACC_LATENCY + 2):
+            if beat is None:
+                ctx.set(dut.beat.valid, 0)
+            else:
+                sums, addr, first, last, skip = beat
+                ctx.set(dut.beat.valid, 1)
+                ctx.set(dut.beat.payload, {"sums": sums, "addr": addr, "first": first,
+                                           "last": last, "skip": skip})
+            if ctx.get(dut.out.valid):
+                got.append([int(v) for v in ctx.get(dut.out.payload)])
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == expected
