@@ -131,19 +131,12 @@ class Accumulator(wiring.Component):
         lowest = -(1 << (W - 1))
         for c in range(C):
             value = Mux(skip[c], lowest, beat2.sums[c])
-            # Max pool: the running maximum; a skipped (padding) beat keeps it, and a
-            # window's first beat starts it (at the lowest value if skipped). The sum
-            # is compared with each of the three operands at once, from registers, and
-            # the comparison chosen as the operand is: no mux before the carry chain.
-            sums = beat2.sums[c]
-            larger = Mux(newest[c], sums > fwd[0][c],
-                         Mux(use_older[c], sums > older[c], sums > stored[c]))
             with m.If(is_max[c]):
-                m.d.comb += total[c].eq(Mux(first[c], value,
-                                            Mux(~skip[c] & larger, sums, old[c])))
+                # Max pool: the running maximum; a skipped (padding) beat keeps it.
+                m.d.comb += total[c].eq(Mux(first[c] | (value > old[c]), value, old[c]))
             with m.Else():
                 # Assignment truncates: totals wrap at acc_width like the array's sums.
-                m.d.comb += total[c].eq(sums + Mux(first[c], 0, old[c]))
+                m.d.comb += total[c].eq(beat2.sums[c] + Mux(first[c], 0, old[c]))
         m.d.sync += [
             fwd[0].eq(total), fwd_addr[0].eq(beat2.addr), fwd_en[0].eq(valid2 & ~beat2.last),
             fwd[1].eq(fwd[0]), fwd_addr[1].eq(fwd_addr[0]), fwd_en[1].eq(fwd_en[0]),
