@@ -26,6 +26,36 @@ def schedule(rng, tiles, cols, gap):
     return beats, expected
 
 
+def _run(dut, beats, *, max_mode=False):
+    """Drive `beats` one a cycle (None: an idle cycle; otherwise (sums, addr, first,
+    last[, skip])), then idle cycles; the totals the accumulator sends and the cycles
+    they come in (counted from the first beat)."""
+    got, times = [], []
+
+    async def bench(ctx):
+        if max_mode:
+            ctx.set(dut.max, 1)
+            await ctx.tick()
+        for cycle, beat in enumerate(beats + [None] * (ACC_LATENCY + 2)):
+            if beat is None:
+                ctx.set(dut.beat.valid, 0)
+            else:
+                sums, addr, first, last, *skip = beat
+                ctx.set(dut.beat.valid, 1)
+                ctx.set(dut.beat.payload, {"sums": sums, "addr": addr, "first": first,
+                                           "last": last, "skip": skip[0] if skip else 0})
+            if ctx.get(dut.out.valid):
+                got.append([int(v) for v in ctx.get(dut.out.payload)])
+                times.append(cycle)
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return got, times
+
+
 @pytest.mark.parametrize("cols, tiles, gap", [
     (4, [(5, 3), (7, 1), (2, 4)], 0.0),
     (3, [(1, 9), (1, 1), (1, 4)], 0.0),      # linear layers: one pixel, a step per cycle
@@ -37,27 +67,7 @@ def test_totals(cols, tiles, gap, depth):
     if depth == 1:        # one-pixel tiles only (the register accumulator)
         tiles = [(1, k) for _, k in tiles] + [(1, 1), (1, 2)]
     beats, expected = schedule(rng, tiles, cols, gap)
-    dut = Accumulator(cols, depth=depth)
-    got, times = [], []
-
-    async def bench(ctx):
-        for cycle, beat in enumerate(beats + [None] * (ACC_LATENCY + 2)):
-            if beat is None:
-                ctx.set(dut.beat.valid, 0)
-            else:
-                sums, addr, first, last = beat
-                ctx.set(dut.beat.valid, 1)
-                ctx.set(dut.beat.payload, {"sums": sums, "addr": addr, "first": first,
-                                           "last": last})
-            if ctx.get(dut.out.valid):
-                got.append([int(v) for v in ctx.get(dut.out.payload)])
-                times.append(cycle)
-            await ctx.tick()
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    got, times = _run(Accumulator(cols, depth=depth), beats)
     assert got == expected
     last_beats = [i for i, b in enumerate(beats) if b is not None and b[3]]
     assert times == [i + ACC_LATENCY for i in last_beats]
@@ -152,26 +162,5 @@ def test_max_mode_over_pixel_tiles_with_forwarding(cols, tiles, gap):
                 if not skips[step, p]:
                     best = [max(b, int(v)) for b, v in zip(best, sums[step, p])]
             expected.append(best)
-    dut = Accumulator(cols, depth=8)
-    got = []
-
-    async def bench(ctx):
-        ctx.set(dut.max, 1)
-        await ctx.tick()
-        for beat in beats + [None] * (ACC_LATENCY + 2):
-            if beat is None:
-                ctx.set(dut.beat.valid, 0)
-            else:
-                sums, addr, first, last, skip = beat
-                ctx.set(dut.beat.valid, 1)
-                ctx.set(dut.beat.payload, {"sums": sums, "addr": addr, "first": first,
-                                           "last": last, "skip": skip})
-            if ctx.get(dut.out.valid):
-                got.append([int(v) for v in ctx.get(dut.out.payload)])
-            await ctx.tick()
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    got, _ = _run(Accumulator(cols, depth=8), beats, max_mode=True)
     assert got == expected
