@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from math import ceil
 
 from hw import AcceleratorConfig
-from hw.bram import blocks_needed, instantiates
+from hw.bram import ECP5_MODES, blocks_needed, fewest_blocks, instantiates
 
 # The commit of hw/ the constants below were measured on (yosys 0.70, nextpnr 0.11.1).
 CALIBRATED_AT = "e29d20a"
@@ -95,7 +95,7 @@ class MemoryShape:
 
 def memories(config: AcceleratorConfig) -> list[MemoryShape]:
     """The memories `hw.Accelerator` (and its host link) instantiate for `config`."""
-    from hw.accelerator import FEED_LATENCY, WEIGHT_LEAD
+    from hw.accelerator import FEED_LATENCY, WEIGHT_LEAD, held_params
     from hw.delay import ram_depth
     from hw.isa import DESCRIPTOR_BYTES, PARAM_BYTES
     from hw.link import MAX_PAYLOAD
@@ -113,7 +113,6 @@ def memories(config: AcceleratorConfig) -> list[MemoryShape]:
                   # the tag: (oh, ow, ot), or (first pixel, ot) for the sequential writer
                   MemoryShape("pixel tag delay", depth, 13 if config.standalone_pool else 32,
                               False)]
-    held_params = config.compact_post and C == 1     # hw.Accelerator._registered_spaces
     return [
         # R banks of one byte per word; the feeder and the pool writer each read it
         # (without pool-on-write the writer does not)
@@ -122,7 +121,7 @@ def memories(config: AcceleratorConfig) -> list[MemoryShape]:
         # one word is a whole R x C weight tile
         MemoryShape("weights", config.weight_depth // R, 8 * R * C, True, block_ram=True),
         MemoryShape("params", config.param_depth, 8 * PARAM_BYTES, True,
-                    block_ram=not held_params),
+                    block_ram=not held_params(config)),
         # a descriptor is DESCRIPTOR_BYTES / program_beat_bytes words
         MemoryShape("program", config.program_depth * DESCRIPTOR_BYTES // beat, 8 * beat,
                     True),
@@ -165,8 +164,7 @@ class Family:
 
 FAMILIES = {
     "ecp5": Family(
-        "ecp5", "TRELLIS_COMB", "MULT18X18D", "DP16KD", 18 * 1024,
-        ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)),
+        "ecp5", "TRELLIS_COMB", "MULT18X18D", "DP16KD", 18 * 1024, ECP5_MODES,
         byte_lane=9, bram_cost=128, lutram=(16, 4, 4),
         # a DPR16X4: two LUTs in RAM mode, two blocked by its write port, the read muxes
         # and write decode (the ULX3S-12F's 32-word program memory: 128 cells, ~1,550 LUTs)
@@ -232,14 +230,8 @@ class Estimate:
 
 def _blocks(memory: MemoryShape, family: Family) -> int:
     """Blocks of the cheapest mode for one copy of `memory`."""
-    best = None
-    for depth, width in family.bram_modes:
-        data = width
-        if memory.byte_writes and family.byte_lane and width >= family.byte_lane:
-            data = width // family.byte_lane * 8       # one byte per 9-bit lane
-        count = ceil(memory.depth / depth) * ceil(memory.width / data)
-        best = count if best is None else min(best, count)
-    return best
+    return fewest_blocks(memory.width, memory.depth, 8 if memory.byte_writes else None,
+                         family.bram_modes, family.byte_lane)
 
 
 def place_memory(memory: MemoryShape, family: Family) -> MemoryUse:

@@ -46,7 +46,7 @@ from .postproc import POST_LATENCY, PostProcessor
 
 __all__ = ["Accelerator", "check_config", "conv_cycles", "WEIGHT_LEAD", "DRAIN_CYCLES",
            "OT_GAP", "SETUP_CYCLES", "DIVIDE_CYCLES", "RAW_BEATS", "fetch_beats",
-           "extra_setup_cycles", "SERIAL_SIZE_CYCLES"]
+           "extra_setup_cycles", "SERIAL_SIZE_CYCLES", "held_params"]
 
 PACK_LATENCY = 1
 RAW_BEATS = 4                     # an int32 lane is written as 4 byte words
@@ -79,6 +79,12 @@ SERIAL_SIZE_CYCLES = 7 - 6
 def fetch_beats(config: AcceleratorConfig) -> int:
     """Program memory reads per descriptor."""
     return DESCRIPTOR_BYTES // config.program_beat_bytes
+
+
+def held_params(config: AcceleratorConfig) -> bool:
+    """Whether the PARAM memory's read port holds the post-processor's record itself
+    (compact_post at 1x1): then it is an amaranth Memory, not an hw.bram.BlockRAM."""
+    return config.compact_post and config.cols == 1
 
 
 def extra_setup_cycles(config: AcceleratorConfig) -> tuple[int, int]:
@@ -173,17 +179,10 @@ class Accelerator(wiring.Component):
         })
 
     # ------------------------------------------------------------------ memories
-    def _registered_spaces(self):
-        """The memories that are hw.bram.BlockRAMs (reads registered twice, in the
-        block): all but the program's, whose data lands in the descriptor a beat at a
-        time, and the PARAM memory of held_params, whose port holds the record."""
-        cfg = self.config
-        spaces = {Space.ACTIVATIONS, Space.WEIGHTS}
-        if not (cfg.compact_post and cfg.cols == 1):
-            spaces.add(Space.PARAMS)
-        return spaces
-
     def _memories(self, m):
+        """One memory per space. hw.bram.BlockRAMs (reads registered twice, in the block)
+        for all but the program's, whose data lands in the descriptor a beat at a time,
+        and the PARAM memory of `held_params`, whose port holds the record."""
         cfg, R, C = self.config, self.config.rows, self.config.cols
         img = self.image
 
@@ -204,7 +203,8 @@ class Accelerator(wiring.Component):
                 (Space.PROGRAM, "prg", cfg.program_depth * fetch_beats(cfg),
                  cfg.program_beat_bytes)):
             shape = data.ArrayLayout(unsigned(8), word_bytes)
-            if space in self._registered_spaces():
+            if space in (Space.ACTIVATIONS, Space.WEIGHTS) or (
+                    space == Space.PARAMS and not held_params(cfg)):
                 # hw.bram: the read data out of the block's own output register
                 mem = BlockRAM(shape, depth, granularity=8,
                                # the pool writer reads the activations (no pools
@@ -254,12 +254,15 @@ class Accelerator(wiring.Component):
         act_wr = act_mem.write
         wgt_rd, = wgt_mem.read
         wgt_wr = wgt_mem.write
-        if Space.PARAMS in self._registered_spaces():
-            prm_rd, = prm_mem.read
-            prm_wr = prm_mem.write
-        else:
+        # held_params: the PARAM port's own data register holds the post-processor's
+        # shadow record, and the host reads it there (its address holds still)
+        held = held_params(cfg)
+        if held:
             prm_rd = prm_mem.read_port()
             prm_wr = prm_mem.write_port(granularity=1)
+        else:
+            prm_rd, = prm_mem.read
+            prm_wr = prm_mem.write
         prg_rd = prg_mem.read_port()
         prg_wr = prg_mem.write_port(granularity=1)
         rd_ports = {Space.ACTIVATIONS: act_rd, Space.WEIGHTS: wgt_rd, Space.PARAMS: prm_rd,
@@ -281,10 +284,10 @@ class Accelerator(wiring.Component):
         w = Signal.like(bus.write.payload, reset_less=True)
         host_d += w.eq(bus.write.payload)
         host_en = {}
+        p = bus.write.payload
         for space, (mem, word_bytes) in mems.items():
             shift = exact_log2(word_bytes)
             host_en[space] = en = Signal(word_bytes, name=f"host_en_{space.name.lower()}")
-            p = bus.write.payload
             host_d += en.eq(Mux(bus.write.valid & ~running & (p.addr.space == space),
                                 Const(1, word_bytes) << p.addr.offset[:shift]
                                 if shift else 1, 0))
@@ -335,15 +338,8 @@ class Accelerator(wiring.Component):
         act_q, wgt_q = act_rd.q, wgt_rd.q
         prg_q = Signal.like(prg_rd.data, reset_less=True)
         m.d.sync += prg_q.eq(prg_rd.data)
-        if Space.PARAMS in self._registered_spaces():
-            prm_q = prm_rd.q
-        else:
-            prm_q = Signal.like(prm_rd.data, reset_less=True)
-        # held_params: the PARAM port's own data register holds the post-processor's
-        # shadow record, and the host reads it there (its address holds still)
-        held_params = cfg.compact_post and C == 1
-        read_q = {Space.ACTIVATIONS: act_q, Space.WEIGHTS: wgt_q,
-                  Space.PARAMS: prm_rd.data if held_params else prm_q,
+        prm_q = prm_rd.data if held else prm_rd.q
+        read_q = {Space.ACTIVATIONS: act_q, Space.WEIGHTS: wgt_q, Space.PARAMS: prm_q,
                   Space.PROGRAM: prg_q}
         with m.If(r_pending):
             m.d.sync += [r_pending.eq(0), r_select.eq(1)]
@@ -389,7 +385,7 @@ class Accelerator(wiring.Component):
         post = block("post", PostProcessor(C, tag_width=0 if cfg.ram_delays
                                              else tag_layout.size, compact=cfg.compact_post,
                                            static_mode=cfg.compact_post,
-                                           held_params=held_params,
+                                           held_params=held,
                                            # one-pixel tiles (host.rtl.check_program)
                                            sparse_raw=cfg.compact_post
                                            and cfg.acc_depth == 1))
@@ -916,7 +912,7 @@ class Accelerator(wiring.Component):
         with m.If(post.swap):
             m.d.sync += swaps.eq(swaps + 1)
 
-        if held_params:
+        if held:
             self._held_params(m, post, prm_rd, running, conv_active, is_max, d)
         else:
             self._param_loader(m, post, prm_rd, prm_q, running, conv_active, is_max, d,
@@ -1058,11 +1054,7 @@ class Accelerator(wiring.Component):
         ]
         with m.If(is_max):
             m.d.comb += post.param.payload.param.bias.eq(0)
-        if Space.PARAMS in self._registered_spaces():
-            m.d.comb += prm_rd.q_en.eq(advance)        # prm_q is the port's q
-        else:
-            with m.If(advance):
-                m.d.sync += prm_q.eq(prm_rd.data)
+        m.d.comb += prm_rd.q_en.eq(advance)            # prm_q is the port's q
         with m.If(advance):
             m.d.sync += [pl_valid.eq(pl_rvalid),
                          pl_out_lane.eq(pl_rlane), pl_rvalid.eq(0)]

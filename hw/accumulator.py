@@ -104,10 +104,10 @@ class Accumulator(wiring.Component):
         addr = self.beat.payload.addr
         # t: will the beat need the total now adding (fwd[1] when it adds) or the one in
         # fwd[0] (fwd[2] then)?
-        older1 = copies(m, platform, valid2 & ~beat2.last & (beat2.addr == addr), C, "older1")
+        adding_hit = valid2 & ~beat2.last & (beat2.addr == addr)
+        older1 = copies(m, platform, adding_hit, C, "older1")
         older_any = Signal()
-        m.d.sync += older_any.eq((valid2 & ~beat2.last & (beat2.addr == addr))
-                                 | (fwd_en[0] & (fwd_addr[0] == addr)))
+        m.d.sync += older_any.eq(adding_hit | (fwd_en[0] & (fwd_addr[0] == addr)))
         # t+1: the older total, and whether to use it or the newest, per lane
         older = Signal(lanes, reset_less=True)
         for c in range(C):

@@ -39,17 +39,19 @@ from __future__ import annotations
 
 from amaranth.hdl import (ClockSignal, Const, Instance, Module, Shape, Signal, Value,
                           unsigned)
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["BlockRAM", "READ_LATENCY", "block_width", "blocks_needed", "fewest_blocks",
-           "instantiates"]
+__all__ = ["BlockRAM", "READ_LATENCY", "ECP5_MODES", "block_width", "blocks_needed",
+           "fewest_blocks", "instantiates"]
 
 READ_LATENCY = 2          # address in cycle t -> its word on q in t + 2
-BLOCK_BITS = 16384        # data bits of a DP16KD (without parity)
-_DEPTHS = {18: 1024, 9: 2048, 4: 4096, 2: 8192, 1: 16384}
+# (depth, data width) of one DP16KD in each mode; 512x36 is the pseudo-dual-port one,
+# which yosys uses and this component does not
+ECP5_MODES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+_DEPTHS = {width: depth for depth, width in ECP5_MODES if width <= 18}
 _ADDR_BITS = 14
 
 
@@ -90,16 +92,17 @@ def blocks_needed(width: int, depth: int, granularity: int | None = None,
     return len(_slices(width, granularity, depth)) * read_ports
 
 
-def fewest_blocks(width: int, depth: int, granularity: int | None = None) -> int:
-    """The fewest DP16KD one copy of the memory takes in any mode, the 512x36
-    pseudo-dual-port one (which yosys uses and this component does not) included: 9-bit
-    byte lanes, and blocks stacked for depth."""
+def fewest_blocks(width: int, depth: int, granularity: int | None = None,
+                  modes=ECP5_MODES, byte_lane: int | None = 9) -> int:
+    """The fewest blocks one copy of the memory takes in any of `modes` ((depth, width)
+    of one block; the ECP5's by default, its 512x36 mode included), the way yosys maps
+    it: blocks stacked for depth, and with byte writes (`granularity` 8) one byte per
+    `byte_lane`-bit lane where a mode has them (None: bit enables)."""
     best = None
-    for mode_width, mode_depth in ((1, 16384), (2, 8192), (4, 4096), (9, 2048),
-                                   (18, 1024), (36, 512)):
+    for mode_depth, mode_width in modes:
         data_bits = mode_width
-        if granularity == 8 and mode_width >= 9:
-            data_bits = mode_width // 9 * 8
+        if granularity == 8 and byte_lane and mode_width >= byte_lane:
+            data_bits = mode_width // byte_lane * 8
         count = -(-depth // mode_depth) * -(-width // data_bits)
         best = count if best is None else min(best, count)
     return best
@@ -183,9 +186,8 @@ class BlockRAM(wiring.Component):
         mem = Memory(shape=unsigned(self.width), depth=self.depth, init=self.init)
         m.submodules.mem = mem
         wr = mem.write_port(granularity=self.granularity)
-        wdata = Signal(self.width)
         m.d.comb += [wr.addr.eq(self.write.addr), wr.data.eq(self.write.data),
-                     wr.en.eq(self.write.en), wdata.eq(self.write.data)]
+                     wr.en.eq(self.write.en)]
         g = self.granularity or self.width
         for i, port in enumerate(self.read):
             rd = mem.read_port()
@@ -216,10 +218,11 @@ class BlockRAM(wiring.Component):
         lsb = _ADDR_BITS - ceil_log2(_DEPTHS[bw])
         wdata = Signal(self.width)
         m.d.comb += wdata.eq(self.write.data)
+        blocks = _slices(self.width, self.granularity, self.depth)
         for i, port in enumerate(self.read):
             q = Signal(self.width, name=f"q{i}")
             m.d.comb += Value.cast(port.q).eq(q)
-            for b, slices in enumerate(_slices(self.width, self.granularity, self.depth)):
+            for b, slices in enumerate(blocks):
                 di = Signal(18, name=f"di{i}_{b}")
                 do = Signal(18, name=f"do{i}_{b}")
                 for word_bit, block_bit, width, _ in slices:
@@ -243,9 +246,9 @@ class BlockRAM(wiring.Component):
                     ada[1] = enables[1] if len(enables) > 1 else Const(0)
                 elif bw == 18:
                     ada[0] = ada[1] = Const(1)
-                we = Signal(name=f"we{i}_{b}")
-                m.d.comb += we.eq(Const(0) if not enables else
-                                  enables[0] if len(enables) == 1 else enables[0] | enables[1])
+                we = Signal(name=f"we{i}_{b}")          # any of the block's lanes
+                m.d.comb += we.eq(enables[0] | enables[1] if len(enables) > 1
+                                  else enables[0])
                 pins = {}
                 pins.update({f"i_ADA{k}": ada[k] for k in range(_ADDR_BITS)})
                 pins.update({f"i_ADB{k}": adb[k] for k in range(_ADDR_BITS)})
