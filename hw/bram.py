@@ -17,14 +17,16 @@ With ``REGMODE = "OUTREG"`` the block's own register holds ``q`` and it arrives 
 after the clock, so the route into the logic has most of the cycle.
 
 Yosys maps a memory to ``DP16KD`` without that register and cannot absorb the one after
-it, so on an ECP5 platform this component instantiates the blocks itself: port A writes,
-port B reads, each read port has its own copy of the contents (a block has two ports).
-The word is split over blocks of 1, 2, 4, 9 or 18 bits by the depth (16384, 8192,
-4096, 2048 or 1024 entries a block), a byte lane never shares a block with a write
-enable other than its own (two lanes share an 18-bit block through its byte enables).
-Where that takes more blocks than yosys's mapping would (`instantiates`: a 512-word
-memory, which yosys puts in the 36-bit mode) or there are initial contents, an ECP5
-build gets yosys's blocks and a fabric register instead.
+it, so on an ECP5 platform this component instantiates the blocks itself: one port
+writes, the other reads, each read port has its own copy of the contents (a block has
+two ports). The word is split over blocks of 1, 2, 4, 9 or 18 bits by the depth (DP16KD:
+16384, 8192, 4096, 2048 or 1024 entries a block) or, up to 512 words, of 36 bits
+(PDPW16KD, the block's pseudo-dual-port mode, where it takes no more blocks). A byte
+lane never shares a 9-bit slot with a write enable other than its own (x18 and x36
+blocks enable their slots one by one: two lanes of up to 9 bits share an x18 block, four
+an x36 one). Where that takes more blocks than yosys's mapping would, where yosys would
+take LUT RAM (`instantiates`) or where there are initial contents, an ECP5 build gets
+yosys's mapping and a fabric register instead.
 
 The ports behave alike everywhere but in one case, where the block does not define
 what it reads: a read of the address being written at the same edge. Yosys emulated
@@ -37,22 +39,28 @@ amaranth ``Memory`` and a fabric register, as before.
 
 from __future__ import annotations
 
-from amaranth.hdl import (ClockSignal, Const, Instance, Module, Shape, Signal, Value,
+from amaranth.hdl import (Cat, ClockSignal, Const, Instance, Module, Shape, Signal, Value,
                           unsigned)
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["BlockRAM", "READ_LATENCY", "ECP5_MODES", "block_width", "blocks_needed",
-           "fewest_blocks", "instantiates"]
+__all__ = ["BlockRAM", "READ_LATENCY", "ECP5_MODES", "ECP5_LUTRAM", "ECP5_BRAM_COST",
+           "block_width", "blocks_needed", "fewest_blocks", "instance_width", "instantiates",
+           "lutram_cheaper"]
 
 READ_LATENCY = 2          # address in cycle t -> its word on q in t + 2
-# (depth, data width) of one DP16KD in each mode; 512x36 is the pseudo-dual-port one,
-# which yosys uses and this component does not
+# (depth, data width) of one block in each mode; 512x36 is the pseudo-dual-port one
+# (PDPW16KD: one write and one read port, both 36 bits wide)
 ECP5_MODES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
-_DEPTHS = {width: depth for depth, width in ECP5_MODES if width <= 18}
+_DEPTHS = {width: depth for depth, width in ECP5_MODES}
 _ADDR_BITS = 14
+_SLOT = 9                 # bits one byte enable writes (x18: ADA0, ADA1; x36: BE0..BE3)
+# yosys's ECP5 LUT RAM cell (TRELLIS_DPR16X4: depth, width, cost) and its cost of a block
+# RAM: a memory whose cells cost less than its blocks goes to LUT RAM
+ECP5_LUTRAM = (16, 4, 4)
+ECP5_BRAM_COST = 128
 
 
 def block_width(depth: int) -> int | None:
@@ -63,33 +71,48 @@ def block_width(depth: int) -> int | None:
     return None
 
 
-def _slices(width: int, granularity: int | None, depth: int):
-    """The word's bits over blocks: a list of blocks, each a list of
-    (word bit, block data bit, width, lane) slices; lane None without byte enables."""
-    bw = block_width(depth)
-    blocks = []
+def _slices(width: int, granularity: int | None, bw: int):
+    """The word's bits over blocks `bw` bits wide: a list of blocks, each a list of
+    (word bit, block data bit, width, lane) slices; lane None without byte enables.
+
+    A lane takes whole 9-bit slots of a block, as many lanes a block as fit; a lane wider
+    than a block, or in a block without slots (under 9 bits), has blocks of its own."""
     if granularity is None:
-        for lo in range(0, width, bw):
-            blocks.append([(lo, 0, min(bw, width - lo), None)])
-        return blocks
+        return [[(lo, 0, min(bw, width - lo), None)] for lo in range(0, width, bw)]
     lanes = width // granularity
-    if bw >= 9 and granularity <= 9:
-        per_block = 2 if bw == 18 else 1         # 9-bit slots: byte enables in x18
-        for first in range(0, lanes, per_block):
-            blocks.append([(lane * granularity, 9 * (lane - first), granularity, lane)
-                           for lane in range(first, min(first + per_block, lanes))])
-        return blocks
-    for lane in range(lanes):
-        for lo in range(0, granularity, bw):
-            blocks.append([(lane * granularity + lo, 0, min(bw, granularity - lo), lane)])
-    return blocks
+    span = -(-granularity // _SLOT) * _SLOT          # block bits one lane takes
+    per_block = bw // span if bw >= _SLOT else 0
+    if per_block:
+        return [[(lane * granularity, span * (lane - first), granularity, lane)
+                 for lane in range(first, min(first + per_block, lanes))]
+                for first in range(0, lanes, per_block)]
+    return [[(lane * granularity + lo, 0, min(bw, granularity - lo), lane)]
+            for lane in range(lanes) for lo in range(0, granularity, bw)]
+
+
+def instance_width(width: int, depth: int, granularity: int | None = None, *,
+                   q_hold: bool = False) -> int | None:
+    """The data width of the blocks a BlockRAM of this shape instantiates on an ECP5: 36
+    (PDPW16KD) up to 512 words where that takes no more blocks than the DP16KD of
+    `block_width`, which it is otherwise; None over 16384 words.
+
+    `q_hold`: a read port's ``q_en`` goes low. Then never 36: nextpnr drives the output
+    register of a PDPW16KD's low 18 bits (its port A half) with OCEA tied high, so only
+    the high half would hold."""
+    bw = block_width(depth)
+    if bw is None or depth > _DEPTHS[36] or q_hold:
+        return bw
+    if len(_slices(width, granularity, 36)) <= len(_slices(width, granularity, bw)):
+        return 36
+    return bw
 
 
 def blocks_needed(width: int, depth: int, granularity: int | None = None,
-                  read_ports: int = 1) -> int:
-    """DP16KD blocks a BlockRAM of this shape instantiates on an ECP5 (one read port's
-    worth times `read_ports`)."""
-    return len(_slices(width, granularity, depth)) * read_ports
+                  read_ports: int = 1, *, q_hold: bool = False) -> int:
+    """Blocks (DP16KD or PDPW16KD, `instance_width`) a BlockRAM of this shape
+    instantiates on an ECP5: one read port's worth times `read_ports`."""
+    bw = instance_width(width, depth, granularity, q_hold=q_hold)
+    return len(_slices(width, granularity, bw)) * read_ports
 
 
 def fewest_blocks(width: int, depth: int, granularity: int | None = None,
@@ -108,13 +131,25 @@ def fewest_blocks(width: int, depth: int, granularity: int | None = None,
     return best
 
 
-def instantiates(width: int, depth: int, granularity: int | None = None) -> bool:
-    """Whether a BlockRAM of this shape is its own DP16KDs on an ECP5: when its blocks
-    are no more than the fewest (a 512-word memory of 36-bit multiples is half the
-    blocks in yosys's 36-bit mode: it stays yosys's, with a fabric register)."""
+def lutram_cheaper(width: int, depth: int, granularity: int | None = None) -> bool:
+    """Whether yosys maps a memory of this shape to ECP5 LUT RAM, not block RAM: its
+    cells cost less than its fewest blocks (a tie keeps the blocks)."""
+    cell_depth, cell_width, cost = ECP5_LUTRAM
+    cells = -(-depth // cell_depth) * -(-width // cell_width)
+    return cells * cost < fewest_blocks(width, depth, granularity) * ECP5_BRAM_COST
+
+
+def instantiates(width: int, depth: int, granularity: int | None = None, *,
+                 q_hold: bool = False) -> bool:
+    """Whether a BlockRAM of this shape is its own blocks on an ECP5: when they are no
+    more than the fewest and yosys would not take LUT RAM instead. Otherwise it stays
+    yosys's, with a fabric register: a 32-word program memory (LUT RAM), or 512 words
+    whose lanes fill x36 blocks worse than yosys's count of them (72 bits in 24-bit
+    lanes)."""
     return (block_width(depth) is not None
-            and blocks_needed(width, depth, granularity) <= fewest_blocks(width, depth,
-                                                                          granularity))
+            and not lutram_cheaper(width, depth, granularity)
+            and blocks_needed(width, depth, granularity, q_hold=q_hold)
+            <= fewest_blocks(width, depth, granularity))
 
 
 class BlockRAM(wiring.Component):
@@ -133,6 +168,8 @@ class BlockRAM(wiring.Component):
     init : sequence or None
         Initial words (simulation and non-ECP5 builds; an ECP5 build with contents uses
         yosys's inferred blocks and a fabric register, with the same behaviour).
+    q_hold : bool
+        A read port's ``q_en`` goes low (`instance_width`: no x36 blocks then).
 
     Ports
     -----
@@ -145,7 +182,7 @@ class BlockRAM(wiring.Component):
     """
 
     def __init__(self, shape, depth: int, *, granularity: int | None = None,
-                 read_ports: int = 1, init=None):
+                 read_ports: int = 1, init=None, q_hold: bool = False):
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise ValueError(f"memory depth must be a positive integer, not {depth!r}")
         if isinstance(read_ports, bool) or not isinstance(read_ports, int) or read_ports < 1:
@@ -158,6 +195,7 @@ class BlockRAM(wiring.Component):
         self.granularity = granularity
         self.lanes = 1 if granularity is None else width // granularity
         self.read_ports = read_ports
+        self.q_hold = q_hold
         self.init = [self._bits(shape, word) for word in init] if init else []
         abits = max(1, ceil_log2(depth))
         write = wiring.Signature({"addr": Out(abits), "data": Out(shape),
@@ -175,8 +213,8 @@ class BlockRAM(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         family = getattr(platform, "family", None)
-        if family == "ecp5" and not self.init and instantiates(self.width, self.depth,
-                                                                self.granularity):
+        if family == "ecp5" and not self.init and instantiates(
+                self.width, self.depth, self.granularity, q_hold=self.q_hold):
             self._ecp5(m)
         else:
             self._generic(m, poison=platform is None)
@@ -214,56 +252,94 @@ class BlockRAM(wiring.Component):
             m.d.comb += Value.cast(port.q).eq(q)
 
     def _ecp5(self, m):
-        bw = block_width(self.depth)
-        lsb = _ADDR_BITS - ceil_log2(_DEPTHS[bw])
+        bw = instance_width(self.width, self.depth, self.granularity, q_hold=self.q_hold)
         wdata = Signal(self.width)
         m.d.comb += wdata.eq(self.write.data)
-        blocks = _slices(self.width, self.granularity, self.depth)
+        blocks = _slices(self.width, self.granularity, bw)
         for i, port in enumerate(self.read):
             q = Signal(self.width, name=f"q{i}")
             m.d.comb += Value.cast(port.q).eq(q)
             for b, slices in enumerate(blocks):
-                di = Signal(18, name=f"di{i}_{b}")
-                do = Signal(18, name=f"do{i}_{b}")
+                di = Signal(max(bw, 18), name=f"di{i}_{b}")
+                do = Signal(max(bw, 18), name=f"do{i}_{b}")
                 for word_bit, block_bit, width, _ in slices:
                     m.d.comb += [di[block_bit:block_bit + width].eq(
                                      wdata[word_bit:word_bit + width]),
                                  q[word_bit:word_bit + width].eq(
                                      do[block_bit:block_bit + width])]
-                lanes = [lane for *_, lane in slices]
-                if lanes[0] is None:
-                    enables = [self.write.en[0]]
-                else:
-                    enables = [self.write.en[lane] for lane in lanes]
-                ada = [Const(0)] * _ADDR_BITS
-                adb = [Const(0)] * _ADDR_BITS
-                for k in range(min(len(self.write.addr), _ADDR_BITS - lsb)):
-                    ada[lsb + k] = self.write.addr[k]
-                    adb[lsb + k] = port.addr[k]
-                if bw == 18 and lanes[0] is not None:
-                    # x18 with byte enables: ADA0/ADA1 enable DI[8:0] / DI[17:9]
-                    ada[0] = enables[0]
-                    ada[1] = enables[1] if len(enables) > 1 else Const(0)
-                elif bw == 18:
-                    ada[0] = ada[1] = Const(1)
                 we = Signal(name=f"we{i}_{b}")          # any of the block's lanes
-                m.d.comb += we.eq(enables[0] | enables[1] if len(enables) > 1
-                                  else enables[0])
-                pins = {}
-                pins.update({f"i_ADA{k}": ada[k] for k in range(_ADDR_BITS)})
-                pins.update({f"i_ADB{k}": adb[k] for k in range(_ADDR_BITS)})
-                pins.update({f"i_DIA{k}": di[k] for k in range(18)})
-                pins.update({f"i_DIB{k}": Const(0) for k in range(18)})
-                pins.update({f"o_DOB{k}": do[k] for k in range(18)})
-                m.submodules[f"ram{i}_{b}"] = Instance(
-                    "DP16KD",
-                    p_DATA_WIDTH_A=bw, p_DATA_WIDTH_B=bw,
-                    p_REGMODE_A="NOREG", p_REGMODE_B="OUTREG",
-                    p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC",
-                    p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
-                    p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL", p_GSR="DISABLED",
-                    i_CLKA=ClockSignal(), i_CEA=Const(1), i_OCEA=Const(1), i_WEA=we,
-                    i_RSTA=Const(0), i_CSA0=Const(0), i_CSA1=Const(0), i_CSA2=Const(0),
-                    i_CLKB=ClockSignal(), i_CEB=port.en, i_OCEB=port.q_en, i_WEB=Const(0),
-                    i_RSTB=Const(0), i_CSB0=Const(0), i_CSB1=Const(0), i_CSB2=Const(0),
-                    **pins)
+                writes, enables = self._enables(slices, bw)
+                m.d.comb += we.eq(writes)
+                block = self._pdpw16kd if bw == 36 else self._dp16kd
+                m.submodules[f"ram{i}_{b}"] = block(port, bw, di, do, we, enables)
+
+    def _enables(self, slices, bw):
+        """(whether the block writes, one enable a 9-bit slot of it): a slot's lane's
+        enable, 0 for a slot no lane takes, 1 for all without lanes."""
+        lanes = {lane for *_, lane in slices}
+        if lanes == {None}:
+            return self.write.en[0], [Const(1)] * (bw // _SLOT)
+        enables = []
+        for slot in range(bw // _SLOT):
+            owner = [lane for _, bit, width, lane in slices
+                     if bit <= slot * _SLOT < bit + width]
+            enables.append(self.write.en[owner[0]] if owner else Const(0))
+        return Cat(self.write.en[lane] for lane in sorted(lanes)).any(), enables
+
+    def _address(self, addr, lsb):
+        """A 14-bit block address: `addr` from bit `lsb` up (the bits below select
+        within a word, or are byte enables), zeros elsewhere."""
+        bits = [Const(0)] * _ADDR_BITS
+        for k in range(min(len(addr), _ADDR_BITS - lsb)):
+            bits[lsb + k] = addr[k]
+        return bits
+
+    def _dp16kd(self, port, bw, di, do, we, enables):
+        """One DP16KD of `bw`-bit ports: A writes, B reads into its output register."""
+        lsb = _ADDR_BITS - ceil_log2(_DEPTHS[bw])
+        ada = self._address(self.write.addr, lsb)
+        adb = self._address(port.addr, lsb)
+        if bw == 18:
+            ada[0], ada[1] = enables             # x18: ADA0/ADA1 enable DI[8:0] / DI[17:9]
+        pins = {}
+        pins.update({f"i_ADA{k}": ada[k] for k in range(_ADDR_BITS)})
+        pins.update({f"i_ADB{k}": adb[k] for k in range(_ADDR_BITS)})
+        pins.update({f"i_DIA{k}": di[k] for k in range(18)})
+        pins.update({f"i_DIB{k}": Const(0) for k in range(18)})
+        pins.update({f"o_DOB{k}": do[k] for k in range(18)})
+        return Instance(
+            "DP16KD",
+            p_DATA_WIDTH_A=bw, p_DATA_WIDTH_B=bw,
+            p_REGMODE_A="NOREG", p_REGMODE_B="OUTREG",
+            p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC",
+            p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
+            p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL", p_GSR="DISABLED",
+            i_CLKA=ClockSignal(), i_CEA=Const(1), i_OCEA=Const(1), i_WEA=we,
+            i_RSTA=Const(0), i_CSA0=Const(0), i_CSA1=Const(0), i_CSA2=Const(0),
+            i_CLKB=ClockSignal(), i_CEB=port.en, i_OCEB=port.q_en, i_WEB=Const(0),
+            i_RSTB=Const(0), i_CSB0=Const(0), i_CSB1=Const(0), i_CSB2=Const(0),
+            **pins)
+
+    def _pdpw16kd(self, port, bw, di, do, we, enables):
+        """One PDPW16KD (512x36): the write port's CEW and byte enables BE0..BE3 write,
+        the read port reads into the output register (REGMODE OUTREG, enabled by OCER)."""
+        adw = self._address(self.write.addr, 0)[:9]    # ADW8..0: the word's address
+        adr = self._address(port.addr, 5)              # ADR13..5: the word's address
+        pins = {}
+        pins.update({f"i_ADW{k}": adw[k] for k in range(9)})
+        pins.update({f"i_ADR{k}": adr[k] for k in range(_ADDR_BITS)})
+        pins.update({f"i_BE{k}": enables[k] for k in range(4)})
+        pins.update({f"i_DI{k}": di[k] for k in range(36)})
+        # Lattice numbers DO the other way round from DI: DO[35:18] reads what DI[17:0]
+        # wrote (its module generator's netlists, nextpnr's packer: DO[35:18] is DOA)
+        pins.update({f"o_DO{k}": do[(k + 18) % 36] for k in range(36)})
+        return Instance(
+            "PDPW16KD",
+            p_DATA_WIDTH_W=36, p_DATA_WIDTH_R=36, p_REGMODE="OUTREG",
+            p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC",
+            p_CSDECODE_W="0b000", p_CSDECODE_R="0b000", p_GSR="DISABLED",
+            i_CLKW=ClockSignal(), i_CEW=we,
+            i_CSW0=Const(0), i_CSW1=Const(0), i_CSW2=Const(0),
+            i_CLKR=ClockSignal(), i_CER=port.en, i_OCER=port.q_en, i_RST=Const(0),
+            i_CSR0=Const(0), i_CSR1=Const(0), i_CSR2=Const(0),
+            **pins)

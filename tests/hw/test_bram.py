@@ -1,8 +1,11 @@
 """hw.bram: BlockRAM's registered reads (READ_LATENCY, en and q_en holding), byte lanes,
-the collision poison in simulation, and the ECP5 blocks (DP16KD with OUTREG, under
-Icarus with tests/hw/models/dp16kd.v) giving the same words as the simulation."""
+the collision poison in simulation, and the ECP5 blocks (DP16KD and PDPW16KD with their
+output registers, under Icarus with the models in tests/hw/models/) giving the same words
+as the simulation."""
 
+import json
 import random
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,9 +15,10 @@ from amaranth.hdl import Value, unsigned
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
-from hw.bram import READ_LATENCY, BlockRAM, block_width, blocks_needed
+from hw.bram import (READ_LATENCY, BlockRAM, block_width, blocks_needed, fewest_blocks,
+                     instance_width, instantiates, lutram_cheaper)
 
-MODEL = Path(__file__).parent / "models" / "dp16kd.v"
+MODELS = [Path(__file__).parent / "models" / name for name in ("dp16kd.v", "pdpw16kd.v")]
 
 
 class _ECP5:
@@ -70,6 +74,13 @@ def _stimulus(rng, depth, width, lanes, ports, cycles, collide):
 SHAPES = [   # (width, depth, granularity, ports): every block width, lanes shared or split
     (64, 4096, 8, 2), (72, 2048, 8, 1), (40, 1024, 8, 1), (24, 1024, 8, 1),
     (40, 1024, None, 1), (16, 8192, 8, 1), (8, 16384, 8, 1), (27, 2048, None, 2),
+    (32, 1024, 16, 1),      # a lane over both 9-bit slots of an x18 block
+]
+# the 512x36 mode (PDPW16KD): four lanes of up to 9 bits a block, two of 16, one of 32,
+# the accumulator's 8 x int32 words without lanes
+SHAPES_36 = [
+    (36, 512, None, 2), (36, 512, 9, 1), (72, 512, 8, 2), (72, 512, None, 1),
+    (256, 512, None, 2), (256, 512, 8, 1), (256, 512, 32, 1), (64, 256, 16, 1),
 ]
 
 
@@ -141,15 +152,28 @@ def test_block_count_and_widths():
     assert blocks_needed(64, 4096, 8, read_ports=2) == 32     # 8x8 activations: 4-bit blocks
     assert blocks_needed(512, 2048, 8) == 64                   # 8x8 weights: a byte a block
     assert blocks_needed(40, 1024, 8) == 3                     # 5 lanes, two a block
-    assert blocks_needed(256, 512) == 15                       # 8 int32 lanes, 18 bits a block
-    assert blocks_needed(1024, 512, 8) == 64                   # 32x4 weights: 2 lanes a block
+    assert blocks_needed(32, 1024, 16) == 2                    # a 16-bit lane fills an x18
+    # up to 512 words, x36 blocks where they are no more than x18 ones
+    assert [instance_width(256, d) for d in (512, 513, 16)] == [36, 18, 36]
+    assert blocks_needed(256, 512) == 8                        # the 8x8 accumulators
+    assert blocks_needed(256, 512, 8) == 8                     # 4 lanes a block
+    assert blocks_needed(1024, 512, 8) == 32                   # 32x4 weights
+    assert blocks_needed(72, 512, 8) == 3                      # 9 lanes: 4, 4 and 1
+    assert blocks_needed(64, 256, 16) == 2                     # two 16-bit lanes a block
+    assert blocks_needed(256, 512, 32) == 8                    # an int32 lane a block
+    assert blocks_needed(72, 512, 24) == 3 and instance_width(72, 512, 24) == 36
+    assert instance_width(18, 512) == 36                       # a tie takes the x36 block
+    # q_en held low: no x36 block (its low half's output register ignores OCER), so a
+    # 512x128 PARAM memory (the 12F's) stays yosys's, in its four 36-bit blocks
+    assert instance_width(128, 512, 8, q_hold=True) == 18
+    assert not instantiates(128, 512, 8, q_hold=True) and instantiates(128, 512, 8)
 
 
-@pytest.mark.parametrize("width, depth, granularity, ports", SHAPES)
+@pytest.mark.parametrize("width, depth, granularity, ports", SHAPES + SHAPES_36)
 def test_ecp5_blocks_match_the_simulation(tmp_path, width, depth, granularity, ports):
-    """The DP16KD instances (OUTREG), under Icarus with the block's model, read what the
-    reference says, en, q_en and byte lanes included; a read meeting a write of its
-    address is X there."""
+    """The DP16KD or PDPW16KD instances (OUTREG), under Icarus with the blocks' models,
+    read what the reference says, en, q_en and byte lanes included; a read meeting a write
+    of its address is X there."""
     if shutil.which("iverilog") is None:
         pytest.skip("iverilog not found; apt-get install iverilog")
     from amaranth.back import verilog
@@ -159,14 +183,14 @@ def test_ecp5_blocks_match_the_simulation(tmp_path, width, depth, granularity, p
     for port in ram.read:
         ports_list += [port.addr, port.en, port.q_en, port.q]
     text = verilog.convert(ram, name="ram", platform=_ECP5(), ports=ports_list)
-    assert text.count("DP16KD ") == blocks_needed(width, depth, granularity, ports)
-    assert "OUTREG" in text
+    cell = "PDPW16KD" if instance_width(width, depth, granularity) == 36 else "DP16KD"
+    assert re.findall(r"^\s*(\w+) #\(", text, re.M) == \
+        [cell] * blocks_needed(width, depth, granularity, ports)
+    assert text.count('"OUTREG"') == blocks_needed(width, depth, granularity, ports)
     rng = random.Random(depth + width)
     steps = _stimulus(rng, depth, width, lanes, ports, 300, collide=True)
     want = _reference(steps, width, granularity, ports)
-    names = {id(s): s.name for s in ports_list}
     # amaranth names the ports after the signature's paths
-    import re
     decl = dict((m.group(2), m.group(1)) for m in
                 re.finditer(r"(input|output) (?:wire )?(?:\[\d+:0\] )?\\?([\w.$]+)", text))
     pins = [n for n in decl if n not in ("clk", "rst")]
@@ -199,7 +223,7 @@ module bench;
 endmodule
 """)
     subprocess.run(["iverilog", "-g2012", "-o", str(tmp_path / "sim"), "-s", "bench",
-                    str(tmp_path / "bench.v"), str(tmp_path / "ram.v"), str(MODEL)],
+                    str(tmp_path / "bench.v"), str(tmp_path / "ram.v"), *map(str, MODELS)],
                    check=True, capture_output=True, text=True)
     run = subprocess.run(["vvp", "-n", str(tmp_path / "sim")], capture_output=True,
                          text=True)
@@ -219,15 +243,41 @@ endmodule
     assert checked > 150
 
 
-def test_ecp5_keeps_yosys_blocks_where_they_are_fewer():
-    """A 512-word memory of 32-bit multiples: 36-bit words in yosys's mode, half the
-    blocks of 18-bit ones; there the ECP5 build gets yosys's blocks (and a fabric
-    register), as it does with initial contents."""
+def test_ecp5_keeps_yosys_mapping_where_it_is_cheaper():
+    """Yosys's mapping and a fabric register where the blocks would be more than yosys's
+    (72 bits in 24-bit lanes: 3 x36 blocks, yosys counts 2), where yosys takes LUT RAM
+    (a 32-word program memory: 128 DPR16X4 cost less than 8 blocks; at 64 words they
+    tie and the blocks stay), and with initial contents."""
     from amaranth.back import verilog
-    from hw.bram import fewest_blocks, instantiates
-    assert fewest_blocks(256, 512) == 8 and blocks_needed(256, 512) == 15
-    assert not instantiates(256, 512)
+    assert fewest_blocks(72, 512, 24) == 2 and not instantiates(72, 512, 24)
+    assert lutram_cheaper(256, 32, 8) and not instantiates(256, 32, 8)
+    assert not lutram_cheaper(256, 64, 8) and instantiates(256, 64, 8)
+    assert instantiates(256, 512) and instantiates(1024, 512, 8)
     assert instantiates(64, 4096, 8) and instantiates(512, 2048, 8) and instantiates(128, 1024, 8)
-    for ram in (BlockRAM(unsigned(256), 512), BlockRAM(unsigned(8), 16, init=[1, 2, 3])):
+    for ram in (BlockRAM(unsigned(72), 512, granularity=24),
+                BlockRAM(unsigned(256), 32, granularity=8),
+                BlockRAM(unsigned(8), 16, init=[1, 2, 3])):
         ports = [ram.write.addr, ram.write.data, ram.write.en, ram.read[0].addr, ram.read[0].q]
-        assert "DP16KD" not in verilog.convert(ram, name="ram", platform=_ECP5(), ports=ports)
+        text = verilog.convert(ram, name="ram", platform=_ECP5(), ports=ports)
+        assert "DP16KD" not in text and "PDPW16KD" not in text
+
+
+def test_ecp5_512x256_synthesizes_to_eight_registered_pdpw16kd(tmp_path):
+    """The 8x8's accumulator memory through yosys's synth_ecp5: 8 PDPW16KD with their
+    output register and nothing else but the blocks' write enables (no fabric register
+    in front of q)."""
+    from amaranth.back import verilog
+    from boards.toolchain import environment
+    yosys = environment("ecp5")["YOSYS"]
+    ram = BlockRAM(unsigned(256), 512)
+    port = ram.read[0]
+    text = verilog.convert(ram, name="ram", platform=_ECP5(),
+                           ports=[ram.write.addr, ram.write.data, ram.write.en, port.addr,
+                                  port.en, port.q_en, port.q])
+    (tmp_path / "ram.v").write_text(text)
+    subprocess.run([yosys, "-q", "-p", "read_verilog ram.v; synth_ecp5 -top ram; "
+                    "write_json ram.json"], cwd=tmp_path, check=True, capture_output=True)
+    cells = json.loads((tmp_path / "ram.json").read_text())["modules"]["ram"]["cells"]
+    types = sorted(c["type"] for c in cells.values())
+    assert types == ["PDPW16KD"] * 8, types
+    assert all(c["parameters"]["REGMODE"] == "OUTREG" for c in cells.values())
