@@ -21,22 +21,29 @@ valid in the cycle named)::
     t+5   t1   = {pp_hh, pp_ll} + offset         64-bit add (pp_ll + pp_hh<<34 is a
           t2   = pp_lh + pp_hl                   concatenation, not an add)
     t+6   v    = t1 + (t2 << 17)                 64-bit add
-    t+7   q, guard, sticky = v >>> shift         65-bit barrel shift, 63-input OR
-    t+8   qs   = q saturated to 11 bits, round   two 54-input ORs and a mux
+    t+7   w    = ({v, 0} >>> 8·s[5:3])[:19]      8:1 muxes (s = shift); partial ORs of 8
+          partial ORs of saturation, sticky     terms each, under masks of s decoded
+                                                into registers as the swap stages s
+    t+8   qs   = (w >>> s[2:0]) saturated to    8:1 muxes (the guard, q's low bits), ORs
+          11 bits, round                        of the partial ORs, then a mux
     t+9   r    = qs + round (or 2r - 1)          12-bit adds side by side, and the clamp's
                                                 two compares r < lo, r > hi made as
                                                 qs < lo - round, qs > hi - round
     t+10  out  = lo, hi, r or raw                muxes only
 
-Every stage is at most one carry chain, one barrel shifter or one wide OR deep, and
-the multiplies use the DSP blocks' own registers, so the block runs at the clock of
-the array's PEs (125 MHz is the target on an LFE5U-85F).
+Every stage is at most one carry chain or a few LUTs deep, and the multiplies use the
+DSP blocks' own registers, so the block runs at the clock of the array's PEs (125 MHz
+is the target on an LFE5U-85F). With ``compact`` t+7 is still one shifter and its ORs
+(a slow clock has the time).
 
 Parameters are per lane and double-buffered like the array's weights: ``param``
 writes a *shadow* record, and ``swap`` (with the first pixel that needs the new
 values, or in a gap before it) activates it. The activation travels with the
 pixel, one field per stage, so pixels already in flight finish with the old
 values; ``lo``, ``hi``, ``raw`` and ``bipolar`` are sampled at the swap as well.
+Without ``compact`` a write lands an edge after it is accepted, from a register of the
+payload, so that the records load on flip-flops rather than on the swap's logic; the
+computation sees it in the same cycle as before (the swap's bias read bypasses it).
 
 For small FPGAs at slow clocks (the iCEBreaker): ``compact`` adds the blocks' products
 straight into t1 and t2 (no t+4 copy; the later stages come a cycle earlier and a last
@@ -47,12 +54,13 @@ records).
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .dsp import Multiplier
+from .fanout import KEEP_PREFIX, copies
 from .isa import PARAM
 
 __all__ = ["PostProcessor", "POST_LATENCY", "PARAM_BLACKOUT", "mode_layout",
@@ -64,18 +72,20 @@ PARAM_BLACKOUT = 3    # cycles T .. T+2 after a swap in T refuse parameter loads
 # The swap wavefront: stage k (valid in t + k) computes in cycle t + k - 1, so a field
 # it uses is copied at the edge ending T + k - 2, right after the last old pixel used
 # it. A field needed later than T + PARAM_BLACKOUT is copied from the shadow at that
-# edge (the first shadow write it accepts lands on the same edge, after the read) and
-# then staged one edge per cycle.
+# edge (the first shadow write it accepts lands on the same edge, after the read, or an
+# edge later without compact) and then staged one edge per cycle.
 _COPY_BIAS = 0        # stage 1: comb in the swap cycle itself, registered at T
 _COPY_MULT = 1        # stage 2: the DSP B registers
 _COPY_OFFSET = 3      # stage 5
 _COPY_SHIFT = 5       # stage 7, staged from T + 3
+_COPY_FINE = 6        # stage 8: the shift's fine step (without compact)
 _COPY_COMPARE = 7     # stage 9: lo, hi, bipolar (the compares and the rounding add)
 _COPY_MODE = 8        # stage 10: lo, hi (their bipolar images), raw
 
 # A 17-bit unsigned low half fits the 18-bit signed operand of an ECP5 MULT18X18D.
 _SPLIT = 17
 _OUT_BITS = 11        # lo/hi are signed(10); q saturated to 11 bits still clamps right
+_PARTIAL = 8          # terms per partial OR in stage t+7: two LUT levels, as are stage t+8's
 
 
 def mode_layout():
@@ -207,7 +217,7 @@ class PostProcessor(wiring.Component):
         if self.held_params:
             shadow = [self.shadow[c] for c in range(C)]
             m.d.comb += self.param_done.eq(swap_d[PARAM_BLACKOUT])
-        else:
+        elif self.compact:
             m.d.comb += self.param.ready.eq(~(swap_d[0] | swap_d[1] | swap_d[2]))
 
             shadow = [Signal(PARAM, name=f"shadow_{c}", reset_less=True) for c in range(C)]
@@ -216,6 +226,8 @@ class PostProcessor(wiring.Component):
                     for c in range(C):
                         with m.Case(c):
                             m.d.sync += shadow[c].eq(self.param.payload.param)
+        else:
+            shadow = self._late_shadow(m, swap_d)
 
         valid = [self.acc.valid]
         tags = [self.acc.payload.tag]
@@ -227,7 +239,7 @@ class PostProcessor(wiring.Component):
             tags.append(t)
 
         for c in range(C):
-            self._lane(m, c, shadow[c], swap_d, mode_d, valid)
+            self._lane(m, platform, c, shadow[c], swap_d, mode_d, valid)
 
         m.d.comb += [
             self.out.valid.eq(valid[POST_LATENCY]),
@@ -235,7 +247,39 @@ class PostProcessor(wiring.Component):
         ]
         return m
 
-    def _lane(self, m, c, shadow, swap_d, mode_d, valid):
+    def _late_shadow(self, m, swap_d):
+        """The shadow records without ``compact``: a write accepted in cycle a lands at the
+        edge ending a + 1, from a register of the payload, so that the ~125 flip-flops of a
+        lane's record load on enables that are flip-flops (copies, a few dozen loads
+        each), not on the swap's logic. A swap in T copies mult at the edge ending T + 1
+        and offset and shift at T + 3, which see the writes accepted before T either way
+        and those of T + 3 neither way; its bias it reads in T itself, so while the
+        write of T - 1 is on the way the bias comes from the payload register (what this
+        returns as a record's bias)."""
+        # swap_d1 | swap_d2 in one register: ready is one LUT from flip-flops
+        blocked = Signal(name="param_blocked")
+        m.d.sync += blocked.eq(swap_d[0] | swap_d[1])
+        m.d.comb += self.param.ready.eq(~(swap_d[0] | blocked))
+        accept = self.param.valid & self.param.ready
+        payload = Signal(PARAM, name="param_q", reset_less=True)
+        m.d.sync += payload.eq(self.param.payload.param)
+
+        shadow = []
+        for c in range(self.cols):
+            # one enable for the bias, its bypass, mult, offset and shift each
+            we = _kept(m, accept & (self.param.payload.lane == c), 5, f"shadow_we_{c}")
+            # shifts of 64..255 are outside the contract
+            rec = {name: Signal(shape, name=f"shadow_{name}_{c}", reset_less=True)
+                   for name, shape in (("bias", signed(32)), ("mult", unsigned(31)),
+                                       ("offset", signed(56)), ("shift", unsigned(6)))}
+            for (name, field), en in zip(rec.items(), (we[0], we[2], we[3], we[4])):
+                with m.If(en):
+                    m.d.sync += field.eq(payload[name][:len(field)])
+            shadow.append(SimpleNamespace(**{**rec, "bias": Mux(we[1], payload.bias,
+                                                                 rec["bias"])}))
+        return shadow
+
+    def _lane(self, m, platform, c, shadow, swap_d, mode_d, valid):
         def reg(shape, name):
             return Signal(shape, name=f"{name}_{c}", reset_less=True)
 
@@ -281,44 +325,24 @@ class PostProcessor(wiring.Component):
 
         # t+6: the product and offset modulo 2**64, as NumPy's int64 wraps.
         v = reg(signed(64), "v")
+        v_next = (t1 + (t2 << split))[:64]
         if self.sparse_raw:
             # v changes only with a pixel, so a raw result (v itself) is still there
             # when the output stage reads it
             with m.If(valid[4]):
-                m.d.sync += v.eq((t1 + (t2 << split))[:64])
+                m.d.sync += v.eq(v_next)
         else:
-            m.d.sync += v.eq((t1 + (t2 << split))[:64])
+            m.d.sync += v.eq(v_next)
 
-        # t+7: shifting {v, 0} right by s leaves q = v >> s above the bit shifted
-        # out last (v[s-1], the guard; 0 when s = 0, so shift 0 never rounds).
+        # t+7, t+8: q = v >> s (arithmetic), the guard bit below it, the sticky OR of
+        # the bits below the guard; qs = q saturated to 11 bits, and the rounding.
         qs = reg(signed(_OUT_BITS), "qs")
         up = reg(1, "up")
         q32_8 = reg(signed(32), "q32_8")
         if self.compact:
             self._compact_shift(m, c, reg, v, shift_a, qs, up, q32_8)
         else:
-            shifted = (Cat(Const(0, 1), v).as_signed() >> shift_a)
-            sticky_mask = Cat(*(shift_a > i + 1 for i in range(63)))
-            q = reg(signed(64), "q")
-            guard = reg(1, "guard")
-            sticky = reg(1, "sticky")
-            m.d.sync += [
-                q.eq(shifted[1:65]),
-                guard.eq(shifted[0]),
-                sticky.eq((v[:63] & sticky_mask).any()),
-            ]
-
-            # t+8: q saturated to 11 bits (|q| >= 2**10 lies outside any lo/hi), and
-            # the round-half-to-even increment.
-            top = q[_OUT_BITS - 1:64]
-            q_hi = ~q[63] & top.any()        # q >= 2**10: above any hi
-            q_lo = q[63] & ~top.all()        # q < -2**10: below any lo
-            m.d.sync += [
-                qs.eq(Mux(q_hi, (1 << (_OUT_BITS - 1)) - 1,
-                          Mux(q_lo, -(1 << (_OUT_BITS - 1)), q[:_OUT_BITS].as_signed()))),
-                up.eq(guard & (sticky | q[0])),
-                q32_8.eq(q[:32]),
-            ]
+            self._shift(m, platform, c, reg, v, v_next, shift_d, swap_d, qs, up, q32_8)
 
         # Each lane keeps its own copy of the mode, so the compares and the output
         # muxes read registers next to them, not one register routed to every lane.
@@ -424,6 +448,70 @@ class PostProcessor(wiring.Component):
         # pp_ll < 2**32, so pp_ll + (pp_hh << 32) is a concatenation.
         return (*_sum_parts(m, reg, parts, offset_a, unsigned(2 * split + 1)), split)
 
+    def _shift(self, m, platform, c, reg, v, v_next, shift_d, swap_d, qs, up, q32_8):
+        """Stages t+7 and t+8 without ``compact``: the shift in a coarse step (by 8s) and
+        a fine one, and the saturation and sticky ORs split between them, each stage
+        about two LUTs deep (one wide shifter and a 54- or 63-input OR were four).
+
+        In {v, 0} >> s the guard is bit s and q bits s + 1 up; q leaves 11 bits exactly
+        when some v[i], i >= s + 10, differs from the sign, and the sticky bit is set
+        exactly when some v[i], i < s - 1, is. The shift is known cycles before the
+        pixel (staged down ``shift_d``), so those masks are decoded into registers
+        loaded beside stage 7's copy of it."""
+        shift_a = shift_d[-1]
+        sat_bits = range(_OUT_BITS - 1, 63)      # v[63] is the sign
+        sticky_bits = range(62)                  # below the guard: i <= s - 2 <= 61
+        # The masks load the value shift_a loads at the same edge, decoded; on copies
+        # of its enable, as they are 115 flip-flops a lane.
+        load = copies(m, platform, swap_d[_COPY_SHIFT - 1], 2, f"shift_load_{c}")
+        sat_mask = reg(len(sat_bits), "sat_mask")
+        sticky_mask = reg(len(sticky_bits), "sticky_mask")
+        with m.If(load[0]):
+            m.d.sync += sat_mask.eq(Cat(shift_d[-2] <= i - (_OUT_BITS - 1) for i in sat_bits))
+        with m.If(load[1]):
+            m.d.sync += sticky_mask.eq(Cat(shift_d[-2] > i + 1 for i in sticky_bits))
+        # stage 8's copy of the fine step, a cycle after stage 7's
+        fine = reg(3, "shift_fine")
+        with m.If(swap_d[_COPY_FINE]):
+            m.d.sync += fine.eq(shift_a[:3])
+
+        # t+7: the 19 bits of {v, 0} >> 8 * s[3:] the fine step can reach (8:1 muxes),
+        # and the two ORs as partial ORs of _PARTIAL terms; v's sign reaches the many
+        # LUTs of the saturation's terms through copies, one for each partial OR.
+        def partial_ors(terms):
+            return Cat(Cat(terms[k:k + _PARTIAL]).any() for k in range(0, len(terms), _PARTIAL))
+
+        sign = _kept(m, v_next[63], -(-len(sat_bits) // _PARTIAL) + 1, f"v_sign_{c}")
+        coarse = reg(_OUT_BITS + 8, "coarse")
+        # {v, 0}, sign-extended as far as the largest coarse step reads
+        wide = Cat(Const(0, 1), v, sign[-1].replicate(56 + len(coarse) - 65))
+        sat_parts = reg(len(sign) - 1, "sat_parts")
+        sticky_parts = reg(-(-len(sticky_bits) // _PARTIAL), "sticky_parts")
+        sign_7 = reg(1, "sign_7")
+        q32_7 = reg(signed(32), "q32_7")
+        m.d.sync += [
+            coarse.eq(Array(wide[8 * h:8 * h + len(coarse)] for h in range(8))[shift_a[3:]]),
+            sat_parts.eq(partial_ors([(v[i] ^ sign[k // _PARTIAL]) & sat_mask[k]
+                                      for k, i in enumerate(sat_bits)])),
+            sticky_parts.eq(partial_ors([v[i] & sticky_mask[i] for i in sticky_bits])),
+            sign_7.eq(sign[-1]),
+            # raw layers have shift 0, so their q[:32] is v[:32]
+            q32_7.eq(v[:32]),
+        ]
+
+        # t+8: the fine step (8:1 muxes) gives the guard and q's low 11 bits; q saturated
+        # to 11 bits (|q| >= 2**10 lies outside any lo/hi) and the round-half-to-even
+        # increment, each after an OR of the partial ORs beside the muxes.
+        window = coarse.bit_select(fine, _OUT_BITS + 1)
+        q_low = window[1:]
+        m.d.sync += [
+            qs.eq(Mux(sat_parts.any(), Mux(sign_7, -(1 << (_OUT_BITS - 1)),
+                                           (1 << (_OUT_BITS - 1)) - 1),
+                      q_low.as_signed())),
+            up.eq(window[0] & (sticky_parts.any() | q_low[0])),
+            q32_8.eq(q32_7),
+        ]
+
     def _compact_shift(self, m, c, reg, v, shift_a, qs, up, q32_8):
         """Stages t+7 and t+8 with ``compact``: of q = v >> s only what stage 9 uses.
 
@@ -469,6 +557,14 @@ class PostProcessor(wiring.Component):
             up.eq(window[0] & (sticky | q_low[0])),
             q32_8.eq(q32_7),
         ]
+
+
+def _kept(m, value, n, name):
+    """``hw.fanout.copies`` without a reset: copies of data, or of a write that must land
+    even when accepted in a reset cycle."""
+    regs = [Signal(name=f"{KEEP_PREFIX}{name}_{k}", reset_less=True) for k in range(n)]
+    m.d.sync += [q.eq(value) for q in regs]
+    return regs
 
 
 def _partial_products(m, c, xl, xh, ml, mh, swap_d) -> dict:

@@ -184,12 +184,15 @@ def test_random_against_numpy(cols, seed, compact):
 
 
 def lane_for(v):
-    """(acc, bias, mult, offset) whose (acc + bias) * mult + offset == v, for
-    |v| <= 2**62 + 2**40: the large values go through the multiplier."""
+    """(acc, bias, mult, offset) whose (acc + bias) * mult + offset is v modulo 2**64,
+    for any int64 v (-2**63 + small through the wrap)."""
     m = (1 << 31) - 1
-    x = v // m
-    acc = max(INT32[0], min(INT32[1], x))
-    return acc, x - acc, m, v - x * m
+    for big in (v, v + (1 << 64), v - (1 << 64)):
+        x = max(2 * INT32[0], min(2 * INT32[1], big // m))
+        if INT56[0] <= big - x * m <= INT56[1]:
+            acc = max(INT32[0], min(INT32[1], x))
+            return acc, x - acc, m, big - x * m
+    raise AssertionError(f"no lane for {v}")
 
 
 @COMPACT
@@ -231,6 +234,50 @@ def test_rounding_edges_exactly(compact):
         else:
             assert y == exact + (2 * rest > (1 << shift)), f"{v}/2**{shift} gave {y}"
     assert ties == {(s, odd) for s in (1, 2, 5, 31, 61, 62, 63) for odd in (0, 1)}
+
+
+def shift_cases(rng):
+    """(shift, v) for every shift: one bit of v at or above s + 10 that takes q out of 11
+    bits (at s + 10, s + 11, 62 and one drawn; both signs, -2**63 + small included), one
+    bit below the guard that breaks a tie (at 0, s - 2 and one drawn), and ties and
+    near-ties around the clamp and the saturation bounds."""
+    cases = []
+    for s in range(64):
+        if s + 10 < 63:
+            for p in sorted({s + 10, min(s + 11, 62), 62, int(rng.integers(s + 10, 63))}):
+                low = 3 << s
+                cases += [(s, (1 << p) + low), (s, -(1 << (p + 1)) + low)]
+        half = (1 << (s - 1)) if s else 0
+        if s >= 2:
+            for p in sorted({0, s - 2, int(rng.integers(0, s - 1))}):
+                cases += [(s, (q << s) + half + (1 << p)) for q in (0, 2, -3)]
+        for q in (-1025, -1024, -513, -512, 511, 512, 1023, 1024):
+            cases += [(s, (q << s) + frac) for frac in sorted({half, half + 1, (1 << s) - 1})]
+    return [(s, v) for s, v in cases if -(1 << 63) <= v < (1 << 63)]
+
+
+@COMPACT
+def test_saturation_and_sticky_at_every_shift(compact):
+    """Every shift 0..63 with the cases of `shift_cases`: the saturation's and the sticky
+    bit's ORs reached at both ends, ties at the clamp and saturation bounds."""
+    rng = np.random.default_rng(7)
+    cases = shift_cases(rng)
+    cols = 8
+    segments = []
+    for i in range(0, len(cases), cols):
+        chunk = cases[i:i + cols] + [(0, 0)] * (cols - len(cases[i:i + cols]))
+        lanes = [lane_for(v) for _, v in chunk]
+        params = {k: np.array([lane[j] for lane in lanes], np.int64)
+                  for j, k in enumerate(("bias", "mult", "offset"), start=1)}
+        params["shift"] = np.array([s for s, _ in chunk], np.int64)
+        segments.append({"params": params,
+                         "mode": {"lo": -512, "hi": 511, "raw": 0, "bipolar": 0},
+                         "pixels": [[lane[0] for lane in lanes]]})
+        acc = np.array(segments[-1]["pixels"][0], np.int64)
+        wrapped = (acc + params["bias"]) * params["mult"] + params["offset"]   # int64 wraps
+        assert [int(x) for x in wrapped] == [v for _, v in chunk]
+    dut = PostProcessor(cols, compact=compact)
+    check_run(dut, segments, *run_segments(dut, segments, rng, gap=0, load_gap=0))
 
 
 @COMPACT
