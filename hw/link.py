@@ -13,6 +13,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .crc import CRC32
+from .fanout import copies
 from .isa import Space
 
 __all__ = [
@@ -170,11 +171,12 @@ class HostLink(wiring.Component):
     compact_status : bool
         Send the STATUS fields that change (flags, cycles, counters) as they are when
         each byte goes out, with no snapshot (a STATUS during a run may show a count
-        torn between its bytes; after the run they hold still), and the constant
-        fields wired in; the NAK code in a byte of its own, the response's address
-        from the header; bounds checked in the spaces' width; the CRC a bit a cycle (the
-        link takes a byte every 8 cycles at most). The same bytes on the line once a
-        run is over, ~1,300 fewer logic cells on an iCE40
+        torn between its bytes; after the run they hold still); bounds checked in the
+        spaces' width; the CRC a bit a cycle (the link takes a byte every 8 cycles at
+        most); the checks, the bytes sent and the memory bus's strobes decoded where
+        they are used, not into registers. The same bytes on the line once a run is
+        over, in fewer cells (yosys, the link alone with 256 bytes of staging, iCE40:
+        957 LUTs and 363 flip-flops against 1,089 and 658)
         (``AcceleratorConfig.compact_link``).
     group_writes : bool
         Serve WRITE_GROUPS (reported in STATUS ``features``): a payload's groups
@@ -224,9 +226,6 @@ class HostLink(wiring.Component):
         m.submodules.crc = crc = CRC32(serial=self.compact_status)
         # the CRC is free for a byte (always, but for the serial one's 8 cycles)
         crc_free = ~crc.busy if self.compact_status else 1
-
-        def sent():
-            return o.ready & crc_free if self.compact_status else o.ready
         m.submodules.staging = staging = Memory(shape=8, depth=self.max_payload, init=[])
         stage_w = staging.write_port()
         stage_r = staging.read_port()
@@ -243,38 +242,63 @@ class HostLink(wiring.Component):
         arg = Signal(32)                      # the last 4 payload bytes, little endian
         idle = Signal(range(self.timeout))
         nak_code = Signal(NakCode, init=NakCode.BAD_CRC)
+        # what is decoded from the header for later states: into registers, but where
+        # compact_status saves the flip-flops
+        decoded = m.d.comb if self.compact_status else m.d.sync
 
         resp_cmd = Signal(Reply, init=Reply.ACK)
-        resp_addr = Signal(32)
-        resp_len = Signal(range(count_max + 1))
-        if not self.compact_status:
-            resp_data = Signal(status_layout)  # STATUS payload, or the NAK code in byte 0
-        from_memory = Signal()                # the payload is READ data, not resp_data
         if self.compact_status:
-            nak_byte = Signal(8)
-            resp_data = Signal(status_layout)
+            # never read (the header sends hdr.addr, or 0 for a NAK) and dropped by yosys,
+            # but kept: without it yosys maps the rest differently (some 20 LUTs more or
+            # fewer), and the iCE40 fit is counted to the last cells
+            unread_addr = Signal(32, name="resp_addr")
+        resp_len = Signal(range(count_max + 1))
+        from_memory = Signal()                # the payload is READ data, not resp_data
+        # the NAK's code in a byte of its own, so that a NAK never writes the STATUS fields
+        nak_byte = Signal(8)
+        resp_data = Signal(status_layout)     # the STATUS payload
         read_byte = Signal(8)
 
         running = Signal()
         flags = Signal(StatusFlag)
         run_cycles = Signal(32)
         if self.compact_status:
-            # what resp_data would hold: the flags, cycles and counters as they are when
-            # each byte is sent (no snapshot: they hold still once a run is over; during
-            # a run a count may be torn between its bytes), the NAK byte and constants
-            m.d.comb += [
-                resp_data.flags.eq(flags),
-                resp_data.version.eq(PROTOCOL_VERSION),
-                resp_data.max_payload.eq(self.max_payload),
-                resp_data.run_cycles.eq(run_cycles),
-                resp_data.counters.eq(bus.counters),
-                resp_data.rows.eq(self.shape[0]),
-                resp_data.features.eq(features),
-                resp_data.cols.eq(self.shape[1]),
-                *(resp_data.space_bytes[space.value].eq(
-                    self.space_sizes[space] if self.space_sizes_known else 0)
-                  for space in Space),
-            ]
+            # no snapshot: the flags, cycles and counters as they are when each byte is
+            # sent (they hold still once a run is over; during a run a count may be torn
+            # between its bytes)
+            shown_flags, shown_cycles, shown_counters = flags, run_cycles, bus.counters
+        else:
+            # a snapshot taken as the frame executes, whatever the command (its payload
+            # is sent only for a STATUS): its ~200 flip-flops load in EXECUTE on copies
+            # (one a word) of a register set in CHECK, not on the command's decoding
+            shown_flags = Signal(StatusFlag)
+            shown_cycles = Signal(32)
+            shown_counters = Signal.like(bus.counters)
+            checking = Signal()
+            executing = Signal()              # the state is EXECUTE (CHECK a cycle on)
+            m.d.sync += executing.eq(checking)
+            run_go = Signal()
+            reset_go = Signal()
+            snapshot = copies(m, platform, checking, N_COUNTERS + 1, "link_snapshot")
+            for load, field, value in zip(
+                    snapshot, [Cat(shown_flags, shown_cycles), *shown_counters],
+                    [Cat(flags, run_cycles), *bus.counters]):
+                with m.If(load):
+                    m.d.sync += field.eq(value)
+        # the constant fields are wired in
+        m.d.comb += [
+            resp_data.flags.eq(shown_flags),
+            resp_data.version.eq(PROTOCOL_VERSION),
+            resp_data.max_payload.eq(self.max_payload),
+            resp_data.run_cycles.eq(shown_cycles),
+            resp_data.counters.eq(shown_counters),
+            resp_data.rows.eq(self.shape[0]),
+            resp_data.features.eq(features),
+            resp_data.cols.eq(self.shape[1]),
+            *(resp_data.space_bytes[space.value].eq(
+                self.space_sizes[space] if self.space_sizes_known else 0)
+              for space in Space),
+        ]
         limit = Signal(32)
         last_seq = Signal(8)
         last_was_run = Signal()               # last verified frame was an ACKed RUN
@@ -291,7 +315,9 @@ class HostLink(wiring.Component):
             g_group = Signal(8)
             rx_lane = Signal(8)
             total = Signal(range(write_max + 1))
-            m.d.comb += is_groups.eq(hdr.cmd == Command.WRITE_GROUPS)
+            # (a register but with compact_status: hdr.cmd holds still from the header's
+            # first byte on, long before the payload and the bounds check use it)
+            decoded += is_groups.eq(hdr.cmd == Command.WRITE_GROUPS)
             m.d.sync += total_last.eq(total - 1)
             src = Signal(range(self.max_payload + 1))   # commit: the staging byte to write
             lane = Signal(8)                            # commit: position in the group
@@ -302,14 +328,22 @@ class HostLink(wiring.Component):
         # --- run control and watchdog: concurrent with the frame FSM, which
         # overrides these assignments when RUN or RESET execute.
         m.d.comb += bus.program.eq(hdr.addr.offset)
+        if self.compact_status:
+            at_limit = run_cycles == limit
+        else:
+            # run_cycles == limit as a register: compared a cycle ahead, as run_cycles
+            # steps by one (RUN clears it: its limit is not 0)
+            at_limit = Signal()
         with m.If(running):
             with m.If(bus.done):
                 m.d.sync += [running.eq(0), flags.eq(StatusFlag.DONE)]
-            with m.Elif(run_cycles == limit):
+            with m.Elif(at_limit):
                 m.d.comb += bus.reset.eq(1)
                 m.d.sync += [running.eq(0), flags.eq(StatusFlag.WATCHDOG)]
             with m.Else():
                 m.d.sync += run_cycles.eq(run_cycles + 1)
+                if not self.compact_status:
+                    m.d.sync += at_limit.eq(run_cycles + 1 == limit)
 
         # --- address checks for the verified frame in EXECUTE.
         space_size = Signal(29)
@@ -317,17 +351,21 @@ class HostLink(wiring.Component):
         with m.Switch(hdr.addr.space):
             for space in Space:
                 with m.Case(space):
-                    m.d.comb += [space_size.eq(self.space_sizes[space]), space_ok.eq(1)]
+                    decoded += [space_size.eq(self.space_sizes[space]), space_ok.eq(1)]
+            if not self.compact_status:
+                with m.Default():
+                    decoded += space_ok.eq(0)
         access_len = Signal(32)
-        m.d.comb += access_len.eq(hdr.len)
+        decoded += access_len.eq(hdr.len)
         with m.If(hdr.cmd == Command.READ):
-            m.d.comb += access_len.eq(arg)
+            decoded += access_len.eq(arg)
         if groups:
             with m.Elif(is_groups):
-                m.d.comb += access_len.eq(total)
-        # The header and the argument hold still from the CRC state on (at least two
-        # cycles before EXECUTE), so the checks on them are registered: EXECUTE's
-        # priority chain then starts from flip-flops, not from a 32-bit add and compare.
+                decoded += access_len.eq(total)
+        # The header and the argument hold still from the CRC state on (at least five
+        # cycles before EXECUTE: four CRC bytes and CHECK), so the checks on them are
+        # registered: EXECUTE's priority chain then starts from flip-flops, not from a
+        # 32-bit add and compare.
         crc_ok = Signal()
         in_bounds = Signal()
         program_ok = Signal()
@@ -343,8 +381,7 @@ class HostLink(wiring.Component):
             beyond = (hdr.addr.offset[bits:] != 0) | (access_len[bits:] != 0)
             fits = ~beyond & (hdr.addr.offset[:bits] + access_len[:bits] <= space_size)
         else:
-            # the add in one cycle, the compare in the next (the CRC's four bytes come
-            # between the last header or payload byte and EXECUTE)
+            # the length's pick (access_len), the add and the compare a cycle each
             reach = Signal(33)
             m.d.sync += reach.eq(hdr.addr.offset + access_len)
             fits = reach <= space_size
@@ -365,9 +402,13 @@ class HostLink(wiring.Component):
         ]
 
         # the payload's last byte: a payload is received only when hdr.len <= max_payload,
-        # so compact_status compares cnt's width only
-        last_byte = ((hdr.len[:len(cnt)] - 1)[:len(cnt)] if self.compact_status
-                     else hdr.len - 1)
+        # so cnt's width only; a register but with compact_status (hdr.len is complete
+        # in LENGTH, a cycle before the payload's first byte)
+        if self.compact_status:
+            last_byte = (hdr.len[:len(cnt)] - 1)[:len(cnt)]
+        else:
+            last_byte = Signal.like(cnt)
+            m.d.sync += last_byte.eq(hdr.len - 1)
 
         def receive(on_byte, on_timeout):
             """Accept a byte per cycle; ``on_timeout`` after ``timeout`` idle cycles."""
@@ -382,7 +423,69 @@ class HostLink(wiring.Component):
                 m.d.sync += idle.eq(idle + 1)
 
         def feed_crc(byte):
-            m.d.comb += [crc.en.eq(1), crc.data.eq(byte)]
+            m.d.comb += crc.en.eq(1)
+            if self.compact_status:                   # otherwise wired below
+                m.d.comb += crc.data.eq(byte)
+
+        # Bytes out. compact_status: o_stream and the CRC take the byte as it is picked.
+        # Otherwise the byte picked (a 75-way mux for STATUS) goes into a register first,
+        # with what the CRC does with it and whether it is its state's last, so that
+        # o_stream, the CRC and the state's end are driven from registers: a cycle more
+        # a byte (a UART byte takes ~80).
+        if not self.compact_status:
+            tx_valid = Signal()
+            tx_data = Signal(8)
+            tx_first = Signal()               # the sync byte: the CRC restarts
+            tx_covered = Signal()             # the CRC takes the byte
+            tx_last = Signal()
+            # the CRC's inputs from registers, not from the state's decoding: the byte
+            # sent or received, and a restart all through HUNT (`hunting` is high there)
+            hunting = Signal(init=1)
+            m.d.comb += [
+                o.valid.eq(tx_valid), o.payload.eq(tx_data),
+                crc.data.eq(Mux(tx_covered, tx_data, i.payload)),
+                crc.start.eq(hunting | tx_valid & o.ready & tx_first),
+            ]
+            with m.If(tx_valid & o.ready):
+                m.d.sync += [tx_valid.eq(0), tx_first.eq(0), tx_covered.eq(0)]
+                m.d.comb += crc.en.eq(tx_covered)
+            # The STATUS payload's byte `cnt` in two registered steps (its 8-byte group,
+            # then the byte), `settled` once cnt has held still for both: the 48-way
+            # byte mux in front of tx_data was the link's longest path.
+            status_group = Signal(64)
+            status_byte = Signal(8)
+            settle = Signal(range(3))
+            m.d.sync += [
+                status_group.eq(resp_data.as_value().word_select(cnt[3:6], 64)),
+                status_byte.eq(Mux(resp_cmd == Reply.NAK, nak_byte,
+                                   status_group.word_select(cnt[:3], 8))),
+                settle.eq(Mux(settle == 2, 2, settle + 1)),
+            ]
+            with m.If(tx_valid & o.ready):
+                m.d.sync += settle.eq(0)
+            settled = settle == 2
+
+        def send(byte, last, *, first=None, covered=True):
+            """Offer ``byte`` to o_stream: whether it goes out this cycle, and whether it
+            is the state's ``last``. ``first``: the CRC restarts on the byte, else takes it
+            if ``covered``."""
+            if not self.compact_status:
+                with m.If(~tx_valid):
+                    m.d.sync += [tx_data.eq(byte), tx_valid.eq(1), tx_last.eq(last),
+                                 tx_first.eq(0 if first is None else first),
+                                 tx_covered.eq(covered if first is None else ~first)]
+                return tx_valid & o.ready, tx_last
+            m.d.comb += [o.valid.eq(crc_free), o.payload.eq(byte)]
+            sent = o.ready & crc_free
+            with m.If(sent):
+                if first is not None:
+                    with m.If(first):
+                        m.d.comb += crc.start.eq(1)
+                    with m.Else():
+                        feed_crc(o.payload)
+                elif covered:
+                    feed_crc(o.payload)
+            return sent, last
 
         # the response payload's last byte index, set with its length (the send states
         # compare cnt with a register, not with a subtract)
@@ -397,11 +500,27 @@ class HostLink(wiring.Component):
 
         def send_nak(code):
             if self.compact_status:
-                m.d.sync += [resp_addr.eq(0), nak_byte.eq(code)]
-            else:
-                m.d.sync += [resp_addr.eq(0), resp_data.eq(0),
-                             resp_data.as_value()[:8].eq(code)]
+                m.d.sync += unread_addr.eq(0)
+            m.d.sync += nak_byte.eq(code)
             respond(Reply.NAK, 1)
+
+        # The accelerator decodes bus.write.valid, bus.read_addr.valid and
+        # bus.read_data.ready into its memories' enables. Each is high in one state, and
+        # (but with compact_status) comes from a register that goes high on the way into
+        # that state and low on the way out, not from the state's decoding.
+        strobes = {"write": bus.write.valid, "read_addr": bus.read_addr.valid,
+                   "read_data": bus.read_data.ready}
+        held = {} if self.compact_status else {
+            name: Signal(name=f"{name}_strobe") for name in strobes}
+        m.d.comb += [strobes[name].eq(reg) for name, reg in held.items()]
+
+        def strobe(name, value=None):
+            """In the state that drives port `name` (``value`` None), or on the way into
+            (1) or out of (0) it."""
+            if self.compact_status and value is None:
+                m.d.comb += strobes[name].eq(1)
+            elif not self.compact_status and value is not None:
+                m.d.sync += held[name].eq(value)
 
         def drain_then_nak(code):
             m.d.sync += [nak_code.eq(code), idle.eq(0)]
@@ -416,7 +535,10 @@ class HostLink(wiring.Component):
                 # already answered: drop them silently.
                 m.d.comb += i.ready.eq(1)
                 with m.If(i.valid & (i.payload == SYNC)):
-                    m.d.comb += crc.start.eq(1)
+                    if self.compact_status:
+                        m.d.comb += crc.start.eq(1)
+                    else:
+                        m.d.sync += hunting.eq(0)
                     m.d.sync += [hdr.eq(0), arg.eq(0), cnt.eq(0), idle.eq(0)]
                     if groups:
                         m.d.sync += [g_width.eq(1), g_group.eq(1), rx_lane.eq(0),
@@ -483,10 +605,23 @@ class HostLink(wiring.Component):
                         m.next = "EXECUTE"
                 else:
                     m.d.sync += crc_ok.eq(crc.residue_ok)
+                    m.d.comb += checking.eq(1)
+                    # RUN's and RESET's own checks (all but the CRC's and `running`),
+                    # so that their effects on run control start from registers
+                    m.d.sync += [
+                        run_go.eq((hdr.cmd == Command.RUN) & len_four & program_ok
+                                  & ~arg_zero & ~(last_was_run & same_seq)),
+                        reset_go.eq((hdr.cmd == Command.RESET) & len_zero),
+                    ]
                     m.next = "EXECUTE"
 
             with m.State("EXECUTE"):
-                m.d.sync += resp_addr.eq(hdr.addr)
+                if self.compact_status:
+                    m.d.sync += unread_addr.eq(hdr.addr)
+                else:
+                    # every way out starts its count at 0 (DRAIN uses none), so cnt does
+                    # not wait for the command's decoding
+                    m.d.sync += cnt.eq(0)
                 with m.If(~crc_ok):
                     drain_then_nak(NakCode.BAD_CRC)
                 with m.Else():
@@ -542,36 +677,28 @@ class HostLink(wiring.Component):
                             with m.Elif(running):
                                 send_nak(NakCode.BUSY)
                             with m.Else():
-                                m.d.comb += bus.start.eq(1)
-                                m.d.sync += [running.eq(1), flags.eq(StatusFlag.RUNNING),
-                                             run_cycles.eq(0), limit.eq(arg),
-                                             last_was_run.eq(1)]
+                                if self.compact_status:
+                                    m.d.comb += bus.start.eq(1)
+                                    m.d.sync += [running.eq(1),
+                                                 flags.eq(StatusFlag.RUNNING),
+                                                 run_cycles.eq(0), limit.eq(arg)]
+                                # (otherwise the run starts below, from registers)
+                                m.d.sync += last_was_run.eq(1)
                                 respond(Reply.ACK, 0)
                         with m.Case(Command.STATUS):
                             with m.If(~len_zero):
                                 send_nak(NakCode.BAD_LENGTH)
                             with m.Else():
-                                if not self.compact_status:
-                                    m.d.sync += [
-                                        resp_data.flags.eq(flags),
-                                        resp_data.version.eq(PROTOCOL_VERSION),
-                                        resp_data.max_payload.eq(self.max_payload),
-                                        resp_data.run_cycles.eq(run_cycles),
-                                        resp_data.counters.eq(bus.counters),
-                                        resp_data.rows.eq(self.shape[0]),
-                                        resp_data.features.eq(features),
-                                        resp_data.cols.eq(self.shape[1]),
-                                        *(resp_data.space_bytes[space.value].eq(
-                                            self.space_sizes[space] if self.space_sizes_known else 0)
-                                          for space in Space),
-                                    ]
                                 respond(Reply.ACK, _STATUS_BYTES)
                         with m.Case(Command.RESET):
                             with m.If(~len_zero):
                                 send_nak(NakCode.BAD_LENGTH)
                             with m.Else():
-                                m.d.comb += bus.reset.eq(1)
-                                m.d.sync += [running.eq(0), flags.eq(0), run_cycles.eq(0)]
+                                if self.compact_status:
+                                    m.d.comb += bus.reset.eq(1)
+                                    m.d.sync += [running.eq(0), flags.eq(0),
+                                                 run_cycles.eq(0)]
+                                # (otherwise below, from registers)
                                 respond(Reply.ACK, 0)
                         with m.Default():
                             send_nak(NakCode.UNKNOWN_COMMAND)
@@ -589,6 +716,14 @@ class HostLink(wiring.Component):
             m.d.sync += offset.eq(hdr.addr.offset + cnt)
             stage_data = Signal(8)
             m.d.sync += stage_data.eq(Mux(fill, 0, stage_r.data) if groups else stage_r.data)
+            # the last byte written (a register but with compact_status, as cnt holds
+            # still from COMMIT_READ to COMMIT_WRITE)
+            at_last = cnt == (total_last if groups else last_byte)
+            if self.compact_status:
+                write_last = at_last
+            else:
+                write_last = Signal()
+                m.d.sync += write_last.eq(at_last)
             # Payloads do not depend on the state (only `valid` does), so the memories'
             # address decoding does not wait for the state decoding.
             m.d.comb += [
@@ -602,11 +737,13 @@ class HostLink(wiring.Component):
                 m.next = "COMMIT_LATCH"
 
             with m.State("COMMIT_LATCH"):
+                strobe("write", 1)
                 m.next = "COMMIT_WRITE"
 
             with m.State("COMMIT_WRITE"):
-                m.d.comb += bus.write.valid.eq(1)
+                strobe("write")
                 with m.If(bus.write.ready):
+                    strobe("write", 0)
                     m.d.sync += cnt.eq(cnt + 1)
                     if groups:
                         with m.If(~fill):
@@ -617,27 +754,22 @@ class HostLink(wiring.Component):
                             m.d.sync += [lane.eq(lane + 1),
                                          fill.eq(fill | (lane + 1 == g_width))]
                     m.next = "COMMIT_READ"
-                    with m.If(cnt == (total_last if groups else last_byte)):
+                    with m.If(write_last):
                         respond(Reply.ACK, 0)
 
             # Response: header, payload, CRC; the CRC covers all but the sync byte.
-            if self.compact_status:
-                # a NAK answers with address 0, an ACK with the frame's own (the header
-                # holds still until the next frame's sync byte): no copy
-                resp_addr = Mux(resp_cmd == Reply.NAK, 0, hdr.addr.as_value())
+            # A NAK answers with address 0, an ACK with the frame's own (the header holds
+            # still until the next frame's sync byte): no copy.
+            resp_addr = Mux(resp_cmd == Reply.NAK, 0, hdr.addr.as_value())
             header_bytes = Cat(Const(SYNC, 8), resp_cmd, hdr.seq, resp_addr,
                                resp_len.as_unsigned(), Const(0, 32 - len(resp_len)))
 
             with m.State("TX_HEADER"):
-                m.d.comb += [o.valid.eq(crc_free),
-                             o.payload.eq(header_bytes.word_select(cnt[:4], 8))]
-                with m.If(sent()):
+                sent, last = send(header_bytes.word_select(cnt[:4], 8), cnt == _HEADER_BYTES,
+                                  first=cnt == 0)
+                with m.If(sent):
                     m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == 0):
-                        m.d.comb += crc.start.eq(1)
-                    with m.Else():
-                        feed_crc(o.payload)
-                    with m.If(cnt == _HEADER_BYTES):
+                    with m.If(last):
                         m.d.sync += cnt.eq(0)
                         with m.If(resp_len == 0):
                             m.next = "TX_CRC"
@@ -647,48 +779,64 @@ class HostLink(wiring.Component):
                             m.next = "TX_PAYLOAD"
 
             with m.State("TX_PAYLOAD"):
-                tx_byte = resp_data.as_value().word_select(cnt[:6], 8)
                 if self.compact_status:
-                    tx_byte = Mux(resp_cmd == Reply.NAK, nak_byte, tx_byte)
-                m.d.comb += [o.valid.eq(crc_free), o.payload.eq(tx_byte)]
-                with m.If(sent()):
-                    feed_crc(o.payload)
+                    sent, last = send(Mux(resp_cmd == Reply.NAK, nak_byte,
+                                          resp_data.as_value().word_select(cnt[:6], 8)),
+                                      cnt == resp_last)
+                else:
+                    with m.If(settled):
+                        sent, last = send(status_byte, cnt == resp_last)
+                with m.If(sent):
                     m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == resp_last):
+                    with m.If(last):
                         m.d.sync += cnt.eq(0)
                         m.next = "TX_CRC"
 
             with m.State("READ_ADDR"):
+                strobe("read_addr", 1)
                 m.next = "READ_REQUEST"
 
             with m.State("READ_REQUEST"):
-                m.d.comb += bus.read_addr.valid.eq(1)
+                strobe("read_addr")
                 with m.If(bus.read_addr.ready):
+                    strobe("read_addr", 0)
+                    strobe("read_data", 1)
                     m.next = "READ_WAIT"
 
             with m.State("READ_WAIT"):
-                m.d.comb += bus.read_data.ready.eq(1)
+                strobe("read_data")
                 with m.If(bus.read_data.valid):
+                    strobe("read_data", 0)
                     m.d.sync += read_byte.eq(bus.read_data.payload)
                     m.next = "READ_SEND"
 
             with m.State("READ_SEND"):
-                m.d.comb += [o.valid.eq(crc_free), o.payload.eq(read_byte)]
-                with m.If(sent()):
-                    feed_crc(o.payload)
+                sent, last = send(read_byte, cnt == resp_last)
+                with m.If(sent):
                     m.d.sync += cnt.eq(cnt + 1)
                     m.next = "READ_ADDR"
-                    with m.If(cnt == resp_last):
+                    with m.If(last):
                         m.d.sync += cnt.eq(0)
                         m.next = "TX_CRC"
 
             with m.State("TX_CRC"):
-                m.d.comb += [o.valid.eq(crc_free),
-                             o.payload.eq(crc.crc.word_select(cnt[:2], 8))]
-                with m.If(sent()):
+                sent, last = send(crc.crc.word_select(cnt[:2], 8), cnt == _CRC_BYTES - 1,
+                                  covered=False)
+                with m.If(sent):
                     m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == _CRC_BYTES - 1):
+                    with m.If(last):
                         m.d.sync += cnt.eq(0)
+                        if not self.compact_status:
+                            m.d.sync += hunting.eq(1)
                         m.next = "HUNT"
 
+        if not self.compact_status:
+            # EXECUTE's RUN and RESET on run control (the FSM answers them)
+            with m.If(executing & crc_ok & run_go & ~running):
+                m.d.comb += bus.start.eq(1)
+                m.d.sync += [running.eq(1), flags.eq(StatusFlag.RUNNING),
+                             run_cycles.eq(0), limit.eq(arg), at_limit.eq(0)]
+            with m.If(executing & crc_ok & reset_go):
+                m.d.comb += bus.reset.eq(1)
+                m.d.sync += [running.eq(0), flags.eq(0), run_cycles.eq(0)]
         return m

@@ -547,6 +547,48 @@ def test_run_status_busy_and_duplicate_run(pattern, compact):
     LinkBench(pattern, run_latency=latency, compact_status=compact).run(script)
 
 
+@pytest.mark.parametrize("compact", [False, True], ids=["full", "compact"])
+def test_naks_between_statuses_leave_the_status_bytes(pattern, compact):
+    """A NAK's code has a byte of its own: a NAK right after a STATUS carries its code,
+    and the STATUS after the NAK is the STATUS before it."""
+    naks = [  # refused in EXECUTE, and after the drain (a CRC error, a length too long)
+        (P.Frame(P.Command.STATUS, 1, 0, b"\x00").encode(), P.NakCode.BAD_LENGTH),
+        (P.Frame(0x42, 2, 0).encode(), P.NakCode.UNKNOWN_COMMAND),
+        (corrupt(P.status_request(3), 4), P.NakCode.BAD_CRC),
+        (P.write_request(4, P.Space.PARAMS, 0, bytes(MAX_PAYLOAD + 1)).encode(),
+         P.NakCode.TOO_LONG),
+    ]
+
+    async def script(bench, ctx):
+        before = await bench.expect_ack(ctx, P.status_request(0))
+        assert P.DeviceStatus.decode(before).max_payload == MAX_PAYLOAD
+        for seq, (wire, code) in enumerate(naks, start=1):
+            await bench.send(ctx, wire)
+            assert await bench.response(ctx) == P.nak(seq, code)
+            assert await bench.expect_ack(ctx, P.status_request(10 + seq)) == before
+
+    LinkBench(pattern, compact_status=compact).run(script)
+
+
+def test_status_during_a_run_is_the_cycle_it_executes(pattern):
+    """Without compact_status, STATUS sends a snapshot of the cycle the request executes:
+    two after its last byte (CHECK, then EXECUTE). run_cycles is 0 the cycle after the
+    start pulse (as the watchdog test pins), so it reads last byte - start + 1."""
+    async def script(bench, ctx):
+        assert await bench.expect_ack(ctx, P.run_request(1, 0, 100_000)) == b""
+        start = bench.starts[0][0]
+        for seq in range(2, 5):
+            await ctx.tick().repeat(97 * seq)      # the count's low byte differs each time
+            frame = P.status_request(seq)
+            await bench.send(ctx, frame.encode())
+            last_byte = bench.last_sent_cycle
+            status = P.DeviceStatus.decode(P.check_response(frame, await bench.response(ctx)))
+            assert status.flags == P.StatusFlag.RUNNING
+            assert status.run_cycles == last_byte + 2 - (start + 1)
+
+    LinkBench(pattern, run_latency=None).run(script)
+
+
 def test_watchdog_aborts_a_run_that_never_finishes(pattern):
     limit = 150
 
