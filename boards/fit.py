@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from math import ceil
 
 from hw import AcceleratorConfig
-from hw.bram import ECP5_MODES, blocks_needed, fewest_blocks, instantiates
+from hw.bram import (ECP5_BRAM_COST, ECP5_LUTRAM, ECP5_MODES, blocks_needed,
+                     fewest_blocks, instantiates)
 
 # The commit of hw/ the constants below were measured on (yosys 0.70, nextpnr 0.11.1).
 CALIBRATED_AT = "e29d20a"
@@ -88,14 +89,15 @@ class MemoryShape:
     width: int                 # bits per word
     byte_writes: bool          # written a byte at a time (byte enables)
     copies: int = 1            # read ports: yosys gives each its own copy
-    # an hw.bram.BlockRAM: on an ECP5 its own DP16KD instances (hw.bram.blocks_needed),
-    # not yosys's choice of mode
+    # an hw.bram.BlockRAM: on an ECP5 its own DP16KD / PDPW16KD instances
+    # (hw.bram.blocks_needed), not yosys's choice of mode; q_hold as its BlockRAM's
     block_ram: bool = False
+    q_hold: bool = False
 
 
 def memories(config: AcceleratorConfig) -> list[MemoryShape]:
     """The memories `hw.Accelerator` (and its host link) instantiate for `config`."""
-    from hw.accelerator import FEED_LATENCY, WEIGHT_LEAD, held_params
+    from hw.accelerator import FEED_LATENCY, WEIGHT_LEAD, held_params, whole_descriptor
     from hw.delay import ram_depth
     from hw.isa import DESCRIPTOR_BYTES, PARAM_BYTES
     from hw.link import MAX_PAYLOAD
@@ -121,10 +123,10 @@ def memories(config: AcceleratorConfig) -> list[MemoryShape]:
         # one word is a whole R x C weight tile
         MemoryShape("weights", config.weight_depth // R, 8 * R * C, True, block_ram=True),
         MemoryShape("params", config.param_depth, 8 * PARAM_BYTES, True,
-                    block_ram=not held_params(config)),
+                    block_ram=not held_params(config), q_hold=True),
         # a descriptor is DESCRIPTOR_BYTES / program_beat_bytes words
         MemoryShape("program", config.program_depth * DESCRIPTOR_BYTES // beat, 8 * beat,
-                    True),
+                    True, block_ram=whole_descriptor(config)),
         # one pixel of C int32 partial sums (one pixel: a register, hw.accumulator)
         *([MemoryShape("accumulators", config.acc_depth, config.acc_bits * C, False,
                        block_ram=True)]
@@ -165,7 +167,7 @@ class Family:
 FAMILIES = {
     "ecp5": Family(
         "ecp5", "TRELLIS_COMB", "MULT18X18D", "DP16KD", 18 * 1024, ECP5_MODES,
-        byte_lane=9, bram_cost=128, lutram=(16, 4, 4),
+        byte_lane=9, bram_cost=ECP5_BRAM_COST, lutram=ECP5_LUTRAM,
         # a DPR16X4: two LUTs in RAM mode, two blocked by its write port, the read muxes
         # and write decode (the ULX3S-12F's 32-word program memory: 128 cells, ~1,550 LUTs)
         luts_per_lutram=12,
@@ -238,10 +240,10 @@ def place_memory(memory: MemoryShape, family: Family) -> MemoryUse:
     """Block RAMs or LUT RAM for `memory`, whichever yosys's cost model prefers (block RAM
     on a tie)."""
     byte = 8 if memory.byte_writes else None
-    if memory.block_ram and family.name == "ecp5" and instantiates(memory.width,
-                                                                   memory.depth, byte):
+    if memory.block_ram and family.name == "ecp5" and instantiates(
+            memory.width, memory.depth, byte, q_hold=memory.q_hold):
         return MemoryUse(memory, blocks_needed(memory.width, memory.depth, byte,
-                                               memory.copies), 0)
+                                               memory.copies, q_hold=memory.q_hold), 0)
     brams = _blocks(memory, family)
     if family.lutram is not None:
         depth, width, cost = family.lutram

@@ -127,6 +127,18 @@ def _orangecrab_uart():
 _EXTRA_RESOURCES = {"orangecrab-25f": _orangecrab_uart}
 
 
+def _registered(m, source, sink, name):
+    """`source` to `sink` through a one-byte register, each side's handshake from
+    flip-flops (a byte every other cycle at most: a UART byte takes tens)."""
+    full = Signal(name=f"{name}_full")
+    data = Signal(8, name=f"{name}_data")
+    m.d.comb += [source.ready.eq(~full), sink.valid.eq(full), sink.payload.eq(data)]
+    with m.If(sink.ready & full):
+        m.d.sync += full.eq(0)
+    with m.If(source.valid & ~full):
+        m.d.sync += [full.eq(1), data.eq(source.payload)]
+
+
 def platform_for(board: Board):
     """The amaranth-boards platform of `board`, with any pins the top needs added."""
     platform = board.platform_class()()
@@ -218,8 +230,14 @@ class AcceleratorTop(Elaboratable):
         m.submodules.uart = uart = UART(self.clock_mhz * 1e6, self.baud)
         m.submodules.accelerator = acc = Accelerator(self.config,
                                                      link_timeout=self.link_timeout)
-        wiring.connect(m, uart.rx, acc.i_stream)
-        wiring.connect(m, acc.o_stream, uart.tx)
+        if self.config.compact_link:
+            wiring.connect(m, uart.rx, acc.i_stream)
+            wiring.connect(m, acc.o_stream, uart.tx)
+        else:
+            # a register each way: the UART sits by its pins, and the link's decisions
+            # on `valid` and `ready` were routes across the die
+            _registered(m, uart.rx, acc.i_stream, "rx_byte")
+            _registered(m, acc.o_stream, uart.tx, "tx_byte")
         pins = platform.request("uart", 0, dir="-")
         m.submodules.rx_buffer = rx = io.Buffer("i", pins.rx)
         m.submodules.tx_buffer = tx = io.Buffer("o", pins.tx)

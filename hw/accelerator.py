@@ -38,6 +38,7 @@ from .array import ArrayTiming, SystolicArray
 from .config import AcceleratorConfig, ConfigError, derive
 from .delay import DelayLine
 from .dsp import Multiplier
+from .fanout import copies
 from .feeder import FEED_LATENCY, Feeder
 from .isa import DESCRIPTOR, DESCRIPTOR_BYTES, PARAM, PARAM_BYTES, Opcode, Space
 from .link import HostLink
@@ -46,7 +47,7 @@ from .postproc import POST_LATENCY, PostProcessor
 
 __all__ = ["Accelerator", "check_config", "conv_cycles", "WEIGHT_LEAD", "DRAIN_CYCLES",
            "OT_GAP", "SETUP_CYCLES", "DIVIDE_CYCLES", "RAW_BEATS", "fetch_beats",
-           "extra_setup_cycles", "SERIAL_SIZE_CYCLES", "held_params"]
+           "extra_setup_cycles", "SERIAL_SIZE_CYCLES", "held_params", "whole_descriptor"]
 
 PACK_LATENCY = 1
 RAW_BEATS = 4                     # an int32 lane is written as 4 byte words
@@ -68,8 +69,9 @@ def DRAIN_CYCLES(rows: int, cols: int) -> int:
             + PACK_LATENCY + (RAW_BEATS - 1) + POOL_WRITE_LATENCY + 1)
 
 
-# FETCH, LATCH, DECODE, SIZE, SIZE_WAIT, CONV_HW, PIXELS, PIXELS_WAIT, PIXELS_LATCH, TILE
-SETUP_CYCLES = 10
+# FETCH, FETCH_WAIT, LATCH, DECODE, SIZE, SIZE_WAIT, CONV_HW, PIXELS, PIXELS_WAIT,
+# PIXELS_LATCH, TILE
+SETUP_CYCLES = 11
 DIVIDE_CYCLES = 14      # tile_px / conv_w (13 quotient bits + remainder), several tiles only
 # serial_size: SIZE, MUL_H, MUL_W, CONV_W, PIXELS, MUL_HW, HW_LATCH (the three products
 # in turn on one multiplier) in place of SIZE .. PIXELS_LATCH (6 cycles)
@@ -81,6 +83,13 @@ def fetch_beats(config: AcceleratorConfig) -> int:
     return DESCRIPTOR_BYTES // config.program_beat_bytes
 
 
+def whole_descriptor(config: AcceleratorConfig) -> bool:
+    """Whether the program memory's word is a whole descriptor: then it is an
+    hw.bram.BlockRAM, read in FETCH and registered twice (FETCH_WAIT) before LATCH;
+    narrower words land a beat at a time from an amaranth Memory."""
+    return fetch_beats(config) == 1
+
+
 def held_params(config: AcceleratorConfig) -> bool:
     """Whether the PARAM memory's read port holds the post-processor's record itself
     (compact_post at 1x1): then it is an amaranth Memory, not an hw.bram.BlockRAM."""
@@ -89,8 +98,11 @@ def held_params(config: AcceleratorConfig) -> bool:
 
 def extra_setup_cycles(config: AcceleratorConfig) -> tuple[int, int]:
     """Cycles `config`'s reductions add to every descriptor: (to its fetch, END
-    included; to the setup of the others)."""
-    return fetch_beats(config) - 1, SERIAL_SIZE_CYCLES if config.serial_size else 0
+    included; to the setup of the others). A descriptor of several beats takes a cycle
+    each in FETCH, and the last lands in LATCH, without FETCH_WAIT."""
+    beats = fetch_beats(config)
+    return (0 if beats == 1 else beats - 2,
+            SERIAL_SIZE_CYCLES if config.serial_size else 0)
 
 
 def conv_cycles(rows: int, cols: int, ot_cycles: int, oc_tiles: int, several_tiles: bool
@@ -181,8 +193,9 @@ class Accelerator(wiring.Component):
     # ------------------------------------------------------------------ memories
     def _memories(self, m):
         """One memory per space. hw.bram.BlockRAMs (reads registered twice, in the block)
-        for all but the program's, whose data lands in the descriptor a beat at a time,
-        and the PARAM memory of `held_params`, whose port holds the record."""
+        for all but a narrow program memory, whose data lands in the descriptor a beat
+        at a time (`whole_descriptor`), and the PARAM memory of `held_params`, whose port
+        holds the record."""
         cfg, R, C = self.config, self.config.rows, self.config.cols
         img = self.image
 
@@ -204,14 +217,17 @@ class Accelerator(wiring.Component):
                  cfg.program_beat_bytes)):
             shape = data.ArrayLayout(unsigned(8), word_bytes)
             if space in (Space.ACTIVATIONS, Space.WEIGHTS) or (
-                    space == Space.PARAMS and not held_params(cfg)):
+                    space == Space.PARAMS and not held_params(cfg)) or (
+                    space == Space.PROGRAM and whole_descriptor(cfg)):
                 # hw.bram: the read data out of the block's own output register
                 mem = BlockRAM(shape, depth, granularity=8,
                                # the pool writer reads the activations (no pools
                                # on write: it does not)
                                read_ports=2 if space == Space.ACTIVATIONS
                                and not cfg.standalone_pool else 1,
-                               init=init(name, depth, word_bytes))
+                               init=init(name, depth, word_bytes),
+                               # the PARAM loader holds its record (q_en) in a stall
+                               q_hold=space == Space.PARAMS)
             else:
                 mem = Memory(shape=shape, depth=depth, init=init(name, depth, word_bytes))
             m.submodules[f"{name}_mem"] = mem
@@ -263,8 +279,12 @@ class Accelerator(wiring.Component):
         else:
             prm_rd, = prm_mem.read
             prm_wr = prm_mem.write
-        prg_rd = prg_mem.read_port()
-        prg_wr = prg_mem.write_port(granularity=1)
+        if whole_descriptor(cfg):
+            prg_rd, = prg_mem.read
+            prg_wr = prg_mem.write
+        else:
+            prg_rd = prg_mem.read_port()
+            prg_wr = prg_mem.write_port(granularity=1)
         rd_ports = {Space.ACTIVATIONS: act_rd, Space.WEIGHTS: wgt_rd, Space.PARAMS: prm_rd,
                     Space.PROGRAM: prg_rd}
         wr_ports = {Space.ACTIVATIONS: act_wr, Space.WEIGHTS: wgt_wr, Space.PARAMS: prm_wr,
@@ -273,22 +293,30 @@ class Accelerator(wiring.Component):
         # --- host bus: byte writes (idle only; the link NAKs BUSY otherwise). The
         # address, the byte and each memory's lane enables are decoded into registers,
         # which drive the blocks' write ports: the link's decision is not a route to the
-        # block-RAM columns in the same cycle. The byte lands a cycle later. The
-        # activations' write port is the pool writer's while running: `act_wsel`, running
-        # a cycle late (the writer's first write comes many cycles after RUN, its last
-        # before DONE, and no host write is accepted within a cycle of either), selects.
+        # block-RAM columns in the same cycle. The byte lands two cycles later (one with
+        # compact_link). The activations' write port is the pool writer's while
+        # running: `act_wsel`, running a cycle late (the writer's first write comes many
+        # cycles after RUN, its last before DONE, and no host write is accepted within
+        # two cycles of either: a frame's answer comes between), selects.
         # (compact_link: no register, as the iCE40's slow clock needs none and its cells
         # are few)
         m.d.comb += bus.write.ready.eq(~running)
         host_d = m.d.comb if cfg.compact_link else m.d.sync
+        if cfg.compact_link:
+            p, p_valid = bus.write.payload, bus.write.valid & ~running
+        else:
+            # the link's write into registers here first, then decoded: the link's
+            # address register reaches all four memories' decoders, across the die
+            p = Signal.like(bus.write.payload, reset_less=True)
+            p_valid = Signal()
+            m.d.sync += [p.eq(bus.write.payload), p_valid.eq(bus.write.valid & ~running)]
         w = Signal.like(bus.write.payload, reset_less=True)
-        host_d += w.eq(bus.write.payload)
+        host_d += w.eq(p)
         host_en = {}
-        p = bus.write.payload
         for space, (mem, word_bytes) in mems.items():
             shift = exact_log2(word_bytes)
             host_en[space] = en = Signal(word_bytes, name=f"host_en_{space.name.lower()}")
-            host_d += en.eq(Mux(bus.write.valid & ~running & (p.addr.space == space),
+            host_d += en.eq(Mux(p_valid & (p.addr.space == space),
                                 Const(1, word_bytes) << p.addr.offset[:shift]
                                 if shift else 1, 0))
         act_wsel = Signal()
@@ -311,63 +339,102 @@ class Accelerator(wiring.Component):
         # slice: a 512-bit weight word's 64-way byte mux in one cycle was the 8x8
         # build's worst path.
         r_pending = Signal()
+        r_wait = Signal()
         r_select = Signal()
         r_sliced = Signal()
         r_have = Signal()
         # compact_link: words of at most 16 bytes (1x1, 2x2) pick their byte at once
         narrow_read = cfg.compact_link and max(w for _, w in mems.values()) <= 16
-        r_slice = Signal(8 if narrow_read else 64)
+        r_slice = Signal(8)          # narrow_read: the byte
         r_lo = Signal(3)             # the byte within the slice
         r_space = Signal(Space)
         r_byte = Signal(16)          # byte index within the word
         r_data = Signal(8)
         m.d.comb += [
-            bus.read_addr.ready.eq(~running & ~r_pending & ~r_select & ~r_sliced & ~r_have),
+            bus.read_addr.ready.eq(~running & ~r_pending & ~r_wait & ~r_select & ~r_sliced
+                                   & ~r_have),
             bus.read_data.valid.eq(r_have),
             bus.read_data.payload.eq(r_data),
         ]
         ra = bus.read_addr.payload
         with m.If(bus.read_addr.valid & bus.read_addr.ready):
             m.d.sync += [r_pending.eq(1), r_space.eq(ra.space), r_byte.eq(ra.offset[:16])]
+        # (not ram_delays: the weight and PARAM ports' addresses are registers, below)
+        addr_registered = not cfg.ram_delays
+        registered_ports = ({Space.WEIGHTS} | (set() if held else {Space.PARAMS})
+                            if addr_registered else set())
         for space, (mem, word_bytes) in mems.items():
+            if space in registered_ports:
+                continue
             shift = exact_log2(word_bytes)
             with m.If(~running):
                 m.d.comb += [rd_ports[space].addr.eq(ra.offset >> shift),
                              rd_ports[space].en.eq(1)]
         # the BlockRAMs' q are those registers (in the block on an ECP5)
         act_q, wgt_q = act_rd.q, wgt_rd.q
-        prg_q = Signal.like(prg_rd.data, reset_less=True)
-        m.d.sync += prg_q.eq(prg_rd.data)
+        if whole_descriptor(cfg):
+            prg_q = prg_rd.q
+        else:
+            prg_q = Signal.like(prg_rd.data, reset_less=True)
+            m.d.sync += prg_q.eq(prg_rd.data)
         prm_q = prm_rd.data if held else prm_rd.q
         read_q = {Space.ACTIVATIONS: act_q, Space.WEIGHTS: wgt_q, Space.PARAMS: prm_q,
                   Space.PROGRAM: prg_q}
+        # (the weight and PARAM ports' addresses registered: a cycle more)
         with m.If(r_pending):
-            m.d.sync += [r_pending.eq(0), r_select.eq(1)]
+            m.d.sync += r_pending.eq(0)
+            if not addr_registered:
+                m.d.sync += r_select.eq(1)
+            else:
+                m.d.sync += r_wait.eq(1)
+        with m.If(r_wait):
+            m.d.sync += [r_wait.eq(0), r_select.eq(1)]
         with m.If(r_select):
             m.d.sync += [r_select.eq(0), r_sliced.eq(1)]
-            with m.Switch(r_space):
-                for space, (mem, word_bytes) in mems.items():
-                    with m.Case(space):
-                        word = read_q[space].as_value()
-                        shift = exact_log2(word_bytes)
-                        if narrow_read:
+        if narrow_read:
+            with m.If(r_select):
+                with m.Switch(r_space):
+                    for space, (mem, word_bytes) in mems.items():
+                        with m.Case(space):
+                            word = read_q[space].as_value()
+                            shift = exact_log2(word_bytes)
                             m.d.sync += r_slice.eq(word.word_select(r_byte[:shift], 8)
                                                    if shift else word)
-                        elif shift > 3:
-                            m.d.sync += r_slice.eq(word.word_select(r_byte[3:shift], 64))
-                        else:
-                            m.d.sync += r_slice.eq(word)
-                        if not narrow_read:
-                            m.d.sync += r_lo.eq(r_byte[:min(shift, 3)] if shift else 0)
-        with m.If(r_sliced):
-            m.d.sync += [r_sliced.eq(0), r_have.eq(1),
-                         r_data.eq(r_slice if narrow_read else r_slice.word_select(r_lo, 8))]
+            with m.If(r_sliced):
+                m.d.sync += [r_sliced.eq(0), r_have.eq(1), r_data.eq(r_slice)]
+        else:
+            # every memory's slice beside it, then the space and the byte together: the
+            # space's choice is not a route from the registers to all four memories
+            slices = {}
+            for space, (mem, word_bytes) in mems.items():
+                word = read_q[space].as_value()
+                shift = exact_log2(word_bytes)
+                slices[space] = Signal(min(64, 8 * word_bytes),
+                                       name=f"r_slice_{space.name.lower()}")
+                with m.If(r_select):
+                    m.d.sync += slices[space].eq(word.word_select(r_byte[3:shift], 64)
+                                                 if shift > 3 else word)
+            with m.If(r_select):
+                m.d.sync += r_lo.eq(r_byte[:3])
+            with m.If(r_sliced):
+                m.d.sync += [r_sliced.eq(0), r_have.eq(1)]
+                with m.Switch(r_space):
+                    for space, (mem, word_bytes) in mems.items():
+                        with m.Case(space):
+                            lo = r_lo[:min(exact_log2(word_bytes), 3)]
+                            m.d.sync += r_data.eq(slices[space].word_select(lo, 8)
+                                                  if len(lo) else slices[space])
         with m.If(r_have & bus.read_data.ready):
             m.d.sync += r_have.eq(0)
 
         # --- datapath blocks (cleared by RESET / watchdog)
         def block(name, component):
-            m.submodules[name] = ResetInserter(abort)(component)
+            # each block its own copy of the clear (but on the small ram_delays
+            # configs): one register reaching every block's flip-flops was a route
+            # across the die
+            clear = abort if cfg.ram_delays else copies(m, platform, bus.reset, 1,
+                                                         f"abort_{name}")[0]
+            m.submodules[name] = ResetInserter(clear)(component)
             return component
 
         tag_layout = data.StructLayout({"oh": 10, "ow": 10, "ot": 12})
@@ -381,7 +448,8 @@ class Accelerator(wiring.Component):
                                          block_products=cfg.standalone_pool,
                                          registered_read=True))
         array = block("array", SystolicArray(R, C, act_width=9, weight_width=8, acc_width=32))
-        acc = block("acc", Accumulator(C, cfg.acc_depth))
+        # max mode compares the feeder's activations only (MAXPOOL bypasses the array)
+        acc = block("acc", Accumulator(C, cfg.acc_depth, max_bits=feeder.act_width))
         post = block("post", PostProcessor(C, tag_width=0 if cfg.ram_delays
                                              else tag_layout.size, compact=cfg.compact_post,
                                            static_mode=cfg.compact_post,
@@ -548,6 +616,7 @@ class Accelerator(wiring.Component):
 
         # --- sequencer
         gap_done = Signal()          # since_ot == OT_GAP(C), a flag that moves with it
+        issuing = Signal()           # the state is ISSUE
         with m.If(running & ~gap_done):
             m.d.sync += [since_ot.eq(since_ot + 1), gap_done.eq(since_ot + 1 == OT_GAP(C))]
         def leave_on_abort():
@@ -557,16 +626,42 @@ class Accelerator(wiring.Component):
                     m.d.sync += [beat.eq(0), landing.eq(0)]
                 m.next = "IDLE"
 
+        # The output size and the tile size land together; whether one tile holds the
+        # layer and the pixels after the first tile are registers beside them, so TILE
+        # is a choice between registers.
+        # (ram_delays, small FPGAs at slow clocks: in TILE itself, saving the registers)
+        if cfg.ram_delays:
+            one_tile = (tp == 0) | (tp >= pixels)
+            after_first = pixels - tp
+        else:
+            one_tile = Signal()
+            after_first = Signal.like(pixels)
+
+        def latch_size(product):
+            product = product[:len(pixels)]
+            m.d.sync += [pixels.eq(product), *eq(tp, d.tile_px)]
+            if not cfg.ram_delays:
+                tile = tp if isinstance(tp, Const) else d.tile_px
+                m.d.sync += [one_tile.eq((tile == 0) | (tile >= product)),
+                             after_first.eq(product - tile)]
+
+        # DONE's one cycle as a register (set in DECODE), so the link's run control
+        # starts from a flip-flop, not from a decode of the state
+        done = Signal()
+        m.d.sync += done.eq(0)
+        m.d.comb += [bus.done.eq(done), self.done.eq(done)]
+        # RUN clears the counters (none counts before it: `running` is low in IDLE)
+        with m.If(start):
+            m.d.sync += [c.eq(0) for c in counters]
         with m.FSM(name="seq"):
             with m.State("IDLE"):
                 with m.If(start):
                     m.d.sync += [running.eq(1), pc.eq(bus.program >> exact_log2(DESCRIPTOR_BYTES))]
-                    m.d.sync += [c.eq(0) for c in counters]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 if beats == 1:
                     m.d.comb += [prg_rd.addr.eq(pc), prg_rd.en.eq(1)]
-                    m.next = "LATCH"
+                    m.next = "FETCH_WAIT"
                 else:
                     words = DESCRIPTOR_BYTES // cfg.program_beat_bytes
                     m.d.comb += [prg_rd.addr.eq(pc * words + beat), prg_rd.en.eq(1)]
@@ -578,9 +673,14 @@ class Accelerator(wiring.Component):
                         m.d.sync += beat.eq(0)
                         m.next = "LATCH"
                 leave_on_abort()
+            with m.State("FETCH_WAIT"):
+                # the word into the block's output register (hw.bram), so that LATCH
+                # starts from a flip-flop; a narrow memory's beats skip this state
+                m.next = "LATCH"
+                leave_on_abort()
             with m.State("LATCH"):
                 if beats == 1:
-                    m.d.sync += d.eq(prg_rd.data.as_value()[:DESCRIPTOR.size])
+                    m.d.sync += d.eq(prg_rd.q.as_value()[:DESCRIPTOR.size])
                 else:
                     m.d.sync += [d_words.word_select(landing, beat_bits).eq(prg_rd.data),
                                  landing.eq(0)]
@@ -597,6 +697,7 @@ class Accelerator(wiring.Component):
                 ]
                 with m.Switch(d.op):
                     with m.Case(Opcode.END):
+                        m.d.sync += done.eq(~abort)
                         m.next = "DONE"
                     with m.Case(Opcode.CONV):
                         m.d.sync += [loop_h.eq(d.kh), loop_w.eq(d.kw)]
@@ -650,7 +751,7 @@ class Accelerator(wiring.Component):
                     m.next = "HW_LATCH"
                     leave_on_abort()
                 with m.State("HW_LATCH"):
-                    m.d.sync += [pixels.eq(size_mul.p), *eq(tp, d.tile_px)]
+                    latch_size(size_mul.p)
                     m.next = "TILE"
                     leave_on_abort()
             else:
@@ -678,7 +779,7 @@ class Accelerator(wiring.Component):
                     m.next = "PIXELS_LATCH"
                     leave_on_abort()
                 with m.State("PIXELS_LATCH"):
-                    m.d.sync += [pixels.eq(size_hw.p), *eq(tp, d.tile_px)]
+                    latch_size(size_hw.p)
                     m.next = "TILE"
                     leave_on_abort()
             with m.State("TILE"):
@@ -689,14 +790,15 @@ class Accelerator(wiring.Component):
                              tile_first.eq(1), wtile.eq(d.wgt >> lR), wbase.eq(d.wgt >> lR),
                              since_ot.eq(OT_GAP(C)), gap_done.eq(1), tp_h.eq(0),
                              div_rem.eq(0), div_i.eq(0)]
-                with m.If((tp == 0) | (tp >= pixels)):
+                with m.If(one_tile):
                     m.d.sync += [*eq(tp, pixels), *eq(n, pixels), more.eq(0), left.eq(0),
-                                 *eq(first_n, pixels), first_more.eq(0), first_left.eq(0)]
+                                 *eq(first_n, pixels), first_more.eq(0), first_left.eq(0),
+                                 issuing.eq(1)]
                     m.next = "ISSUE"
                 with m.Else():
-                    m.d.sync += [*eq(n, tp), div_num.eq(tp), more.eq(1), left.eq(pixels - tp),
+                    m.d.sync += [*eq(n, tp), div_num.eq(tp), more.eq(1), left.eq(after_first),
                                  *eq(first_n, tp), first_more.eq(1),
-                                 first_left.eq(pixels - tp)]
+                                 first_left.eq(after_first)]
                     m.next = "DIVIDE"
                 leave_on_abort()
             with m.State("DIVIDE"):
@@ -719,49 +821,14 @@ class Accelerator(wiring.Component):
                 leave_on_abort()
             with m.State("REMAINDER"):
                 m.d.sync += [tp_w.eq(div_rem), tp_w_minus.eq(div_rem - conv_w),
-                             tp_h1.eq(tp_h + 1)]
+                             tp_h1.eq(tp_h + 1), issuing.eq(1)]
                 m.next = "ISSUE"
                 leave_on_abort()
             with m.State("ISSUE"):
-                ok = ~(step_first & tile_first & ot_nonzero) | gap_done
-                m.d.comb += [feeder.cmd.valid.eq(ok), stall.eq(~ok)]
-                with m.If(accept):
-                    with m.If(step_first & tile_first):
-                        m.d.sync += [since_ot.eq(1), gap_done.eq(OT_GAP(C) == 1)]
-                    m.d.sync += [wtile.eq(wtile + 1), at_first.eq(step_last)]
-                    with m.If(~kk_end):
-                        m.d.sync += [kk.eq(kk + 1), kk_end.eq(kk + 1 == kt_last)]
-                    with m.Else():
-                        m.d.sync += [kk.eq(0), kk_end.eq(kt_last == 0)]
-                        with m.If(~kj_end):
-                            m.d.sync += [kj.eq(kj + 1), kj_end.eq(kj + 1 == loop_w_last)]
-                        with m.Else():
-                            m.d.sync += [kj.eq(0), kj_end.eq(loop_w_last == 0)]
-                            with m.If(~ki_end):
-                                m.d.sync += [ki.eq(ki + 1), ki_end.eq(ki + 1 == loop_h_last)]
-                            with m.Else():
-                                m.d.sync += [ki.eq(0), ki_end.eq(loop_h_last == 0)]
-                                # pixel tile done: every tile but the last has tp pixels,
-                                # so the next one's size and what follows it are one
-                                # subtract and one compare from registers
-                                with m.If(more):
-                                    m.d.sync += [oh0.eq(Mux(wraps, oh0 + tp_h1, oh0 + tp_h)),
-                                                 ow0.eq(Mux(wraps, ow_wrapped, ow0 + tp_w)),
-                                                 tile_first.eq(0), wtile.eq(wbase),
-                                                 *eq(n, Mux(left_minus_tp[-1], left, tp)),
-                                                 left.eq(Mux(left_minus_tp[-1], 0,
-                                                             left_minus_tp)),
-                                                 more.eq(~left_minus_tp[-1]
-                                                         & left_minus_tp.any())]
-                                with m.Elif(~ot_end):
-                                    m.d.sync += [ot.eq(ot + 1), ot_end.eq(ot + 1 == oct_last),
-                                                 ot_nonzero.eq(1), tile_first.eq(1), oh0.eq(0),
-                                                 ow0.eq(0), wbase.eq(wtile + 1),
-                                                 *eq(n, first_n), more.eq(first_more),
-                                                 left.eq(first_left)]
-                                with m.Else():
-                                    m.d.sync += drain.eq(n + DRAIN_CYCLES(R, C))
-                                    m.next = "DRAIN"
+                # the loops' updates are below, outside the FSM: `issuing` holds ISSUE as
+                # a register, so the commands' handshake needs no decode of the state
+                with m.If(accept & step_last & ~more & ot_end):
+                    m.next = "DRAIN"
                 leave_on_abort()
             with m.State("DRAIN"):
                 m.d.sync += drain.eq(drain - 1)
@@ -773,9 +840,50 @@ class Accelerator(wiring.Component):
                 pass
                 leave_on_abort()
             with m.State("DONE"):
-                m.d.comb += [bus.done.eq(1), self.done.eq(1)]
                 m.d.sync += running.eq(0)
                 m.next = "IDLE"
+
+        ok = ~(step_first & tile_first & ot_nonzero) | gap_done
+        m.d.comb += [feeder.cmd.valid.eq(issuing & ok), stall.eq(issuing & ~ok)]
+        with m.If(accept):
+            with m.If(step_first & tile_first):
+                m.d.sync += [since_ot.eq(1), gap_done.eq(OT_GAP(C) == 1)]
+            m.d.sync += [wtile.eq(wtile + 1), at_first.eq(step_last)]
+            with m.If(~kk_end):
+                m.d.sync += [kk.eq(kk + 1), kk_end.eq(kk + 1 == kt_last)]
+            with m.Else():
+                m.d.sync += [kk.eq(0), kk_end.eq(kt_last == 0)]
+                with m.If(~kj_end):
+                    m.d.sync += [kj.eq(kj + 1), kj_end.eq(kj + 1 == loop_w_last)]
+                with m.Else():
+                    m.d.sync += [kj.eq(0), kj_end.eq(loop_w_last == 0)]
+                    with m.If(~ki_end):
+                        m.d.sync += [ki.eq(ki + 1), ki_end.eq(ki + 1 == loop_h_last)]
+                    with m.Else():
+                        m.d.sync += [ki.eq(0), ki_end.eq(loop_h_last == 0)]
+                        # pixel tile done: every tile but the last has tp pixels,
+                        # so the next one's size and what follows it are one
+                        # subtract and one compare from registers
+                        with m.If(more):
+                            m.d.sync += [oh0.eq(Mux(wraps, oh0 + tp_h1, oh0 + tp_h)),
+                                         ow0.eq(Mux(wraps, ow_wrapped, ow0 + tp_w)),
+                                         tile_first.eq(0), wtile.eq(wbase),
+                                         *eq(n, Mux(left_minus_tp[-1], left, tp)),
+                                         left.eq(Mux(left_minus_tp[-1], 0,
+                                                     left_minus_tp)),
+                                         more.eq(~left_minus_tp[-1]
+                                                 & left_minus_tp.any())]
+                        with m.Elif(~ot_end):
+                            m.d.sync += [ot.eq(ot + 1), ot_end.eq(ot + 1 == oct_last),
+                                         ot_nonzero.eq(1), tile_first.eq(1), oh0.eq(0),
+                                         ow0.eq(0), wbase.eq(wtile + 1),
+                                         *eq(n, first_n), more.eq(first_more),
+                                         left.eq(first_left)]
+                        with m.Else():
+                            m.d.sync += [drain.eq(n + DRAIN_CYCLES(R, C)),
+                                         issuing.eq(0)]
+        with m.If(abort):
+            m.d.sync += issuing.eq(0)
 
         # --- weight tiles: read WEIGHT_LEAD cycles after the command, loaded the cycle
         # before the command's first pixel (and its swap) reaches the array.
@@ -784,10 +892,18 @@ class Accelerator(wiring.Component):
             m.submodules.waddr_line = waddr_line = DelayLine(len(wgt_rd.addr), WEIGHT_LEAD)
             m.d.comb += waddr_line.i.eq(wtile)
             w_addr = waddr_line.o
-        else:
-            w_addr = _delay(m, wtile, WEIGHT_LEAD, "waddr")
-        with m.If(running):
-            m.d.comb += [wgt_rd.addr.eq(w_addr), wgt_rd.en.eq(1)]
+            with m.If(running):
+                m.d.comb += [wgt_rd.addr.eq(w_addr), wgt_rd.en.eq(1)]
+        if addr_registered:
+            # the weight port's address is a register, the tile address or the host's:
+            # the choice is not a route to every block of the 512-bit word in the same
+            # cycle (host reads wait a cycle for it: r_wait)
+            w_early = _delay(m, wtile, WEIGHT_LEAD - 1, "waddr")
+            wgt_addr = Signal.like(wgt_rd.addr, reset_less=True)
+            m.d.sync += wgt_addr.eq(Mux(running, w_early,
+                                        bus.read_addr.payload.offset
+                                        >> exact_log2(mems[Space.WEIGHTS][1])))
+            m.d.comb += [wgt_rd.addr.eq(wgt_addr), wgt_rd.en.eq(1)]
         w_valid_q = Signal()
         w_valid_qq = Signal()
         m.d.sync += [w_valid_q.eq(w_valid & ~abort), w_valid_qq.eq(w_valid_q & ~abort)]
@@ -861,7 +977,7 @@ class Accelerator(wiring.Component):
                 m.submodules.acc_line = acc_line = DelayLine(
                     15, FEED_LATENCY - 1 + timing.latency, variable=True)
             m.submodules.tag_line = tag_line = DelayLine(
-                tag_layout.size, FEED_LATENCY - 1 + timing.latency + ACC_LATENCY
+                tag_layout.size, FEED_LATENCY - 1 + timing.latency + acc.latency
                 + POST_LATENCY, variable=True)
             if cfg.acc_depth > 1:
                 m.d.comb += [
@@ -873,17 +989,31 @@ class Accelerator(wiring.Component):
                 ]
             m.d.comb += [
                 tag_line.i.eq(issued.tag),
-                tag_line.cycles.eq(to_acc + ACC_LATENCY + POST_LATENCY),
+                tag_line.cycles.eq(to_acc + acc.latency + POST_LATENCY),
             ]
         else:
             at_feed = _delay(m, issued, FEED_LATENCY - 1, "ftag")
             at_sums = _delay(m, at_feed, timing.latency, "tag")
-            m.d.comb += at_acc.eq(Mux(bypass, at_feed.as_value(), at_sums.as_value()))
+            # the bypass a cycle in registers (below), so the tag too
+            at_bypass = _delay(m, at_feed, 1, "btag")
+            m.d.comb += at_acc.eq(Mux(bypass, at_bypass.as_value(), at_sums.as_value()))
+        if cfg.ram_delays:
+            by_valid, by_pad, by_act = feeder.act.valid, feeder.pad, feeder.act.payload
+        else:
+            # the feeder's output into registers before the accumulator's: its
+            # activations come out of the block RAM's register through the padding
+            # logic, too far for the bypass mux and the accumulator's input in one cycle
+            # (the array's sums come cycles later anyway)
+            by_valid = Signal()
+            by_pad = Signal()
+            by_act = Signal.like(feeder.act.payload, reset_less=True)
+            m.d.sync += [by_valid.eq(feeder.act.valid & ~abort), by_pad.eq(feeder.pad),
+                         by_act.eq(feeder.act.payload)]
         with m.If(bypass):
-            m.d.comb += [acc.beat.valid.eq(feeder.act.valid),
-                         acc.beat.payload.skip.eq(feeder.pad)]
+            m.d.comb += [acc.beat.valid.eq(by_valid),
+                         acc.beat.payload.skip.eq(by_pad)]
             for c in range(C):
-                m.d.comb += acc.beat.payload.sums[c].eq(feeder.act.payload[c])
+                m.d.comb += acc.beat.payload.sums[c].eq(by_act[c])
         with m.Else():
             m.d.comb += [acc.beat.valid.eq(array.sums.valid),
                          acc.beat.payload.sums.eq(array.sums.payload)]
@@ -894,17 +1024,22 @@ class Accelerator(wiring.Component):
             acc.beat.payload.last.eq(at_acc.last),
         ]
         if cfg.ram_delays:
-            post_ot_first = _delay(m, at_acc.ot_first, ACC_LATENCY, "ptag")
+            post_ot_first = _delay(m, at_acc.ot_first, acc.latency, "ptag")
             post_tag = []
+            swap = acc.out.valid & post_ot_first
         else:
-            at_post = _delay(m, at_acc, ACC_LATENCY, "ptag")
-            post_ot_first = at_post.ot_first
+            # the swap as a register, from the accumulator's valid and the tag a cycle
+            # ahead: it reaches ~500 of the post-processor's flip-flops
+            at_pre = _delay(m, at_acc, acc.latency - 1, "ptag")
+            at_post = _delay(m, at_pre, 1, "ptag_last")
             post_tag = [post.acc.payload.tag.eq(at_post.tag)]
+            swap = Signal()
+            m.d.sync += swap.eq(acc.out_next & at_pre.ot_first & ~abort)
         m.d.comb += [
             post.acc.valid.eq(acc.out.valid),
             post.acc.payload.acc.eq(acc.out.payload),
             *post_tag,
-            post.swap.eq(acc.out.valid & post_ot_first),
+            post.swap.eq(swap),
             post.mode.lo.eq(d.lo), post.mode.hi.eq(d.hi),
             # MAXPOOL passes its maxima through as raw values with bias 0 (below)
             post.mode.raw.eq(d.out_raw | is_max), post.mode.bipolar.eq(d.bipolar),
@@ -916,7 +1051,9 @@ class Accelerator(wiring.Component):
             self._held_params(m, post, prm_rd, running, conv_active, is_max, d)
         else:
             self._param_loader(m, post, prm_rd, prm_q, running, conv_active, is_max, d,
-                               oct_, swaps, abort)
+                               oct_, swaps, abort,
+                               host_addr=(ra.offset >> exact_log2(PARAM_BYTES)
+                                          if addr_registered else None))
 
         # --- packer: C post-processed lanes -> one activation word (4 for raw int32)
         beat = writer.pixels.payload
@@ -961,8 +1098,7 @@ class Accelerator(wiring.Component):
             pack += p_valid.eq(1)
             pack += put_word(out_tag, [lanes[j] for j in range(C)], 0)
             with m.If(d.out_raw):
-                m.d.sync += [raw_buf.eq(lanes), raw_tag.eq(out_tag), raw_cnt.eq(1),
-                             raw_busy.eq(1)]
+                m.d.sync += [raw_cnt.eq(1), raw_busy.eq(1)]
         with m.Elif(raw_busy):
             pack += p_valid.eq(1)
             with m.Switch(raw_cnt):
@@ -972,6 +1108,10 @@ class Accelerator(wiring.Component):
             m.d.sync += raw_cnt.eq(raw_cnt + 1)
             with m.If(raw_cnt == 3):
                 m.d.sync += raw_busy.eq(0)
+        # the raw pixel's buffer follows the output until a raw pixel stops it: its
+        # ~300 flip-flops load on a register, not on the post-processor's valid
+        with m.If(~raw_busy):
+            m.d.sync += [raw_buf.eq(lanes), raw_tag.eq(out_tag)]
         with m.If(abort):
             if cfg.standalone_pool:
                 m.d.comb += p_valid.eq(0)
@@ -1031,10 +1171,12 @@ class Accelerator(wiring.Component):
         return m
 
     def _param_loader(self, m, post, prm_rd, prm_q, running, conv_active, is_max, d, oct_,
-                      swaps, abort):
+                      swaps, abort, host_addr=None):
         """PARAM records: tile t loads after the post-processor swapped tile t - 1 in.
         Two stages that stall together: the read (pl_rvalid, its data on the port) and
-        the record in prm_q (pl_valid), offered to the post-processor."""
+        the record in prm_q (pl_valid), offered to the post-processor. With `host_addr`
+        the port's address is always `pl_addr`, which holds the host's read address
+        (registered) while idle."""
         C = self.config.cols
         pl_active = Signal()
         pl_tile = Signal(12)
@@ -1045,8 +1187,13 @@ class Accelerator(wiring.Component):
         pl_valid = Signal()
         pl_out_lane = Signal(range(C))
         advance = ~pl_valid | post.param.ready
-        with m.If(running):
-            m.d.comb += [prm_rd.addr.eq(pl_addr), prm_rd.en.eq(advance)]
+        if host_addr is None:
+            with m.If(running):
+                m.d.comb += [prm_rd.addr.eq(pl_addr), prm_rd.en.eq(advance)]
+        else:
+            m.d.comb += prm_rd.addr.eq(pl_addr)
+            with m.If(running):
+                m.d.comb += prm_rd.en.eq(advance)
         m.d.comb += [
             post.param.valid.eq(pl_valid),
             post.param.payload.lane.eq(pl_out_lane),
@@ -1067,6 +1214,9 @@ class Accelerator(wiring.Component):
             m.d.sync += pl_active.eq(1)
         with m.If(~conv_active):
             m.d.sync += [pl_tile.eq(0), pl_lane.eq(0), pl_addr.eq(d.prm), pl_active.eq(0)]
+        if host_addr is not None:
+            with m.If(~running):
+                m.d.sync += pl_addr.eq(host_addr)
         with m.If(abort):
             m.d.sync += [pl_active.eq(0), pl_rvalid.eq(0), pl_valid.eq(0)]
 

@@ -11,25 +11,31 @@ With `max` high the lanes keep a running maximum instead (standalone max pools, 
 straight from the activation feeder); a beat marked `skip` (a padding pixel) leaves it
 unchanged, and a window's first beat, if skipped, starts it at the lowest value.
 
-Pipeline (ACC_LATENCY = 3), for a beat in cycle t:
+Pipeline (ACC_LATENCY = 4), for a beat in cycle t:
 
     t     read the pixel's partial total (address into the block RAM)
     t+1   the read data lands in the block RAM's output register (hw.bram): the block's
           output without it arrives 5.8 ns after the clock on an ECP5
-    t+2   add (or max) and register the total: the write data, or the output
-    t+3   the write lands (edge ending t+3); the output is valid in t+3
+    t+2   the operand other than the newest total: the stored total, or one of the
+          three older totals still in flight (0 for a pixel's first step), into a
+          register
+    t+3   add (or max) of the newest total or that operand; the total into a register:
+          the write data, or the output
+    t+4   the write lands (edge ending t+4); the output is valid in t+4
 
-A beat reads memory that is up to three totals stale: the beats of the three cycles
+A beat reads memory that is up to four totals stale: the beats of the four cycles
 before it are computed or written after its read. Each of those totals is kept in a
-register (the write-data register and two older copies) and forwarded when its address
-matches, the newest first; the match flags are compared a stage early, between
-registers. So a one-pixel tile stepping every cycle (linear layers) accumulates every
-cycle with no stall.
+register (the write-data register and two older copies, and the one being added) and
+forwarded when its address matches, the newest first; the match flags are compared
+stages early, between registers. The add's operand is then one 2-way choice (the total
+added the cycle before, or the operand picked a stage ahead), so a one-pixel tile
+stepping every cycle (linear layers) accumulates every cycle with no stall, and that
+loop is a LUT and a carry chain.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -37,7 +43,7 @@ from amaranth.utils import ceil_log2
 from .bram import BlockRAM
 from .fanout import copies
 
-ACC_LATENCY = 3   # beat in cycle t -> its total (last step) on `out` in cycle t + 3
+ACC_LATENCY = 4   # beat in cycle t -> its total (last step) on `out` in cycle t + 4
 
 
 def beat_layout(cols: int, depth: int, acc_width: int = 32) -> data.StructLayout:
@@ -54,18 +60,39 @@ def beat_layout(cols: int, depth: int, acc_width: int = 32) -> data.StructLayout
 class Accumulator(wiring.Component):
     """C lanes × `depth` pixels of int32 partial totals."""
 
-    def __init__(self, cols: int, depth: int, acc_width: int = 32):
+    def __init__(self, cols: int, depth: int, acc_width: int = 32, *,
+                 max_bits: int | None = None):
         for what, value in (("accumulator lanes", cols), ("accumulator depth", depth),
                             ("accumulator width", acc_width)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{what} must be a positive integer, not {value!r}")
+        if max_bits is not None and not 1 <= max_bits < acc_width:
+            raise ValueError(f"max_bits must be from 1 to {acc_width - 1}, not {max_bits!r}")
         self.cols, self.depth, self.acc_width = cols, depth, acc_width
+        self.max_bits = max_bits
         lanes = data.ArrayLayout(signed(acc_width), cols)
         super().__init__({
             "beat": In(stream.Signature(beat_layout(cols, depth, acc_width), always_ready=True)),
             "out": Out(stream.Signature(lanes, always_ready=True)),
             "max": In(1),       # holds still from a cycle before a beat to its add
+            "out_next": Out(1),  # out.valid of the next cycle (for registers beside it)
         })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a beat to its total on `out`: :data:`ACC_LATENCY`, or a cycle less
+        at depth 1 (a register: nothing to pick). ACC_LATENCY bounds both."""
+        return ACC_LATENCY if self.depth > 1 else ACC_LATENCY - 1
+
+    def _above(self, a, b):
+        """a > b in max mode. With `max_bits`, every value is a `max_bits`-bit integer
+        (the feeder's activations) or the lowest (a skipped first beat): their low
+        `max_bits` bits and the sign order them (the lowest's low bits are 0, below any
+        such integer's), a short carry chain instead of one over all the bits."""
+        if self.max_bits is None:
+            return a > b
+        key = lambda x: Cat(x[:self.max_bits], x[-1]).as_signed()
+        return key(a) > key(b)
 
     def elaborate(self, platform):
         m = Module()
@@ -77,83 +104,100 @@ class Accumulator(wiring.Component):
         m.submodules.mem = mem = BlockRAM(lanes, self.depth)
         wr, rd = mem.write, mem.read[0]
 
-        # t: read the partial total of the beat's pixel.
-        m.d.comb += [rd.addr.eq(self.beat.payload.addr), rd.en.eq(1)]
-        beat1 = Signal(layout, reset_less=True)
-        valid1 = Signal()
-        m.d.sync += [beat1.eq(self.beat.payload), valid1.eq(self.beat.valid)]
+        # The beat's stages: beat[k] holds it in cycle t+k.
+        beat = [self.beat.payload]
+        valid = [self.beat.valid]
+        for k in range(1, 4):
+            b = Signal(layout, name=f"beat{k}", reset_less=True)
+            v = Signal(name=f"valid{k}")
+            m.d.sync += [b.eq(beat[-1]), v.eq(valid[-1])]
+            beat.append(b)
+            valid.append(v)
 
-        # Totals of the three beats before, newest first: fwd[0] is the write-data
-        # register (its write lands at the edge ending this cycle), fwd[1], fwd[2] the
-        # totals written one and two edges ago.
+        # t: read the partial total of the beat's pixel.
+        m.d.comb += [rd.addr.eq(beat[0].addr), rd.en.eq(1)]
+
+        # Totals in flight, newest first: fwd[0] is the write-data register (its write
+        # lands at the edge ending this cycle), fwd[1], fwd[2] the totals written one and
+        # two edges ago.
         fwd = [Signal(lanes, name=f"fwd{k}_data", reset_less=True) for k in range(3)]
-        fwd_addr = [Signal.like(beat1.addr, name=f"fwd{k}_addr", reset_less=True)
+        fwd_addr = [Signal.like(beat[1].addr, name=f"fwd{k}_addr", reset_less=True)
                     for k in range(3)]
         fwd_en = [Signal(name=f"fwd{k}_en") for k in range(3)]
 
-        # t+1: the stored total into the block's output register; which in-flight total
-        # is newer. The beat in t+2 (beat2) becomes fwd[0] at the next edge, fwd[0]
-        # becomes fwd[1]... The two older totals a beat may need (fwd[1], fwd[2] when it
-        # adds) are picked a cycle ahead, in t+1, where they are fwd[0] and fwd[1]: their
-        # match flags are compared in t, against the beat's own address. So the add's
-        # operand is one 3-way choice (the newest total, the older one, the stored),
-        # and each lane has its own copy of the selects (hw.fanout).
-        stored = rd.q
-        beat2 = Signal(layout, reset_less=True)
-        valid2 = Signal()
-        addr = self.beat.payload.addr
-        # t: will the beat need the total now adding (fwd[1] when it adds) or the one in
-        # fwd[0] (fwd[2] then)?
-        adding_hit = valid2 & ~beat2.last & (beat2.addr == addr)
-        older1 = copies(m, platform, adding_hit, C, "older1")
-        older_any = Signal()
-        m.d.sync += older_any.eq(adding_hit | (fwd_en[0] & (fwd_addr[0] == addr)))
-        # t+1: the older total, and whether to use it or the newest, per lane
-        older = Signal(lanes, reset_less=True)
-        for c in range(C):
-            m.d.sync += older[c].eq(Mux(older1[c], fwd[0][c], fwd[1][c]))
-        newest = copies(m, platform, valid2 & ~beat2.last & (beat2.addr == beat1.addr), C,
-                        "newest")
-        use_older = copies(m, platform, older_any, C, "use_older")
-        m.d.sync += [beat2.eq(beat1), valid2.eq(valid1)]
-        old = Signal(lanes)
-        for c in range(C):
-            m.d.comb += old[c].eq(Mux(newest[c], fwd[0][c],
-                                      Mux(use_older[c], older[c], stored[c])))
+        def adds_to(stage, addr):
+            """The beat in `stage` (k: t+k) adds a step of the pixel at `addr` after it."""
+            return valid[stage] & ~beat[stage].last & (beat[stage].addr == addr)
 
-        # t+2: add, then hand the total on to be written or sent out. Each lane reads
-        # its own copies of beat2's first and skip flags and of `max` (a cycle late: it
-        # holds still while beats are in flight).
-        first = copies(m, platform, beat1.first, C, "first")
-        skip = copies(m, platform, beat1.skip, C, "skip")
+        # t+1: which of the totals before the newest the beat needs, compared with the
+        # beat now in t+1. In t+2 they are fwd[0] (the beat two before, now adding in
+        # t+3), fwd[1] and fwd[2]; in t+1 that beat is still in its add stage (t+3) and
+        # the other two are fwd[0] and fwd[1]. The newest matching wins; the selects
+        # are one-hot, one copy per lane (hw.fanout).
+        hit = [adds_to(3, beat[1].addr),
+               fwd_en[0] & (fwd_addr[0] == beat[1].addr),
+               fwd_en[1] & (fwd_addr[1] == beat[1].addr)]
+        pick = [copies(m, platform, hit[0], C, "pick0"),
+                copies(m, platform, ~hit[0] & hit[1], C, "pick1"),
+                copies(m, platform, ~hit[0] & ~hit[1] & hit[2], C, "pick2")]
+
+        # t+2: the stored total (the block's output register) or the older one in flight;
+        # 0 for a pixel's first step, so that the add's operand needs no `first`.
+        stored = rd.q
+        first2 = copies(m, platform, beat[1].first, C, "first2")
+        other = Signal(lanes, reset_less=True)
+        for c in range(C):
+            m.d.sync += other[c].eq(Mux(first2[c], 0,
+                                        Mux(pick[0][c], fwd[0][c],
+                                            Mux(pick[1][c], fwd[1][c],
+                                                Mux(pick[2][c], fwd[2][c], stored[c])))))
+        # the newest: the beat just before, now adding in t+2 (not for a first step)
+        newest = copies(m, platform, adds_to(3, beat[2].addr) & ~beat[2].first, C,
+                        "newest")
+
+        # t+3: add, then hand the total on to be written or sent out. Each lane reads
+        # its own copies of the beat's first flag (max mode) and of `max` (a cycle late:
+        # it holds still while beats are in flight).
+        first = copies(m, platform, beat[2].first, C, "first")
         is_max = copies(m, platform, self.max, C, "max")
+        old = Signal(lanes)
         total = Signal(lanes)
         lowest = -(1 << (W - 1))
+        # max mode's operand, a skipped beat's the lowest, registered in t+2
+        values = Signal(lanes, reset_less=True)
+        m.d.sync += [values[c].eq(Mux(beat[2].skip, lowest, beat[2].sums[c]))
+                     for c in range(C)]
         for c in range(C):
-            value = Mux(skip[c], lowest, beat2.sums[c])
+            m.d.comb += old[c].eq(Mux(newest[c], fwd[0][c], other[c]))
+            value = values[c]
             with m.If(is_max[c]):
                 # Max pool: the running maximum; a skipped (padding) beat keeps it.
-                m.d.comb += total[c].eq(Mux(first[c] | (value > old[c]), value, old[c]))
+                m.d.comb += total[c].eq(Mux(first[c] | self._above(value, old[c]), value,
+                                            old[c]))
             with m.Else():
                 # Assignment truncates: totals wrap at acc_width like the array's sums.
-                m.d.comb += total[c].eq(beat2.sums[c] + Mux(first[c], 0, old[c]))
+                # (old is 0 for a first step)
+                m.d.comb += total[c].eq(beat[3].sums[c] + old[c])
+        last = beat[3].last
         m.d.sync += [
-            fwd[0].eq(total), fwd_addr[0].eq(beat2.addr), fwd_en[0].eq(valid2 & ~beat2.last),
+            fwd[0].eq(total), fwd_addr[0].eq(beat[3].addr), fwd_en[0].eq(valid[3] & ~last),
             fwd[1].eq(fwd[0]), fwd_addr[1].eq(fwd_addr[0]), fwd_en[1].eq(fwd_en[0]),
             fwd[2].eq(fwd[1]), fwd_addr[2].eq(fwd_addr[1]), fwd_en[2].eq(fwd_en[1]),
-            self.out.valid.eq(valid2 & beat2.last), self.out.payload.eq(total),
+            self.out.valid.eq(valid[3] & last), self.out.payload.eq(total),
         ]
-        # t+3: the write lands.
+        m.d.comb += self.out_next.eq(valid[3] & last)
+        # t+4: the write lands.
         m.d.comb += [wr.addr.eq(fwd_addr[0]), wr.data.eq(fwd[0]), wr.en.eq(fwd_en[0])]
         # A read meets a write of its address at the same edge when a beat's pixel was
-        # written two beats before: that total is fwd[2] when the beat adds, so the
-        # block's undefined read of it is never used.
+        # written four beats before: that total is fwd[2] in t+2, so the block's
+        # undefined read of it is never used.
         return m
 
     def _running(self, m, lanes, layout):
         """Depth 1 (one-pixel tiles: a pixel's beats come one after another, no other
         pixel's between them): the total is a register, with no memory to read and no
-        writes in flight to forward. The same stages, so the same ACC_LATENCY."""
+        writes in flight to forward, and no stage to pick its operand in: a cycle less
+        (`latency`)."""
         C, W = self.cols, self.acc_width
         beat1 = Signal(layout, reset_less=True)
         beat2 = Signal(layout, reset_less=True)
@@ -167,11 +211,12 @@ class Accumulator(wiring.Component):
         for c in range(C):
             value = Mux(beat2.skip, lowest, beat2.sums[c])
             with m.If(self.max):
-                m.d.comb += total[c].eq(Mux(beat2.first | (value > running[c]), value,
-                                            running[c]))
+                m.d.comb += total[c].eq(Mux(beat2.first | self._above(value, running[c]),
+                                            value, running[c]))
             with m.Else():
                 m.d.comb += total[c].eq(beat2.sums[c] + Mux(beat2.first, 0, running[c]))
         with m.If(valid2):
             m.d.sync += running.eq(total)
         m.d.sync += [self.out.valid.eq(valid2 & beat2.last), self.out.payload.eq(total)]
+        m.d.comb += self.out_next.eq(valid2 & beat2.last)
         return m

@@ -155,8 +155,13 @@ class Feeder(wiring.Component):
         groups = Signal(CHAN_BITS, reset_less=True)
 
         last_cycle = active & (cycles_left == 1)
-        m.d.comb += self.cmd.ready.eq(~active | last_cycle)
+        # ready = ~active | last_cycle, as a register set a cycle ahead: the sequencer's
+        # accept enables most of its registers, so it starts from a flip-flop
+        ready = Signal(init=1)
+        m.d.comb += self.cmd.ready.eq(ready)
         issue = active & (px_left != 0)
+        with m.If(active):
+            m.d.sync += ready.eq(last_cycle | (cycles_left == 2))
 
         # The issue counters are the output pixel (oh, ow) only: set from the command
         # without arithmetic, so accepting a command is no longer than a register load;
@@ -175,9 +180,11 @@ class Feeder(wiring.Component):
         # ceil(in_c / R) without a divider; in_c + R - 1 < 2**13 for every R <= 64.
         g_mult, g_shift = reciprocal(R, CHAN_BITS + 1)
         with m.If(self.cmd.valid & self.cmd.ready):
+            cycles = Mux(cmd.n > self.min_cycles, cmd.n, self.min_cycles)
             m.d.sync += [
                 active.eq(1),
-                cycles_left.eq(Mux(cmd.n > self.min_cycles, cmd.n, self.min_cycles)),
+                ready.eq(cycles == 1),
+                cycles_left.eq(cycles),
                 px_left.eq(cmd.n),
                 first.eq(1),
                 cur.eq(cmd),

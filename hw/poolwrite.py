@@ -23,15 +23,17 @@ register before any logic)::
     t+5       row part + dst + word in group, column part
     t+6       address; the read is issued in this cycle (one-cycle read port)
     t+7       the read data into a register
-    t+8       merge with the stored word into the write register
-    t+9       the write is issued (from registers only)
+    t+8       the stored word, or a newer one still in flight, into a register
+    t+9       merge with it (or with the word merged the cycle before) into the write
+              register
+    t+10      the write is issued (from registers only)
 
-Hazard: a beat's read (cycle t+6) comes before the writes of the three beats ahead of
-it land, and consecutive beats of one window row hit the same word. The last three
-merged words are kept (the write register and two older copies) and forwarded,
-newest first, byte by byte, in place of the read data when the addresses match
-(compared a cycle early, between registers), so the memory's read port need not be
-transparent. Older writes are in the memory by the time of the read.
+Hazard: a beat's read (cycle t+6) comes before the writes of the four beats ahead of
+it land, and consecutive beats of one window row hit the same word. The last merged
+words are kept (the write register and two older copies) and forwarded, newest first,
+byte by byte, in place of the read data when the addresses match (compared stages
+early, between registers), so the memory's read port need not be transparent. Older
+writes are in the memory by the time of the read.
 """
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
@@ -43,7 +45,7 @@ from .dsp import Multiplier
 __all__ = ["PoolWriter", "POOL_WRITE_LATENCY", "pool_config_layout", "pool_beat_layout",
            "reciprocal"]
 
-POOL_WRITE_LATENCY = 9   # beat in cycle t -> memory written at the edge ending t + 9
+POOL_WRITE_LATENCY = 10  # beat in cycle t -> memory written at the edge ending t + 10
 
 DIM_BITS = 10            # descriptor out_h / out_w / in_h / in_w fields
 MAX_POOL = 7             # pool_k is a 3-bit field
@@ -206,45 +208,54 @@ class PoolWriter(wiring.Component):
             self.rd.en.eq(v6 & ~first6),
         ]
 
-        # t+7: the read data into a register; which of the writes ahead is newest.
+        # t+7: the read data into a register (the block's own with registered_read);
+        # which of the writes ahead the beat needs.
         v7, b7 = pipe(v6, b6, "7")
         first7 = delayed(first6, "first7")
         addr7 = delayed(addr6, "addr7")
-        # (registered_read: the port's data is already the block's output register)
         stored = self.rd.data if self.registered_read else delayed(self.rd.data, "stored")
+        v8, b8 = pipe(v7, b7, "8")
+        first8 = delayed(first7, "first8")
+        addr8 = delayed(addr7, "addr8")
+        v9, b9 = pipe(v8, b8, "9")
+        first9 = delayed(first8, "first9")
+        addr9 = delayed(addr8, "addr9")
         # fwd[0] is the write register (its write lands at the edge ending this cycle),
         # fwd[1], fwd[2] the writes that landed one and two edges ago.
         fwd_en = [Signal(R, name=f"fwd{k}_en") for k in range(3)]
         fwd_addr = [Signal(A, name=f"fwd{k}_addr", reset_less=True) for k in range(3)]
         fwd_data = [Signal(word, name=f"fwd{k}_data", reset_less=True) for k in range(3)]
-        v8, b8 = pipe(v7, b7, "8")
-        first8 = delayed(first7, "first8")
-        addr8 = delayed(addr7, "addr8")
-        # The beat in t+8 merges what the three beats ahead of it wrote: the one merging
-        # in t+7 (addr8 then, fwd[0] in t+8), and those in fwd[0] and fwd[1] in t+7. The
-        # older two are picked in t+7 already (they are fwd[1] and fwd[2] in t+8), so
-        # the merge chooses among the newest, that pick and the stored word.
-        hit0 = delayed(addr7 == addr8, "hit0")
-        older = Signal(word, name="older", reset_less=True)
-        use_older = Signal(R, name="use_older", reset_less=True)
-        hit1 = addr7 == fwd_addr[0]
-        hit2 = addr7 == fwd_addr[1]
+        merge_en = Mux(v9, b9.en, 0)
+        # The beat merging in t+9 needs what the four beats ahead of it wrote, in the
+        # lanes they wrote: the newest (merging in t+8, fwd[0] in t+9) is chosen at the
+        # merge; the other three are picked in t+8, where they are fwd[0], fwd[1] and
+        # fwd[2], from flags compared in t+7 (the beat merging then, fwd[0], fwd[1]).
+        hits = [(addr7 == addr9, merge_en), (addr7 == fwd_addr[0], fwd_en[0]),
+                (addr7 == fwd_addr[1], fwd_en[1])]
+        picks = [Signal(R, name=f"pick{k}") for k in range(3)]
         for r in range(R):
-            m.d.sync += [older[r].eq(Mux(hit1 & fwd_en[0][r], fwd_data[0][r],
-                                         fwd_data[1][r])),
-                         use_older[r].eq((hit1 & fwd_en[0][r]) | (hit2 & fwd_en[1][r]))]
+            taken = 0
+            for k, (hit, en) in enumerate(hits):
+                m.d.sync += picks[k][r].eq(hit & en[r] & ~taken)
+                taken = taken | (hit & en[r])
+        # t+8: the stored word, or a newer one in flight, lane by lane, into a register.
+        other = Signal(word, name="other", reset_less=True)
+        for r in range(R):
+            m.d.sync += other[r].eq(Mux(picks[0][r], fwd_data[0][r],
+                                        Mux(picks[1][r], fwd_data[1][r],
+                                            Mux(picks[2][r], fwd_data[2][r], stored[r]))))
+        newest = delayed(addr8 == addr9, "newest")
 
-        # t+8: merge into the write register; t+9: the write lands.
+        # t+9: merge into the write register; t+10: the write lands.
         flip = Mux(cfg.signed, 0x80, 0)      # int8 order as uint8 order
         merged = Signal(word)
         for r in range(R):
-            old = Mux(hit0 & fwd_en[0][r], fwd_data[0][r],
-                      Mux(use_older[r], older[r], stored[r]))
-            new = b8.data[r]
+            old = Mux(newest & fwd_en[0][r], fwd_data[0][r], other[r])
+            new = b9.data[r]
             larger = (new ^ flip) > (old ^ flip)
-            m.d.comb += merged[r].eq(Mux(first8 | larger, new, old))
+            m.d.comb += merged[r].eq(Mux(first9 | larger, new, old))
         m.d.sync += [
-            fwd_en[0].eq(Mux(v8, b8.en, 0)), fwd_addr[0].eq(addr8), fwd_data[0].eq(merged),
+            fwd_en[0].eq(merge_en), fwd_addr[0].eq(addr9), fwd_data[0].eq(merged),
             fwd_en[1].eq(fwd_en[0]), fwd_addr[1].eq(fwd_addr[0]), fwd_data[1].eq(fwd_data[0]),
             fwd_en[2].eq(fwd_en[1]), fwd_addr[2].eq(fwd_addr[1]), fwd_data[2].eq(fwd_data[1]),
         ]

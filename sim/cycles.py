@@ -38,7 +38,7 @@ from hw.isa import Opcode
 
 from . import machine
 
-DESCRIPTOR_FETCH = 4    # cycles to read and decode one descriptor
+DESCRIPTOR_FETCH = 5    # cycles to read and decode one descriptor
 PACK_LATENCY = 1        # C post-processed lanes -> an R-byte activation word
 # The datapath blocks' own pipeline depths, so the model cannot drift from them.
 POST_PIPELINE = ACC_LATENCY + POST_LATENCY + POOL_WRITE_LATENCY + PACK_LATENCY

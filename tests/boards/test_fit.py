@@ -34,8 +34,9 @@ def test_memory_shapes_follow_the_config():
     assert shapes["activations"] == MemoryShape("activations", 4096, 64, True, copies=2,
                                                      block_ram=True)
     assert shapes["weights"] == MemoryShape("weights", 2048, 512, True, block_ram=True)  # 16384 / R words
-    assert shapes["params"] == MemoryShape("params", 1024, 128, True, block_ram=True)
-    assert shapes["program"] == MemoryShape("program", 64, 256, True)
+    assert shapes["params"] == MemoryShape("params", 1024, 128, True, block_ram=True,
+                                           q_hold=True)
+    assert shapes["program"] == MemoryShape("program", 64, 256, True, block_ram=True)
     assert shapes["accumulators"] == MemoryShape("accumulators", 512, 256, False,
                                                        block_ram=True)
 

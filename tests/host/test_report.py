@@ -6,6 +6,7 @@ import pytest
 
 from host import cli
 from models.train import TrainConfig, train
+from sim.cycles import DESCRIPTOR_FETCH
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,9 @@ def test_report_two_models(trained, tmp_path, capsys):
         assert r["agreement"]["backend_vs_reference_exact"] is True
         assert r["backend_images"] == 40 and r["test_images"] == 359
         assert set(r["accuracy"]) == {"float", "brevitas", "reference", "backend"}
-        assert r["layers"] and r["cycles_per_frame"] == sum(x["cycles"] for x in r["layers"]) + 4
+        # the layers and END's fetch
+        assert r["layers"] and r["cycles_per_frame"] == (sum(x["cycles"] for x in r["layers"])
+                                                         + DESCRIPTOR_FETCH)
     assert results[0]["accuracy"]["brevitas"] == pytest.approx(metrics["quant_accuracy"])
     assert results[0]["accuracy"]["float"] == pytest.approx(metrics["float_accuracy"])
     for name in ("report.md", "layers-digits-cnn-8w8a.png", "accuracy-vs-bits.png"):

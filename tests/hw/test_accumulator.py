@@ -47,17 +47,21 @@ def _run(dut, beats, *, max_mode=False):
             if ctx.get(dut.out.valid):
                 got.append([int(v) for v in ctx.get(dut.out.payload)])
                 times.append(cycle)
+            nexts.append(ctx.get(dut.out_next))
             await ctx.tick()
 
+    nexts = []
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+    # out_next foretells out.valid by a cycle
+    assert [c + 1 for c, v in enumerate(nexts) if v] == times
     return got, times
 
 
 @pytest.mark.parametrize("cols, tiles, gap", [
-    (4, [(5, 3), (7, 1), (2, 4)], 0.0),
+    (4, [(5, 3), (7, 1), (2, 4), (4, 3), (3, 3)], 0.0),
     (3, [(1, 9), (1, 1), (1, 4)], 0.0),      # linear layers: one pixel, a step per cycle
     (8, [(6, 5), (1, 6), (3, 2)], 0.3),
 ])
@@ -67,10 +71,12 @@ def test_totals(cols, tiles, gap, depth):
     if depth == 1:        # one-pixel tiles only (the register accumulator)
         tiles = [(1, k) for _, k in tiles] + [(1, 1), (1, 2)]
     beats, expected = schedule(rng, tiles, cols, gap)
-    got, times = _run(Accumulator(cols, depth=depth), beats)
+    dut = Accumulator(cols, depth=depth)
+    got, times = _run(dut, beats)
     assert got == expected
     last_beats = [i for i, b in enumerate(beats) if b is not None and b[3]]
-    assert times == [i + ACC_LATENCY for i in last_beats]
+    assert dut.latency == (ACC_LATENCY if depth > 1 else ACC_LATENCY - 1)
+    assert times == [i + dut.latency for i in last_beats]
 
 
 def test_wraps_like_the_array():
@@ -79,7 +85,7 @@ def test_wraps_like_the_array():
     out = []
 
     async def bench(ctx):
-        for beat in beats + [None] * 3:
+        for beat in beats + [None] * (ACC_LATENCY + 1):
             ctx.set(dut.beat.valid, beat is not None)
             if beat:
                 ctx.set(dut.beat.payload, dict(zip(("sums", "addr", "first", "last"), beat)))
@@ -116,7 +122,7 @@ def test_max_mode_keeps_the_running_maximum_and_skips_padding(depth):
 
     async def bench(ctx):
         ctx.set(dut.max, 1)
-        for beat in beats + [None] * 4:
+        for beat in beats + [None] * (ACC_LATENCY + 1):
             if beat is None:
                 ctx.set(dut.beat.valid, 0)
             else:
@@ -135,20 +141,26 @@ def test_max_mode_keeps_the_running_maximum_and_skips_padding(depth):
     assert got == want
 
 
+@pytest.mark.parametrize("max_bits", [None, 9])
 @pytest.mark.parametrize("cols, tiles, gap", [
     (4, [(5, 3), (1, 6), (2, 4), (3, 5)], 0.0),
     (3, [(1, 9), (2, 7), (4, 3)], 0.4),
 ])
-def test_max_mode_over_pixel_tiles_with_forwarding(cols, tiles, gap):
+@pytest.mark.parametrize("depth", [8, 1])
+def test_max_mode_over_pixel_tiles_with_forwarding(cols, tiles, gap, max_bits, depth):
     """Max mode with pixel tiles of 1 to 5 pixels stepping back to back (every distance
     between a pixel's beats that the forwarding covers) and random padding beats: each
     pixel's total is the maximum of its unskipped beats (the lowest value if its first
-    beat is skipped and no later one counts)."""
+    beat is skipped and no later one counts). With `max_bits` 9 the values are the
+    feeder's 9-bit activations, compared on those bits and the sign."""
+    if depth == 1:        # one-pixel tiles only (the register accumulator)
+        tiles = [(1, k) for _, k in tiles]
     rng = np.random.default_rng(cols + 10)
     lowest = -(1 << 31)
     beats, expected = [], []
     for n, k in tiles:
-        sums = rng.integers(-(1 << 30), 1 << 30, (k, n, cols))
+        top = 1 << (30 if max_bits is None else max_bits - 1)
+        sums = rng.integers(-top, top, (k, n, cols))
         skips = rng.random((k, n)) < 0.3
         for step in range(k):
             for p in range(n):
@@ -162,5 +174,5 @@ def test_max_mode_over_pixel_tiles_with_forwarding(cols, tiles, gap):
                 if not skips[step, p]:
                     best = [max(b, int(v)) for b, v in zip(best, sums[step, p])]
             expected.append(best)
-    got, _ = _run(Accumulator(cols, depth=8), beats, max_mode=True)
+    got, _ = _run(Accumulator(cols, depth=depth, max_bits=max_bits), beats, max_mode=True)
     assert got == expected

@@ -129,6 +129,8 @@ def pool_case(rng, rows, lanes, conv_hw, channels, k, *, signed, gap, depth=None
     (8, 4, (5, 7), 8, 2, True, 0.0),       # C < R: two tiles share a word (byte enables)
     (2, 4, (4, 5), 7, 2, True, 0.1),       # C > R: one tile spans several groups
     (4, 4, (14, 15), 4, 7, True, 0.0),     # the largest window
+    (1, 4, (6, 6), 4, 2, True, 0.0),       # 4 words a pixel: a word again 4 beats on
+    (1, 3, (6, 7), 3, 3, False, 0.2),      # ... and 3 to 5 cycles on, gaps between
 ])
 def test_pool_on_write_matches_machine(rows, lanes, conv_hw, channels, k, signed, gap):
     rng = np.random.default_rng(abs(hash((rows, lanes, conv_hw, channels, k))) % 2**32)
