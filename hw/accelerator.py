@@ -331,8 +331,9 @@ class Accelerator(wiring.Component):
                     port.en.eq(host_en[space]),
                 ]
 
-        # host byte reads: one request at a time, answered four cycles later. Every
-        # memory's read data goes into a register before any logic (a block RAM's output
+        # host byte reads: one request at a time, answered a few cycles later (each step
+        # below is a register: the link waits for read_data.valid). Every memory's read
+        # data goes into a register before any logic (a block RAM's output
         # arrives 5.6 ns after the clock on an ECP5); WGT and PRM share theirs with the
         # weight and PARAM loaders (below), which own those ports while running. The
         # byte is picked in two steps, a 64-bit slice of the word, then the byte of the
@@ -342,6 +343,7 @@ class Accelerator(wiring.Component):
         r_wait = Signal()
         r_select = Signal()
         r_sliced = Signal()
+        r_picked = Signal()          # (not narrow_read: the byte a stage more)
         r_have = Signal()
         # compact_link: words of at most 16 bytes (1x1, 2x2) pick their byte at once
         narrow_read = cfg.compact_link and max(w for _, w in mems.values()) <= 16
@@ -352,7 +354,7 @@ class Accelerator(wiring.Component):
         r_data = Signal(8)
         m.d.comb += [
             bus.read_addr.ready.eq(~running & ~r_pending & ~r_wait & ~r_select & ~r_sliced
-                                   & ~r_have),
+                                   & ~r_picked & ~r_have),
             bus.read_data.valid.eq(r_have),
             bus.read_data.payload.eq(r_data),
         ]
@@ -403,8 +405,8 @@ class Accelerator(wiring.Component):
             with m.If(r_sliced):
                 m.d.sync += [r_sliced.eq(0), r_have.eq(1), r_data.eq(r_slice)]
         else:
-            # every memory's slice beside it, then the space and the byte together: the
-            # space's choice is not a route from the registers to all four memories
+            # every memory's slice beside it: the space's choice is not a route from the
+            # registers to all four memories
             slices = {}
             for space, (mem, word_bytes) in mems.items():
                 word = read_q[space].as_value()
@@ -416,14 +418,22 @@ class Accelerator(wiring.Component):
                                                  if shift > 3 else word)
             with m.If(r_select):
                 m.d.sync += r_lo.eq(r_byte[:3])
+            # then each memory's byte of its slice, then the space's byte: a cycle each
+            picked = {}
+            for space, (mem, word_bytes) in mems.items():
+                lo = r_lo[:min(exact_log2(word_bytes), 3)]
+                picked[space] = Signal(8, name=f"r_byte_{space.name.lower()}")
+                with m.If(r_sliced):
+                    m.d.sync += picked[space].eq(slices[space].word_select(lo, 8)
+                                                 if len(lo) else slices[space])
             with m.If(r_sliced):
-                m.d.sync += [r_sliced.eq(0), r_have.eq(1)]
+                m.d.sync += [r_sliced.eq(0), r_picked.eq(1)]
+            with m.If(r_picked):
+                m.d.sync += [r_picked.eq(0), r_have.eq(1)]
                 with m.Switch(r_space):
-                    for space, (mem, word_bytes) in mems.items():
+                    for space in mems:
                         with m.Case(space):
-                            lo = r_lo[:min(exact_log2(word_bytes), 3)]
-                            m.d.sync += r_data.eq(slices[space].word_select(lo, 8)
-                                                  if len(lo) else slices[space])
+                            m.d.sync += r_data.eq(picked[space])
         with m.If(r_have & bus.read_data.ready):
             m.d.sync += r_have.eq(0)
 
@@ -585,20 +595,21 @@ class Accelerator(wiring.Component):
 
         # --- output size: free-running DSP multiplies of registers that hold still
         # from DECODE on (hw.dsp: operands and product registered, two edges)
-        size_mult = Signal(14)
-        size_shift = Signal(4)
+        # (one shift for every stride, so the quotient is a slice of the product, not a
+        # shifter after the block)
+        size_shift = max(reciprocal(stride, 11)[1] for stride in range(1, 8))
+        size_mult = Signal(range(1 << size_shift + 1))
         with m.Switch(d.stride):
             for stride in range(1, 8):
                 with m.Case(stride):
-                    mult, shift = reciprocal(stride, 11)
-                    m.d.sync += [size_mult.eq(mult), size_shift.eq(shift)]
+                    m.d.sync += size_mult.eq(reciprocal(stride, 11, size_shift)[0])
         if cfg.serial_size:
             # one multiplier block for the three products, in turn (operands 0 between)
-            m.submodules.size_mul = size_mul = Multiplier(unsigned(11), unsigned(14),
+            m.submodules.size_mul = size_mul = Multiplier(unsigned(11), size_mult.shape(),
                                                           block=True)
         else:
-            m.submodules.size_h = size_h = Multiplier(unsigned(11), unsigned(14))
-            m.submodules.size_w = size_w = Multiplier(unsigned(11), unsigned(14))
+            m.submodules.size_h = size_h = Multiplier(unsigned(11), size_mult.shape())
+            m.submodules.size_w = size_w = Multiplier(unsigned(11), size_mult.shape())
             m.submodules.size_hw = size_hw = Multiplier(unsigned(11), unsigned(11))
             m.d.comb += [size_h.a.eq(num_h), size_h.b.eq(size_mult),
                          size_w.a.eq(num_w), size_w.b.eq(size_mult),
