@@ -361,17 +361,19 @@ class Accelerator(wiring.Component):
         ra = bus.read_addr.payload
         with m.If(bus.read_addr.valid & bus.read_addr.ready):
             m.d.sync += [r_pending.eq(1), r_space.eq(ra.space), r_byte.eq(ra.offset[:16])]
+        # the host's word address in each memory
+        host_word = {space: ra.offset >> exact_log2(word_bytes)
+                     for space, (mem, word_bytes) in mems.items()}
         # (not ram_delays: the weight and PARAM ports' addresses are registers, below)
         addr_registered = not cfg.ram_delays
-        registered_ports = ({Space.WEIGHTS} | (set() if held else {Space.PARAMS})
-                            if addr_registered else set())
-        for space, (mem, word_bytes) in mems.items():
-            if space in registered_ports:
-                continue
-            shift = exact_log2(word_bytes)
-            with m.If(~running):
-                m.d.comb += [rd_ports[space].addr.eq(ra.offset >> shift),
-                             rd_ports[space].en.eq(1)]
+        registered_ports = set()
+        if addr_registered:
+            registered_ports = {Space.WEIGHTS} if held else {Space.WEIGHTS, Space.PARAMS}
+        for space in mems:
+            if space not in registered_ports:
+                with m.If(~running):
+                    m.d.comb += [rd_ports[space].addr.eq(host_word[space]),
+                                 rd_ports[space].en.eq(1)]
         # the BlockRAMs' q are those registers (in the block on an ECP5)
         act_q, wgt_q = act_rd.q, wgt_rd.q
         if whole_descriptor(cfg):
@@ -911,9 +913,7 @@ class Accelerator(wiring.Component):
             # cycle (host reads wait a cycle for it: r_wait)
             w_early = _delay(m, wtile, WEIGHT_LEAD - 1, "waddr")
             wgt_addr = Signal.like(wgt_rd.addr, reset_less=True)
-            m.d.sync += wgt_addr.eq(Mux(running, w_early,
-                                        bus.read_addr.payload.offset
-                                        >> exact_log2(mems[Space.WEIGHTS][1])))
+            m.d.sync += wgt_addr.eq(Mux(running, w_early, host_word[Space.WEIGHTS]))
             m.d.comb += [wgt_rd.addr.eq(wgt_addr), wgt_rd.en.eq(1)]
         w_valid_q = Signal()
         w_valid_qq = Signal()
@@ -1063,8 +1063,8 @@ class Accelerator(wiring.Component):
         else:
             self._param_loader(m, post, prm_rd, prm_q, running, conv_active, is_max, d,
                                oct_, swaps, abort,
-                               host_addr=(ra.offset >> exact_log2(PARAM_BYTES)
-                                          if addr_registered else None))
+                               host_addr=(host_word[Space.PARAMS]
+                                          if Space.PARAMS in registered_ports else None))
 
         # --- packer: C post-processed lanes -> one activation word (4 for raw int32)
         beat = writer.pixels.payload

@@ -24,12 +24,15 @@ KEEP_PREFIX = "keep_copy__"
 KEEP_SCRIPT = f"setattr -set keep 1 w:{KEEP_PREFIX}* %ci1 c:* %i"
 
 
-def copies(m, platform, value, n: int, name: str) -> list[Signal]:
-    """`n` one-bit registers, each `value` of the cycle before."""
+def copies(m, platform, value, n: int, name: str, *, reset_less: bool = False
+           ) -> list[Signal]:
+    """`n` one-bit registers, each `value` of the cycle before; `reset_less` for copies
+    of data, or of a write that must land even when accepted in a reset cycle."""
     value = Value.cast(value)
     if len(value) != 1:
         raise ValueError(f"copies of {name}: a one-bit value, not {len(value)} bits")
-    regs = [Signal(name=f"{KEEP_PREFIX}{name}_{k}") for k in range(n)]
+    regs = [Signal(name=f"{KEEP_PREFIX}{name}_{k}", reset_less=reset_less)
+            for k in range(n)]
     for q in regs:
         m.d.sync += q.eq(value)
     return regs

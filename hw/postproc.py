@@ -60,7 +60,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .dsp import Multiplier
-from .fanout import KEEP_PREFIX, copies
+from .fanout import copies
 from .isa import PARAM
 
 __all__ = ["PostProcessor", "POST_LATENCY", "PARAM_BLACKOUT", "mode_layout",
@@ -227,7 +227,7 @@ class PostProcessor(wiring.Component):
                         with m.Case(c):
                             m.d.sync += shadow[c].eq(self.param.payload.param)
         else:
-            shadow = self._late_shadow(m, swap_d)
+            shadow = self._late_shadow(m, platform, swap_d)
 
         valid = [self.acc.valid]
         tags = [self.acc.payload.tag]
@@ -247,7 +247,7 @@ class PostProcessor(wiring.Component):
         ]
         return m
 
-    def _late_shadow(self, m, swap_d):
+    def _late_shadow(self, m, platform, swap_d):
         """The shadow records without ``compact``: a write accepted in cycle a lands at the
         edge ending a + 1, from a register of the payload, so that the ~125 flip-flops of a
         lane's record load on enables that are flip-flops (copies, a few dozen loads
@@ -267,7 +267,8 @@ class PostProcessor(wiring.Component):
         shadow = []
         for c in range(self.cols):
             # one enable for the bias, its bypass, mult, offset and shift each
-            we = _kept(m, accept & (self.param.payload.lane == c), 5, f"shadow_we_{c}")
+            we = copies(m, platform, accept & (self.param.payload.lane == c), 5,
+                        f"shadow_we_{c}", reset_less=True)
             # shifts of 64..255 are outside the contract
             rec = {name: Signal(shape, name=f"shadow_{name}_{c}", reset_less=True)
                    for name, shape in (("bias", signed(32)), ("mult", unsigned(31)),
@@ -481,7 +482,8 @@ class PostProcessor(wiring.Component):
         def partial_ors(terms):
             return Cat(Cat(terms[k:k + _PARTIAL]).any() for k in range(0, len(terms), _PARTIAL))
 
-        sign = _kept(m, v_next[63], -(-len(sat_bits) // _PARTIAL) + 1, f"v_sign_{c}")
+        sign = copies(m, platform, v_next[63], -(-len(sat_bits) // _PARTIAL) + 1,
+                      f"v_sign_{c}", reset_less=True)
         coarse = reg(_OUT_BITS + 8, "coarse")
         # {v, 0}, sign-extended as far as the largest coarse step reads
         wide = Cat(Const(0, 1), v, sign[-1].replicate(56 + len(coarse) - 65))
@@ -557,14 +559,6 @@ class PostProcessor(wiring.Component):
             up.eq(window[0] & (sticky | q_low[0])),
             q32_8.eq(q32_7),
         ]
-
-
-def _kept(m, value, n, name):
-    """``hw.fanout.copies`` without a reset: copies of data, or of a write that must land
-    even when accepted in a reset cycle."""
-    regs = [Signal(name=f"{KEEP_PREFIX}{name}_{k}", reset_less=True) for k in range(n)]
-    m.d.sync += [q.eq(value) for q in regs]
-    return regs
 
 
 def _partial_products(m, c, xl, xh, ml, mh, swap_d) -> dict:
