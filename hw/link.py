@@ -247,11 +247,6 @@ class HostLink(wiring.Component):
         decoded = m.d.comb if self.compact_status else m.d.sync
 
         resp_cmd = Signal(Reply, init=Reply.ACK)
-        if self.compact_status:
-            # never read (the header sends hdr.addr, or 0 for a NAK) and dropped by yosys,
-            # but kept: without it yosys maps the rest differently (some 20 LUTs more or
-            # fewer), and the iCE40 fit is counted to the last cells
-            unread_addr = Signal(32, name="resp_addr")
         resp_len = Signal(range(count_max + 1))
         from_memory = Signal()                # the payload is READ data, not resp_data
         # the NAK's code in a byte of its own, so that a NAK never writes the STATUS fields
@@ -499,8 +494,6 @@ class HostLink(wiring.Component):
             m.next = "TX_HEADER"
 
         def send_nak(code):
-            if self.compact_status:
-                m.d.sync += unread_addr.eq(0)
             m.d.sync += nak_byte.eq(code)
             respond(Reply.NAK, 1)
 
@@ -616,9 +609,7 @@ class HostLink(wiring.Component):
                     m.next = "EXECUTE"
 
             with m.State("EXECUTE"):
-                if self.compact_status:
-                    m.d.sync += unread_addr.eq(hdr.addr)
-                else:
+                if not self.compact_status:
                     # every way out starts its count at 0 (DRAIN uses none), so cnt does
                     # not wait for the command's decoding
                     m.d.sync += cnt.eq(0)
