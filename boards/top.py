@@ -219,13 +219,18 @@ class AcceleratorTop(Elaboratable):
         clk, pll_locked = self._clock(m, platform)
 
         # `sync` runs on the PLL's clock (nextpnr derives its constraint from the board
-        # clock's through the PLL); its reset is released two cycles after lock,
-        # synchronously (the lock output is asynchronous to that clock).
+        # clock's through the PLL); its reset is released three cycles after lock,
+        # synchronously (the lock output is asynchronous to that clock). The reset
+        # reaches every block's flip-flops: it comes straight from a register of its
+        # own, no logic between (the inverter after the synchronizer was a third of
+        # the 8x8's slowest reset paths).
         m.domains.sync = ClockDomain("sync")
         m.d.comb += ClockSignal("sync").eq(clk)
         locked = Signal()
         m.submodules.lock_sync = FFSynchronizer(pll_locked, locked, o_domain="sync")
-        m.d.comb += ResetSignal("sync").eq(~locked)
+        in_reset = Signal(init=1, reset_less=True)
+        m.d.sync += in_reset.eq(~locked)
+        m.d.comb += ResetSignal("sync").eq(in_reset)
 
         m.submodules.uart = uart = UART(self.clock_mhz * 1e6, self.baud)
         m.submodules.accelerator = acc = Accelerator(self.config,
