@@ -60,7 +60,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .dsp import Multiplier
-from .fanout import copies
+from .fanout import KEEP_PREFIX, copies
 from .isa import PARAM
 
 __all__ = ["PostProcessor", "POST_LATENCY", "PARAM_BLACKOUT", "mode_layout",
@@ -269,14 +269,20 @@ class PostProcessor(wiring.Component):
             # one enable for the bias, its bypass, mult, offset and shift each
             we = copies(m, platform, accept & (self.param.payload.lane == c), 5,
                         f"shadow_we_{c}", reset_less=True)
+            # each lane's own register of the payload's bias: the bypass feeds the
+            # lane's bias add, and one register for every lane was a route across them
+            bias_q = Signal(signed(32), name=f"{KEEP_PREFIX}param_bias_{c}",
+                            reset_less=True)
+            m.d.sync += bias_q.eq(self.param.payload.param.bias[:32])
             # shifts of 64..255 are outside the contract
             rec = {name: Signal(shape, name=f"shadow_{name}_{c}", reset_less=True)
                    for name, shape in (("bias", signed(32)), ("mult", unsigned(31)),
                                        ("offset", signed(56)), ("shift", unsigned(6)))}
             for (name, field), en in zip(rec.items(), (we[0], we[2], we[3], we[4])):
                 with m.If(en):
-                    m.d.sync += field.eq(payload[name][:len(field)])
-            shadow.append(SimpleNamespace(**{**rec, "bias": Mux(we[1], payload.bias,
+                    m.d.sync += field.eq(bias_q if name == "bias"
+                                         else payload[name][:len(field)])
+            shadow.append(SimpleNamespace(**{**rec, "bias": Mux(we[1], bias_q,
                                                                  rec["bias"])}))
         return shadow
 
