@@ -38,7 +38,7 @@ from .array import ArrayTiming, SystolicArray
 from .config import AcceleratorConfig, ConfigError, derive
 from .delay import DelayLine
 from .dsp import Multiplier
-from .fanout import copies
+from .fanout import KEEP_PREFIX, copies
 from .feeder import FEED_LATENCY, Feeder
 from .isa import DESCRIPTOR, DESCRIPTOR_BYTES, PARAM, PARAM_BYTES, Opcode, Space
 from .link import HostLink
@@ -262,6 +262,14 @@ class Accelerator(wiring.Component):
         abort = Signal()
         start = Signal()
         m.d.sync += [abort.eq(bus.reset), start.eq(bus.start)]
+        # The host's reads and writes see `running` through copies of a register that
+        # falls with it and rises a cycle after it (`running` only rises on `start`):
+        # `running` reaches every block, and its route into the link's read handshake
+        # was the 8x8's slowest path. (compact_link: `running`, saving the cells)
+        if cfg.compact_link:
+            host_idle = [~running] * 3
+        else:
+            host_idle = copies(m, platform, ~running & ~start, 3, "host_idle")
 
         # --- ports. The host uses one read and one write port per memory while idle;
         # during a run the datapath owns them (ACT: feeder read + writer read/write).
@@ -300,35 +308,39 @@ class Accelerator(wiring.Component):
         # two cycles of either: a frame's answer comes between), selects.
         # (compact_link: no register, as the iCE40's slow clock needs none and its cells
         # are few)
-        m.d.comb += bus.write.ready.eq(~running)
+        m.d.comb += bus.write.ready.eq(host_idle[0])
         host_d = m.d.comb if cfg.compact_link else m.d.sync
-        if cfg.compact_link:
-            p, p_valid = bus.write.payload, bus.write.valid & ~running
-        else:
-            # the link's write into registers here first, then decoded: the link's
-            # address register reaches all four memories' decoders, across the die
-            p = Signal.like(bus.write.payload, reset_less=True)
-            p_valid = Signal()
-            m.d.sync += [p.eq(bus.write.payload), p_valid.eq(bus.write.valid & ~running)]
-        w = Signal.like(bus.write.payload, reset_less=True)
-        host_d += w.eq(p)
-        host_en = {}
-        for space, (mem, word_bytes) in mems.items():
-            shift = exact_log2(word_bytes)
-            host_en[space] = en = Signal(word_bytes, name=f"host_en_{space.name.lower()}")
-            host_d += en.eq(Mux(p_valid & (p.addr.space == space),
-                                Const(1, word_bytes) << p.addr.offset[:shift]
-                                if shift else 1, 0))
+        accepted = bus.write.valid & host_idle[0]
         act_wsel = Signal()
         host_d += act_wsel.eq(running)
         for space, (mem, word_bytes) in mems.items():
-            port = wr_ports[space]
             shift = exact_log2(word_bytes)
+            name = space.name.lower()
+            if cfg.compact_link:
+                p, p_valid = bus.write.payload, accepted & (bus.write.payload.addr.space
+                                                            == space)
+                w = p
+            else:
+                # the link's write into registers here first, a set for each memory, so
+                # each memory's decode sits beside it: one set reaching all four memories'
+                # decoders was a route across the die (KEEP_PREFIX: copies yosys keeps)
+                p = Signal.like(bus.write.payload, reset_less=True,
+                                name=f"{KEEP_PREFIX}host_p_{name}")
+                p_valid = Signal(name=f"host_valid_{name}")
+                m.d.sync += [p.eq(bus.write.payload),
+                             p_valid.eq(accepted & (bus.write.payload.addr.space == space))]
+                w = Signal.like(bus.write.payload, reset_less=True,
+                                name=f"{KEEP_PREFIX}host_w_{name}")
+                m.d.sync += w.eq(p)
+            en = Signal(word_bytes, name=f"host_en_{name}")
+            host_d += en.eq(Mux(p_valid, Const(1, word_bytes) << p.addr.offset[:shift]
+                                if shift else 1, 0))
+            port = wr_ports[space]
             with m.If(~act_wsel if space == Space.ACTIVATIONS else 1):
                 m.d.comb += [
                     port.addr.eq(w.addr.offset >> shift),
                     port.data.eq(Cat(*([w.data] * word_bytes))),
-                    port.en.eq(host_en[space]),
+                    port.en.eq(en),
                 ]
 
         # host byte reads: one request at a time, answered a few cycles later (each step
@@ -353,7 +365,7 @@ class Accelerator(wiring.Component):
         r_byte = Signal(16)          # byte index within the word
         r_data = Signal(8)
         m.d.comb += [
-            bus.read_addr.ready.eq(~running & ~r_pending & ~r_wait & ~r_select & ~r_sliced
+            bus.read_addr.ready.eq(host_idle[1] & ~r_pending & ~r_wait & ~r_select & ~r_sliced
                                    & ~r_picked & ~r_have),
             bus.read_data.valid.eq(r_have),
             bus.read_data.payload.eq(r_data),
@@ -371,9 +383,16 @@ class Accelerator(wiring.Component):
             registered_ports = {Space.WEIGHTS} if held else {Space.WEIGHTS, Space.PARAMS}
         for space in mems:
             if space not in registered_ports:
-                with m.If(~running):
-                    m.d.comb += [rd_ports[space].addr.eq(host_word[space]),
-                                 rd_ports[space].en.eq(1)]
+                word = host_word[space]
+                if addr_registered:
+                    # the other ports wait the same cycle: the host's address from a
+                    # register beside the memory, not from the link's across the die
+                    word = Signal.like(
+                        rd_ports[space].addr, reset_less=True,
+                        name=f"{KEEP_PREFIX}host_word_{space.name.lower()}")
+                    m.d.sync += word.eq(host_word[space])
+                with m.If(host_idle[2]):
+                    m.d.comb += [rd_ports[space].addr.eq(word), rd_ports[space].en.eq(1)]
         # the BlockRAMs' q are those registers (in the block on an ECP5)
         act_q, wgt_q = act_rd.q, wgt_rd.q
         if whole_descriptor(cfg):
@@ -666,6 +685,11 @@ class Accelerator(wiring.Component):
         # RUN clears the counters (none counts before it: `running` is low in IDLE)
         with m.If(start):
             m.d.sync += [c.eq(0) for c in counters]
+        if beats == 1:
+            # pc holds still from FETCH to LATCH, and nothing writes the program while
+            # running: the read data in LATCH is the descriptor at pc
+            with m.If(running):
+                m.d.comb += [prg_rd.addr.eq(pc), prg_rd.en.eq(1)]
         with m.FSM(name="seq"):
             with m.State("IDLE"):
                 with m.If(start):
@@ -673,7 +697,8 @@ class Accelerator(wiring.Component):
                     m.next = "FETCH"
             with m.State("FETCH"):
                 if beats == 1:
-                    m.d.comb += [prg_rd.addr.eq(pc), prg_rd.en.eq(1)]
+                    # (the read is issued in every running cycle, below: the block's
+                    # address and enable are not a decode of the state)
                     m.next = "FETCH_WAIT"
                 else:
                     words = DESCRIPTOR_BYTES // cfg.program_beat_bytes
