@@ -19,18 +19,21 @@ Pipeline (ACC_LATENCY = 4), for a beat in cycle t:
     t+2   the operand other than the newest total: the stored total, or one of the
           three older totals still in flight (0 for a pixel's first step), into a
           register
-    t+3   add (or max) of the newest total or that operand; the total into a register:
-          the write data, or the output
+    t+3   add (or max) of the newest total and of that operand, side by side; the
+          newest's flag picks between them, and the total goes into a register: the
+          write data, or the output
     t+4   the write lands (edge ending t+4); the output is valid in t+4
 
 A beat reads memory that is up to four totals stale: the beats of the four cycles
 before it are computed or written after its read. Each of those totals is kept in a
 register (the write-data register and two older copies, and the one being added) and
 forwarded when its address matches, the newest first; the match flags are compared
-stages early, between registers. The add's operand is then one 2-way choice (the total
-added the cycle before, or the operand picked a stage ahead), so a one-pixel tile
-stepping every cycle (linear layers) accumulates every cycle with no stall, and that
-loop is a LUT and a carry chain.
+stages early, between registers. Two adds then take the two possible operands (the
+total added the cycle before, or the operand picked a stage ahead) straight from
+registers, and the choice comes after the carry chains: a one-pixel tile stepping every
+cycle (linear layers) accumulates every cycle with no stall, and that loop is a carry
+chain and a LUT level. (One add behind a 2-way choice of its operand, a LUT and two
+routes more, was the 8x8's slowest path at 90 MHz.)
 """
 
 from __future__ import annotations
@@ -88,10 +91,12 @@ class Accumulator(wiring.Component):
         """a > b in max mode. With `max_bits`, every value is a `max_bits`-bit integer
         (the feeder's activations) or the lowest (a skipped first beat): their low
         `max_bits` bits and the sign order them (the lowest's low bits are 0, below any
-        such integer's), a short carry chain instead of one over all the bits."""
+        such integer's), a short carry chain instead of one over all the bits. The
+        sign inverted on top makes that order unsigned: one carry out, where a signed
+        compare took the chain's top bits through a second piece of chain."""
         if self.max_bits is None:
             return a > b
-        key = lambda x: Cat(x[:self.max_bits], x[-1]).as_signed()
+        key = lambda x: Cat(x[:self.max_bits], ~x[-1])
         return key(a) > key(b)
 
     def elaborate(self, platform):
@@ -160,24 +165,29 @@ class Accumulator(wiring.Component):
         # it holds still while beats are in flight).
         first = copies(m, platform, beat[2].first, C, "first")
         is_max = copies(m, platform, self.max, C, "max")
-        old = Signal(lanes)
         total = Signal(lanes)
         lowest = -(1 << (W - 1))
-        # max mode's operand, a skipped beat's the lowest, registered in t+2
+        # registered in t+2: max mode's value (a skipped beat's the lowest), and the
+        # adds' addend, 0 in max mode, so that the adds pass the older totals through
         values = Signal(lanes, reset_less=True)
-        m.d.sync += [values[c].eq(Mux(beat[2].skip, lowest, beat[2].sums[c]))
-                     for c in range(C)]
+        addend = Signal(lanes, reset_less=True)
         for c in range(C):
-            m.d.comb += old[c].eq(Mux(newest[c], fwd[0][c], other[c]))
+            m.d.sync += [values[c].eq(Mux(beat[2].skip, lowest, beat[2].sums[c])),
+                         addend[c].eq(Mux(self.max, 0, beat[2].sums[c]))]
+        for c in range(C):
             value = values[c]
-            with m.If(is_max[c]):
-                # Max pool: the running maximum; a skipped (padding) beat keeps it.
-                m.d.comb += total[c].eq(Mux(first[c] | self._above(value, old[c]), value,
-                                            old[c]))
-            with m.Else():
+            added, above = [], []
+            for k, old in enumerate((fwd[0][c], other[c])):
                 # Assignment truncates: totals wrap at acc_width like the array's sums.
-                # (old is 0 for a first step)
-                m.d.comb += total[c].eq(beat[3].sums[c] + old[c])
+                # (`other` is 0 for a first step)
+                added.append(Signal(signed(W), name=f"added{c}_{k}"))
+                m.d.comb += added[-1].eq(addend[c] + old)
+                above.append(self._above(value, old))
+            # Max pool: the running maximum, the value when it is above the older total
+            # (always for a window's first beat); a skipped (padding) beat keeps it.
+            take_value = Signal(name=f"take_value{c}")
+            m.d.comb += take_value.eq(is_max[c] & (first[c] | Mux(newest[c], *above)))
+            m.d.comb += total[c].eq(Mux(take_value, value, Mux(newest[c], *added)))
         last = beat[3].last
         m.d.sync += [
             fwd[0].eq(total), fwd_addr[0].eq(beat[3].addr), fwd_en[0].eq(valid[3] & ~last),
