@@ -10,6 +10,11 @@ from a `bench/fpga.py` build:
     AMARANTH_nextpnr_opts="--timing-allow-fail --sdf top.sdf" \
         .venv/bin/python bench/fpga.py --target ulx3s-85f:8x8@70 --out /tmp/b
     .venv/bin/python bench/timing_paths.py /tmp/b/ulx3s-85f-8x8/build/top.sdf [--paths 20]
+
+`--over NS` counts the endpoints whose arrival (with setup) is over NS ns by the pair of
+registers (bits and copies folded: `acc.values[3]` and `acc.values[5]` are one) a path
+starts and ends at, the most first: the wide causes (a reset's fan-out, one select
+reaching hundreds of bits) stand out where the worst-path list shows one path each.
 """
 import argparse
 import re
@@ -76,8 +81,16 @@ def parse(path):
     return inter, comb, clk2q, setup, ctype
 
 
-def analyse(path, n):
-    """Print the histogram and the `n` worst path groups of the SDF at `path`."""
+def signal(cell):
+    """The register signal a mapped cell stands for: no bit index, copy number or
+    mapping suffix."""
+    name = cell.split("_TRELLIS")[0].split("$")[0].split("/")[0]
+    return re.sub(r"_\d+$", "", re.sub(r"\[\d+\]", "", name))
+
+
+def analyse(path, n, over=None, most=40):
+    """Print the histogram and the `n` worst path groups of the SDF at `path`; with
+    `over` (ns), the counts of endpoints over it by source and sink register."""
     inter, comb, clk2q, setup, ctype = parse(path)
     succ = defaultdict(list)
     indeg = defaultdict(int)
@@ -124,6 +137,22 @@ def analyse(path, n):
         hist[int(t // 500)] += 1
     for k in sorted(hist, reverse=True)[:12]:
         print(f"  {k * 0.5:5.1f}-{k * 0.5 + 0.5:4.1f} ns: {hist[k]}")
+    for limit in (10, 9, 8):
+        count = sum(1 for t, _ in ends if t > limit * 1000)
+        print(f"  over {limit} ns: {count}")
+    if over is not None:
+        pairs = defaultdict(int)
+        for t, pin in ends:
+            if t <= over * 1000:
+                break
+            src = pin
+            while src in prev:
+                src = prev[src][0]
+            pairs[(signal(src[0]), signal(pin[0]))] += 1
+        print(f"\nendpoints over {over:g} ns by source -> sink register "
+              f"({sum(pairs.values())} in all):")
+        for (a, b), count in sorted(pairs.items(), key=lambda kv: -kv[1])[:most]:
+            print(f"  {count:6d}  {a} -> {b}")
     seen_groups = set()
     shown = 0
     for t, pin in ends:
@@ -154,8 +183,10 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sdf", help="SDF file written by nextpnr --sdf")
     parser.add_argument("--paths", type=int, default=20, help="groups to show (default 20)")
+    parser.add_argument("--over", type=float, metavar="NS",
+                        help="count the endpoints over NS ns by source and sink register")
     args = parser.parse_args()
-    analyse(args.sdf, args.paths)
+    analyse(args.sdf, args.paths, args.over)
     return 0
 
 
