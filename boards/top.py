@@ -222,8 +222,8 @@ class AcceleratorTop(Elaboratable):
         # clock's through the PLL); its reset is released three cycles after lock,
         # synchronously (the lock output is asynchronous to that clock). The reset
         # reaches every block's flip-flops: it comes straight from a register of its
-        # own, no logic between (the inverter after the synchronizer was a third of
-        # the 8x8's slowest reset paths).
+        # own, no logic between (at 49ede60 an inverter after the synchronizer and the
+        # route from it put ~400 of the 8x8's endpoints over 8 ns).
         m.domains.sync = ClockDomain("sync")
         m.d.comb += ClockSignal("sync").eq(clk)
         locked = Signal()

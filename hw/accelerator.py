@@ -697,8 +697,8 @@ class Accelerator(wiring.Component):
                     m.next = "FETCH"
             with m.State("FETCH"):
                 if beats == 1:
-                    # (the read is issued in every running cycle, below: the block's
-                    # address and enable are not a decode of the state)
+                    # (the read is issued in every running cycle, before the FSM: the
+                    # block's address and enable are not a decode of the state)
                     m.next = "FETCH_WAIT"
                 else:
                     words = DESCRIPTOR_BYTES // cfg.program_beat_bytes
