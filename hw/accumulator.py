@@ -17,11 +17,12 @@ Pipeline (ACC_LATENCY = 4), for a beat in cycle t:
     t+1   the read data lands in the block RAM's output register (hw.bram): the block's
           output without it arrives 5.8 ns after the clock on an ECP5
     t+2   the operand other than the newest total: the stored total, or one of the
-          three older totals still in flight (0 for a pixel's first step), into a
-          register
-    t+3   add (or max) of the newest total and of that operand, side by side; the
-          newest's flag picks between them, and the total goes into a register: the
-          write data, or the output
+          three older totals still in flight (for a pixel's first step 0, or the
+          lowest value in max mode), into a register
+    t+3   add (or max) of the newest total and of that operand, side by side; each
+          compare's carry out picks the value or its own add's sum, the newest's flag
+          picks between those, and the total goes into a register: the write data, or
+          the output
     t+4   the write lands (edge ending t+4); the output is valid in t+4
 
 A beat reads memory that is up to four totals stale: the beats of the four cycles
@@ -96,8 +97,10 @@ class Accumulator(wiring.Component):
         compare took the chain's top bits through a second piece of chain."""
         if self.max_bits is None:
             return a > b
-        key = lambda x: Cat(x[:self.max_bits], ~x[-1])
-        return key(a) > key(b)
+        key = lambda x: Cat(x[:self.max_bits], ~x[-1], 0)
+        # as the borrow of a subtraction: yosys maps that to a carry chain alone, where a
+        # compare this short became LUTs around a piece of chain (two LUT6 levels)
+        return (key(b) - key(a))[-1]
 
     def elaborate(self, platform):
         m = Module()
@@ -139,55 +142,62 @@ class Accumulator(wiring.Component):
         # t+3), fwd[1] and fwd[2]; in t+1 that beat is still in its add stage (t+3) and
         # the other two are fwd[0] and fwd[1]. The newest matching wins; the selects
         # are one-hot, one copy per lane (hw.fanout).
-        hit = [adds_to(3, beat[1].addr),
-               fwd_en[0] & (fwd_addr[0] == beat[1].addr),
-               fwd_en[1] & (fwd_addr[1] == beat[1].addr)]
-        pick = [copies(m, platform, hit[0], C, "pick0"),
-                copies(m, platform, ~hit[0] & hit[1], C, "pick1"),
-                copies(m, platform, ~hit[0] & ~hit[1] & hit[2], C, "pick2")]
+        # The address compares are made a cycle earlier still, between registers (the
+        # beat now in t+1 against those three in t, in beat[2], beat[3] and fwd[0]),
+        # three address compares and the priority after them were six LUT levels.
+        same = [Signal(name=f"same{k}", reset_less=True) for k in range(3)]
+        m.d.sync += [same[0].eq(beat[2].addr == beat[0].addr),
+                     same[1].eq(beat[3].addr == beat[0].addr),
+                     same[2].eq(fwd_addr[0] == beat[0].addr)]
+        hit = [valid[3] & ~beat[3].last & same[0],
+               fwd_en[0] & same[1],
+               fwd_en[1] & same[2]]
+        # (reset_less: the selects matter only for valid beats, and a reset's fan-out
+        # into them was a slow path of its own)
+        pick = [copies(m, platform, hit[0], C, "pick0", reset_less=True),
+                copies(m, platform, ~hit[0] & hit[1], C, "pick1", reset_less=True),
+                copies(m, platform, ~hit[0] & ~hit[1] & hit[2], C, "pick2", reset_less=True)]
 
         # t+2: the stored total (the block's output register) or the older one in flight;
-        # 0 for a pixel's first step, so that the add's operand needs no `first`.
+        # for a pixel's first step 0 (add) or the lowest value (max), so that neither
+        # the add nor the compare needs `first`.
+        lowest = -(1 << (W - 1))
         stored = rd.q
-        first2 = copies(m, platform, beat[1].first, C, "first2")
+        first2 = copies(m, platform, beat[1].first, C, "first2", reset_less=True)
+        start = Mux(self.max, lowest, 0)
         other = Signal(lanes, reset_less=True)
         for c in range(C):
-            m.d.sync += other[c].eq(Mux(first2[c], 0,
+            m.d.sync += other[c].eq(Mux(first2[c], start,
                                         Mux(pick[0][c], fwd[0][c],
                                             Mux(pick[1][c], fwd[1][c],
                                                 Mux(pick[2][c], fwd[2][c], stored[c])))))
         # the newest: the beat just before, now adding in t+2 (not for a first step)
         newest = copies(m, platform, adds_to(3, beat[2].addr) & ~beat[2].first, C,
-                        "newest")
+                        "newest", reset_less=True)
 
-        # t+3: add, then hand the total on to be written or sent out. Each lane reads
-        # its own copies of the beat's first flag (max mode) and of `max` (a cycle late:
-        # it holds still while beats are in flight).
-        first = copies(m, platform, beat[2].first, C, "first")
-        is_max = copies(m, platform, self.max, C, "max")
+        # t+3: add, then hand the total on to be written or sent out.
         total = Signal(lanes)
-        lowest = -(1 << (W - 1))
-        # registered in t+2: max mode's value (a skipped beat's the lowest), and the
-        # adds' addend, 0 in max mode, so that the adds pass the older totals through
+        # registered in t+2: the value compared, max mode's value (a skipped beat's the
+        # lowest, and the lowest in add mode, so that the compare never takes it), and
+        # the adds' addend, 0 in max mode, so that the adds pass the older totals through
         values = Signal(lanes, reset_less=True)
         addend = Signal(lanes, reset_less=True)
         for c in range(C):
-            m.d.sync += [values[c].eq(Mux(beat[2].skip, lowest, beat[2].sums[c])),
+            m.d.sync += [values[c].eq(Mux(beat[2].skip | ~self.max, lowest, beat[2].sums[c])),
                          addend[c].eq(Mux(self.max, 0, beat[2].sums[c]))]
         for c in range(C):
             value = values[c]
-            added, above = [], []
+            picked = []
             for k, old in enumerate((fwd[0][c], other[c])):
                 # Assignment truncates: totals wrap at acc_width like the array's sums.
-                # (`other` is 0 for a first step)
-                added.append(Signal(signed(W), name=f"added{c}_{k}"))
-                m.d.comb += added[-1].eq(addend[c] + old)
-                above.append(self._above(value, old))
-            # Max pool: the running maximum, the value when it is above the older total
-            # (always for a window's first beat); a skipped (padding) beat keeps it.
-            take_value = Signal(name=f"take_value{c}")
-            m.d.comb += take_value.eq(is_max[c] & (first[c] | Mux(newest[c], *above)))
-            m.d.comb += total[c].eq(Mux(take_value, value, Mux(newest[c], *added)))
+                added = Signal(signed(W), name=f"added{c}_{k}")
+                m.d.comb += added.eq(addend[c] + old)
+                # Max pool: the running maximum, the value when it is above the older
+                # total (a window's first beat compares with the lowest, and a skipped
+                # one is the lowest, so either gives the value); never in add mode.
+                # Each carry out picks its own add's bits straight: one LUT level.
+                picked.append(Mux(self._above(value, old), value, added))
+            m.d.comb += total[c].eq(Mux(newest[c], *picked))
         last = beat[3].last
         m.d.sync += [
             fwd[0].eq(total), fwd_addr[0].eq(beat[3].addr), fwd_en[0].eq(valid[3] & ~last),
