@@ -54,7 +54,7 @@ records).
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -348,26 +348,37 @@ class PostProcessor(wiring.Component):
         q32_8 = reg(signed(32), "q32_8")
         if self.compact:
             self._compact_shift(m, c, reg, v, shift_a, qs, up, q32_8)
+            qs_cmp, up_cmp = qs, up
         else:
-            self._shift(m, platform, c, reg, v, v_next, shift_d, swap_d, qs, up, q32_8)
+            # the compares' own copies of qs and the rounding, next to their carry chains
+            # (one register also feeding the adds was a 2.7 ns route into them)
+            qs_cmp = Signal(signed(_OUT_BITS), name=f"{KEEP_PREFIX}qs_cmp_{c}",
+                            reset_less=True)
+            up_cmp = Signal(name=f"{KEEP_PREFIX}up_cmp_{c}", reset_less=True)
+            self._shift(m, platform, c, reg, v, v_next, shift_d, swap_d, (qs, qs_cmp),
+                        (up, up_cmp), q32_8)
 
         # Each lane keeps its own copy of the mode, so the compares and the output
         # muxes read registers next to them, not one register routed to every lane.
         # Stage 9's copy: lo and hi for the compares, lo - 1 and hi - 1 for when
-        # rounding adds one, and lo > hi (then min(max(r, lo), hi) is hi).
+        # rounding adds one, and lo > hi (then min(max(r, lo), hi) is hi). The compare
+        # operands are `_key`s (unsigned order), a single carry chain each.
         cmp_mode = reg(data.StructLayout({
-            "lo": signed(10), "hi": signed(10), "lo_1": signed(11), "hi_1": signed(11),
+            "lo": unsigned(_OUT_BITS), "hi": unsigned(_OUT_BITS),
+            "lo_1": unsigned(_OUT_BITS), "hi_1": unsigned(_OUT_BITS),
             "lo_above_hi": 1, "bipolar": 1}), "cmp_mode")
         with m.If(swap_d[_COPY_COMPARE - skip]):
             new = mode_d[_COPY_COMPARE - skip]
-            m.d.sync += [cmp_mode.lo.eq(new.lo), cmp_mode.hi.eq(new.hi),
-                         cmp_mode.lo_1.eq(new.lo - 1), cmp_mode.hi_1.eq(new.hi - 1),
+            m.d.sync += [cmp_mode.lo.eq(_key(new.lo)), cmp_mode.hi.eq(_key(new.hi)),
+                         cmp_mode.lo_1.eq(_key(new.lo - 1)),
+                         cmp_mode.hi_1.eq(_key(new.hi - 1)),
                          cmp_mode.lo_above_hi.eq(new.lo > new.hi),
                          cmp_mode.bipolar.eq(new.bipolar)]
         if self.static_mode:
             # the fields that are copies, read where they are
-            cmp_mode = SimpleNamespace(lo=self.mode.lo, hi=self.mode.hi, lo_1=cmp_mode.lo_1,
-                                       hi_1=cmp_mode.hi_1, lo_above_hi=cmp_mode.lo_above_hi,
+            cmp_mode = SimpleNamespace(lo=_key(self.mode.lo), hi=_key(self.mode.hi),
+                                       lo_1=cmp_mode.lo_1, hi_1=cmp_mode.hi_1,
+                                       lo_above_hi=cmp_mode.lo_above_hi,
                                        bipolar=self.mode.bipolar)
         # Stage 10's copy: the values a clamped lane takes (2lo - 1, 2hi - 1 if bipolar).
         out_mode = reg(data.StructLayout({"lo": signed(12), "hi": signed(12), "raw": 1}),
@@ -388,8 +399,9 @@ class PostProcessor(wiring.Component):
         to_lo = reg(1, "to_lo")
         to_hi = reg(1, "to_hi")
         q32_9 = reg(signed(32), "q32_9")
-        below = Mux(up, qs < cmp_mode.lo_1, qs < cmp_mode.lo)
-        above = Mux(up, qs > cmp_mode.hi_1, qs > cmp_mode.hi)
+        key = _key(qs_cmp)
+        below = Mux(up_cmp, _less(key, cmp_mode.lo_1), _less(key, cmp_mode.lo))
+        above = Mux(up_cmp, _less(cmp_mode.hi_1, key), _less(cmp_mode.hi, key))
         hi_wins = Mux(below, cmp_mode.lo_above_hi, above)
         m.d.sync += [
             r.eq(Mux(cmp_mode.bipolar, (qs << 1) + Mux(up, 1, -1), qs + up)),
@@ -464,7 +476,8 @@ class PostProcessor(wiring.Component):
         when some v[i], i >= s + 10, differs from the sign, and the sticky bit is set
         exactly when some v[i], i < s - 1, is. The shift is known cycles before the
         pixel (staged down ``shift_d``), so those masks are decoded into registers
-        loaded beside stage 7's copy of it."""
+        loaded beside stage 7's copy of it. `qs` and `up` are each a tuple of registers
+        that take the same value (copies for their readers)."""
         shift_a = shift_d[-1]
         sat_bits = range(_OUT_BITS - 1, 63)      # v[63] is the sign
         sticky_bits = range(62)                  # below the guard: i <= s - 2 <= 61
@@ -513,12 +526,13 @@ class PostProcessor(wiring.Component):
         window = coarse.bit_select(fine, _OUT_BITS + 1)
         q_low = window[1:]
         m.d.sync += [
-            qs.eq(Mux(sat_parts.any(), Mux(sign_7, -(1 << (_OUT_BITS - 1)),
-                                           (1 << (_OUT_BITS - 1)) - 1),
-                      q_low.as_signed())),
-            up.eq(window[0] & (sticky_parts.any() | q_low[0])),
-            q32_8.eq(q32_7),
+            q.eq(Mux(sat_parts.any(), Mux(sign_7, -(1 << (_OUT_BITS - 1)),
+                                          (1 << (_OUT_BITS - 1)) - 1),
+                     q_low.as_signed()))
+            for q in qs
         ]
+        m.d.sync += [u.eq(window[0] & (sticky_parts.any() | q_low[0])) for u in up]
+        m.d.sync += q32_8.eq(q32_7)
 
     def _compact_shift(self, m, c, reg, v, shift_a, qs, up, q32_8):
         """Stages t+7 and t+8 with ``compact``: of q = v >> s only what stage 9 uses.
@@ -565,6 +579,21 @@ class PostProcessor(wiring.Component):
             up.eq(window[0] & (sticky | q_low[0])),
             q32_8.eq(q32_7),
         ]
+
+
+def _key(x):
+    """A signed value of up to `_OUT_BITS` bits as an unsigned `_OUT_BITS`-bit integer in
+    the same order (the sign bit inverted): an unsigned compare is one carry chain, where
+    a signed one took its top bits through a second piece of chain."""
+    x = Value.cast(x)
+    wide = Cat(x, *[x[-1]] * (_OUT_BITS - len(x)))[:_OUT_BITS]
+    return Cat(wide[:-1], ~wide[-1])
+
+
+def _less(a, b):
+    """a < b for unsigned a, b: the borrow of a - b, which yosys maps to a carry chain
+    alone (a compare this short became LUTs around a piece of chain)."""
+    return (Cat(a, 0) - Cat(b, 0))[-1]
 
 
 def _partial_products(m, c, xl, xh, ml, mh, swap_d) -> dict:
