@@ -24,7 +24,7 @@ read data into a register; its activations are on ``act``
 cycle), so back-to-back commands stream without a bubble.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -286,8 +286,11 @@ class Feeder(wiring.Component):
         # The block RAM's output goes straight into a register (it arrives late in the
         # cycle: 5.6 ns after the clock on an ECP5), and only then into logic.
         v6 = Signal(name="valid_6")
-        s6 = stage("s6", {"zero": 1, "swap": 1, "sgn": 1})
-        m.d.sync += [v6.eq(v5), s6.zero.eq(s5.zero), s6.swap.eq(s5.swap), s6.sgn.eq(s5.sgn)]
+        # (`ext`: the sign bit extends, a signed operand that is not padding: one LUT
+        # level between the block's output and the array's first multiplier)
+        s6 = stage("s6", {"zero": 1, "swap": 1, "ext": 1})
+        m.d.sync += [v6.eq(v5), s6.zero.eq(s5.zero), s6.swap.eq(s5.swap),
+                     s6.ext.eq(s5.sgn & ~s5.zero)]
         if self.registered_read:
             # the port's data is already a register: the block's own (hw.bram)
             s6_data = self.rd.data
@@ -299,8 +302,8 @@ class Feeder(wiring.Component):
         # --- extension: the bank bytes as act_width-bit signed operands -------------
         for r in range(R):
             byte = s6_data[r]
-            value = Mux(s6.sgn, byte.as_signed(), byte.as_unsigned())
-            m.d.comb += self.act.payload[r].eq(Mux(s6.zero, 0, value))
+            m.d.comb += self.act.payload[r].eq(
+                Cat(Mux(s6.zero, 0, byte), s6.ext & byte[-1]).as_signed())
         m.d.comb += [
             self.act.valid.eq(v6),
             self.swap.eq(v6 & s6.swap),
