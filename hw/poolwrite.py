@@ -233,17 +233,20 @@ class PoolWriter(wiring.Component):
         hits = [(addr7 == addr9, merge_en), (addr7 == fwd_addr[0], fwd_en[0]),
                 (addr7 == fwd_addr[1], fwd_en[1])]
         picks = [Signal(R, name=f"pick{k}") for k in range(3)]
+        picked = Signal(R, name="picked")    # any of them
         for r in range(R):
             taken = 0
             for k, (hit, en) in enumerate(hits):
                 m.d.sync += picks[k][r].eq(hit & en[r] & ~taken)
                 taken = taken | (hit & en[r])
-        # t+8: the stored word, or a newer one in flight, lane by lane, into a register.
+            m.d.sync += picked[r].eq(taken)
+        # t+8: the stored word, or a newer one in flight, lane by lane, into a register;
+        # the stored word (a long route from the block) meets only the last mux.
         other = Signal(word, name="other", reset_less=True)
         for r in range(R):
-            m.d.sync += other[r].eq(Mux(picks[0][r], fwd_data[0][r],
-                                        Mux(picks[1][r], fwd_data[1][r],
-                                            Mux(picks[2][r], fwd_data[2][r], stored[r]))))
+            in_flight = Mux(picks[0][r], fwd_data[0][r],
+                            Mux(picks[1][r], fwd_data[1][r], fwd_data[2][r]))
+            m.d.sync += other[r].eq(Mux(picked[r], in_flight, stored[r]))
         newest = delayed(addr8 == addr9, "newest")
 
         # t+9: merge into the write register; t+10: the write lands.
