@@ -246,7 +246,9 @@ class HostLink(wiring.Component):
         # compact_status saves the flip-flops
         decoded = m.d.comb if self.compact_status else m.d.sync
 
-        resp_cmd = Signal(Reply, init=Reply.ACK)
+        # the reply differs from ACK in its NAK bit only, and the byte mux reads that bit
+        resp_nak = Signal()
+        resp_cmd = Mux(resp_nak, Reply.NAK, Reply.ACK)
         resp_len = Signal(range(count_max + 1))
         from_memory = Signal()                # the payload is READ data, not resp_data
         # the NAK's code in a byte of its own, so that a NAK never writes the STATUS fields
@@ -270,10 +272,6 @@ class HostLink(wiring.Component):
             shown_cycles = Signal(32)
             shown_counters = Signal.like(bus.counters)
             checking = Signal()
-            executing = Signal()              # the state is EXECUTE (CHECK a cycle on)
-            m.d.sync += executing.eq(checking)
-            run_go = Signal()
-            reset_go = Signal()
             snapshot = copies(m, platform, checking, N_COUNTERS + 1, "link_snapshot")
             for load, field, value in zip(
                     snapshot, [Cat(shown_flags, shown_cycles), *shown_counters],
@@ -294,7 +292,7 @@ class HostLink(wiring.Component):
                 self.space_sizes[space] if self.space_sizes_known else 0)
               for space in Space),
         ]
-        limit = Signal(32)
+        limit = Signal(32)                    # the watchdog's cycles, less one but compact
         last_seq = Signal(8)
         last_was_run = Signal()               # last verified frame was an ACKed RUN
 
@@ -314,6 +312,16 @@ class HostLink(wiring.Component):
             # first byte on, long before the payload and the bounds check use it)
             decoded += is_groups.eq(hdr.cmd == Command.WRITE_GROUPS)
             m.d.sync += total_last.eq(total - 1)
+            # a group's last lane, for the width and the group (0x1FF for 0: none), in
+            # registers: g_width is set by the payload's first byte and read from its
+            # third on, g_group long before the commit
+            width_last = Signal(9)
+            group_last = Signal(9)
+            m.d.sync += [width_last.eq(g_width - 1), group_last.eq(g_group - 1)]
+            # the payload byte is a WRITE_GROUPS's width (the first) or group (the
+            # second): flags set in LENGTH and shifted by each byte, not compares of cnt
+            at_width = Signal()
+            at_group = Signal()
             src = Signal(range(self.max_payload + 1))   # commit: the staging byte to write
             lane = Signal(8)                            # commit: position in the group
             fill = Signal()                             # commit: lane >= g_width (zeros)
@@ -327,7 +335,8 @@ class HostLink(wiring.Component):
             at_limit = run_cycles == limit
         else:
             # run_cycles == limit as a register: compared a cycle ahead, as run_cycles
-            # steps by one (RUN clears it: its limit is not 0)
+            # steps by one (RUN clears it: its limit is not 0), with the limit less one
+            # (loaded so by RUN) rather than an add before a 32-bit compare
             at_limit = Signal()
         with m.If(running):
             with m.If(bus.done):
@@ -338,7 +347,7 @@ class HostLink(wiring.Component):
             with m.Else():
                 m.d.sync += run_cycles.eq(run_cycles + 1)
                 if not self.compact_status:
-                    m.d.sync += at_limit.eq(run_cycles + 1 == limit)
+                    m.d.sync += at_limit.eq(run_cycles == limit)
 
         # --- address checks for the verified frame in EXECUTE.
         space_size = Signal(29)
@@ -383,8 +392,10 @@ class HostLink(wiring.Component):
         if groups:
             groups_short = Signal()
             groups_bad = Signal()
+            groups_ragged = Signal()              # the payload ends inside a group
             m.d.sync += [groups_short.eq(hdr.len < 3),
-                         groups_bad.eq((g_width == 0) | (g_width > g_group))]
+                         groups_bad.eq((g_width == 0) | (g_width > g_group)),
+                         groups_ragged.eq(rx_lane != 0)]
         m.d.sync += [
             in_bounds.eq(space_ok & fits),
             program_ok.eq((hdr.addr.space == Space.PROGRAM)
@@ -401,21 +412,39 @@ class HostLink(wiring.Component):
         # in LENGTH, a cycle before the payload's first byte)
         if self.compact_status:
             last_byte = (hdr.len[:len(cnt)] - 1)[:len(cnt)]
+            payload_last = cnt == last_byte
         else:
             last_byte = Signal.like(cnt)
             m.d.sync += last_byte.eq(hdr.len - 1)
+            # cnt == last_byte in PAYLOAD as a register, set a byte ahead (in LENGTH for
+            # the first): the compare and the state's decoding were six LUTs into cnt
+            payload_bits = self.max_payload.bit_length()
+            payload_last = Signal()
+            before_last = Signal(payload_bits)
+            m.d.sync += before_last.eq(hdr.len - 2)
+
+        # idle == timeout - 1, but with compact_status a register kept with idle (which
+        # only restarts at 0 or steps by one): the timeout starts from a flip-flop
+        timed_out = idle == self.timeout - 1 if self.compact_status else Signal()
+
+        def restart_idle():
+            m.d.sync += idle.eq(0)
+            if not self.compact_status:
+                m.d.sync += timed_out.eq(0)            # the timeout is at least 2
 
         def receive(on_byte, on_timeout):
             """Accept a byte per cycle; ``on_timeout`` after ``timeout`` idle cycles."""
             m.d.comb += i.ready.eq(crc_free)
             with m.If(i.valid & crc_free if self.compact_status else i.valid):
-                m.d.sync += idle.eq(0)
+                restart_idle()
                 on_byte()
-            with m.Elif(idle == self.timeout - 1):
-                m.d.sync += idle.eq(0)
+            with m.Elif(timed_out):
+                restart_idle()
                 on_timeout()
             with m.Else():
                 m.d.sync += idle.eq(idle + 1)
+                if not self.compact_status:
+                    m.d.sync += timed_out.eq(idle == self.timeout - 2)
 
         def feed_crc(byte):
             m.d.comb += crc.en.eq(1)
@@ -452,7 +481,7 @@ class HostLink(wiring.Component):
             settle = Signal(range(3))
             m.d.sync += [
                 status_group.eq(resp_data.as_value().word_select(cnt[3:6], 64)),
-                status_byte.eq(Mux(resp_cmd == Reply.NAK, nak_byte,
+                status_byte.eq(Mux(resp_nak, nak_byte,
                                    status_group.word_select(cnt[:3], 8))),
                 settle.eq(Mux(settle == 2, 2, settle + 1)),
             ]
@@ -483,14 +512,21 @@ class HostLink(wiring.Component):
             return sent, last
 
         # the response payload's last byte index, set with its length (the send states
-        # compare cnt with a register, not with a subtract)
-        resp_last = resp_len - 1 if self.compact_status else Signal(len(resp_len) + 1)
+        # compare cnt with a register, not with a subtract); cnt stays under resp_len
+        # there, so the compare is resp_len's width
+        resp_last = resp_len - 1 if self.compact_status else Signal.like(resp_len)
+        tx_cnt = cnt[:len(resp_len)]
 
-        def respond(cmd, length, *, memory=False):
-            m.d.sync += [resp_cmd.eq(cmd), resp_len.eq(length), from_memory.eq(memory),
-                         cnt.eq(0)]
+        def load_response(reply, length, *, memory=False):
+            """The response's reply, payload length, and source (READ data if `memory`)."""
+            m.d.sync += [resp_nak.eq(reply == Reply.NAK), resp_len.eq(length),
+                         from_memory.eq(memory)]
             if not self.compact_status:
                 m.d.sync += resp_last.eq(length - 1)
+
+        def respond(reply, length, *, memory=False):
+            load_response(reply, length, memory=memory)
+            m.d.sync += cnt.eq(0)
             m.next = "TX_HEADER"
 
         def send_nak(code):
@@ -516,26 +552,183 @@ class HostLink(wiring.Component):
                 m.d.sync += held[name].eq(value)
 
         def drain_then_nak(code):
-            m.d.sync += [nak_code.eq(code), idle.eq(0)]
+            # (in LENGTH and EXECUTE, where idle is 0: the frame's last byte restarted it,
+            # so that the length's and the CRC's checks do not reach the idle counter)
+            m.d.sync += nak_code.eq(code)
             m.next = "DRAIN"
 
         def truncated():
             send_nak(NakCode.TRUNCATED)
+
+        # The answer to a frame whose CRC verified: each command's own checks, then the
+        # address's, then whether a run is going on, in the protocol's order.
+        # compact_status: EXECUTE answers at once. Otherwise the answer as if no run
+        # were going on (the verdict) goes into registers every cycle, from the checks'
+        # registers: it is final in CHECK, one register after the checks (the bounds
+        # check is final three cycles after the payload's last byte, CHECK four). CHECK
+        # loads it, or NAK BUSY where it needs the accelerator idle and a run goes on,
+        # into the response's registers (read from TX_HEADER on; a bad CRC's NAK loads
+        # them again), `to_commit`, `run_acked` and the start and reset pulses (with the
+        # CRC's verdict); in EXECUTE only the CRC's verdict and `to_commit` pick the
+        # next state. The command's decoding, the checks and `running` (a route across
+        # the die) were six LUTs into the response registers.
+        early = not self.compact_status
+        if early:
+            to_commit = Signal()
+            run_acked = Signal()                  # last_was_run after EXECUTE
+            starting = Signal()
+            resetting = Signal()
+            # the pulses in EXECUTE, a copy for run_cycles' and limit's 64 flip-flops
+            start_now = copies(m, platform, starting & crc.residue_ok, 2, "link_start")
+            reset_now = copies(m, platform, resetting & crc.residue_ok, 2, "link_reset")
+            verdict_nak = Signal()
+            verdict_code = Signal(NakCode, init=NakCode.BAD_CRC)
+            verdict_len = Signal.like(resp_len)
+            verdict_last = Signal.like(resp_last)
+            verdict_memory = Signal()
+            verdict_commit = Signal()
+            verdict_idle = Signal()               # NAK BUSY instead if a run goes on
+            verdict_run = Signal()                # run_acked
+            verdict_start = Signal()
+            verdict_reset = Signal()
+            run_acked_to = verdict_run
+        else:
+            run_acked_to = last_was_run
+        # a write's copy starts from this staging byte: after a WRITE_GROUPS's width and
+        # group bytes
+        first_byte = Mux(is_groups, 2, 0) if groups else 0
+
+        def nak(code):
+            if early:
+                m.d.sync += [verdict_nak.eq(1), verdict_code.eq(code), verdict_len.eq(1),
+                             verdict_last.eq(0)]
+            else:
+                send_nak(code)
+
+        def ack(length, *, memory=False):
+            if early:
+                m.d.sync += [verdict_len.eq(length), verdict_last.eq(length - 1),
+                             verdict_memory.eq(memory)]
+            else:
+                respond(Reply.ACK, length, memory=memory)
+
+        def commit():
+            """Copy the staging RAM to memory."""
+            if early:
+                m.d.sync += verdict_commit.eq(1)
+            else:
+                if groups:
+                    m.d.sync += [src.eq(first_byte), lane.eq(0), fill.eq(0)]
+                m.d.sync += cnt.eq(0)
+                m.next = "COMMIT_READ"
+
+        def unless_busy(then):
+            """The last check, `then` if no run goes on (if early: in CHECK)."""
+            if early:
+                with m.Else():
+                    m.d.sync += verdict_idle.eq(1)
+                    then()
+            else:
+                with m.Elif(running):
+                    send_nak(NakCode.BUSY)
+                with m.Else():
+                    then()
+
+        def answer():
+            m.d.sync += run_acked_to.eq(0)
+            if early:
+                m.d.sync += [verdict_nak.eq(0), verdict_memory.eq(0), verdict_commit.eq(0),
+                             verdict_idle.eq(0), verdict_start.eq(0), verdict_reset.eq(0)]
+            with m.Switch(hdr.cmd):
+                def commit_checks():
+                    """After a write's own checks: the address and busy checks, then the
+                    copy."""
+                    with m.Elif(~in_bounds):
+                        nak(NakCode.BAD_ADDRESS)
+                    unless_busy(commit)
+
+                with m.Case(Command.WRITE):
+                    with m.If(len_zero):
+                        nak(NakCode.BAD_LENGTH)
+                    commit_checks()
+                if groups:
+                    with m.Case(Command.WRITE_GROUPS):
+                        with m.If(groups_short):
+                            nak(NakCode.BAD_LENGTH)
+                        with m.Elif(groups_bad):
+                            nak(NakCode.BAD_ARGUMENT)
+                        with m.Elif(groups_ragged):
+                            nak(NakCode.BAD_LENGTH)
+                        commit_checks()
+                with m.Case(Command.READ):
+                    with m.If(~len_four | arg_zero | arg_too_long):
+                        nak(NakCode.BAD_LENGTH)
+                    with m.Elif(~in_bounds):
+                        nak(NakCode.BAD_ADDRESS)
+                    unless_busy(lambda: ack(arg, memory=True))
+                with m.Case(Command.RUN):
+                    def start():
+                        if early:
+                            m.d.sync += verdict_start.eq(1)   # the run starts below
+                        else:
+                            m.d.comb += bus.start.eq(1)
+                            m.d.sync += [running.eq(1), flags.eq(StatusFlag.RUNNING),
+                                         run_cycles.eq(0), limit.eq(arg)]
+                        m.d.sync += run_acked_to.eq(1)
+                        ack(0)
+
+                    with m.If(~len_four):
+                        nak(NakCode.BAD_LENGTH)
+                    with m.Elif(~program_ok):
+                        nak(NakCode.BAD_ADDRESS)
+                    with m.Elif(arg_zero):
+                        nak(NakCode.BAD_ARGUMENT)
+                    with m.Elif(last_was_run & same_seq):
+                        # A resend of the RUN just acknowledged (its ACK was lost):
+                        # acknowledge again, do not run twice.
+                        m.d.sync += run_acked_to.eq(1)
+                        ack(0)
+                    unless_busy(start)
+                with m.Case(Command.STATUS):
+                    with m.If(~len_zero):
+                        nak(NakCode.BAD_LENGTH)
+                    with m.Else():
+                        ack(_STATUS_BYTES)
+                with m.Case(Command.RESET):
+                    with m.If(~len_zero):
+                        nak(NakCode.BAD_LENGTH)
+                    with m.Else():
+                        if early:
+                            m.d.sync += verdict_reset.eq(1)   # below
+                        else:
+                            m.d.comb += bus.reset.eq(1)
+                            m.d.sync += [running.eq(0), flags.eq(0), run_cycles.eq(0)]
+                        ack(0)
+                with m.Default():
+                    nak(NakCode.UNKNOWN_COMMAND)
+
+        if early:
+            answer()
 
         with m.FSM(name="link"):
             with m.State("HUNT"):
                 # Bytes outside a frame are line noise or the tail of a frame
                 # already answered: drop them silently.
                 m.d.comb += i.ready.eq(1)
+                # The frame's registers start over all through HUNT, where nothing
+                # reads them, so only the state and the CRC wait for the sync byte's
+                # compare. cnt is 0 already (TX_CRC leaves it so); the header's other
+                # fields are all written before they are read, and the address holds
+                # still for `program` after a RUN's start.
+                restart_idle()
+                m.d.sync += [hdr.seq.eq(0), arg.eq(0)]   # a truncated header's NAK: seq 0
+                if groups:
+                    m.d.sync += [g_width.eq(1), g_group.eq(1), rx_lane.eq(0), total.eq(0)]
                 with m.If(i.valid & (i.payload == SYNC)):
                     if self.compact_status:
                         m.d.comb += crc.start.eq(1)
                     else:
                         m.d.sync += hunting.eq(0)
-                    m.d.sync += [hdr.eq(0), arg.eq(0), cnt.eq(0), idle.eq(0)]
-                    if groups:
-                        m.d.sync += [g_width.eq(1), g_group.eq(1), rx_lane.eq(0),
-                                     total.eq(0)]
                     m.next = "HEADER"
 
             with m.State("HEADER"):
@@ -543,12 +736,16 @@ class HostLink(wiring.Component):
                     feed_crc(i.payload)
                     m.d.sync += [hdr.as_value().word_select(cnt[:4], 8).eq(i.payload),
                                  cnt.eq(cnt + 1)]
-                    with m.If(cnt == _HEADER_BYTES - 1):
+                    with m.If(cnt[:4] == _HEADER_BYTES - 1):
                         m.next = "LENGTH"
                 receive(header_byte, truncated)
 
             with m.State("LENGTH"):
                 m.d.sync += cnt.eq(0)
+                if not self.compact_status:
+                    m.d.sync += payload_last.eq(hdr.len[:payload_bits] == 1)
+                if groups:
+                    m.d.sync += [at_width.eq(is_groups), at_group.eq(0)]
                 # A length the staging RAM cannot hold cannot be received; the
                 # frame's end is unknown, so wait for the line to go quiet.
                 with m.If(hdr.len > self.max_payload):
@@ -564,16 +761,19 @@ class HostLink(wiring.Component):
                     m.d.comb += [stage_w.addr.eq(cnt), stage_w.data.eq(i.payload),
                                  stage_w.en.eq(1)]
                     m.d.sync += [arg.eq(Cat(arg[8:], i.payload)), cnt.eq(cnt + 1)]
+                    if not self.compact_status:
+                        m.d.sync += payload_last.eq(cnt[:payload_bits] == before_last)
                     if groups:
-                        with m.If(is_groups & (cnt == 0)):
+                        m.d.sync += [at_width.eq(0), at_group.eq(at_width)]
+                        with m.If(at_width):
                             m.d.sync += g_width.eq(i.payload)
-                        with m.Elif(is_groups & (cnt == 1)):
+                        with m.Elif(at_group):
                             m.d.sync += g_group.eq(i.payload)
-                        with m.Elif(rx_lane + 1 == g_width):
+                        with m.Elif(rx_lane == width_last):
                             m.d.sync += [rx_lane.eq(0), total.eq(total + g_group)]
                         with m.Else():
                             m.d.sync += rx_lane.eq(rx_lane + 1)
-                    with m.If(cnt == last_byte):
+                    with m.If(payload_last):
                         m.d.sync += cnt.eq(0)
                         m.next = "CRC"
                 receive(payload_byte, truncated)
@@ -582,7 +782,7 @@ class HostLink(wiring.Component):
                 def crc_byte():
                     feed_crc(i.payload)
                     m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == _CRC_BYTES - 1):
+                    with m.If(cnt[:2] == _CRC_BYTES - 1):
                         m.next = "CHECK"
                 receive(crc_byte, truncated)
 
@@ -599,100 +799,40 @@ class HostLink(wiring.Component):
                 else:
                     m.d.sync += crc_ok.eq(crc.residue_ok)
                     m.d.comb += checking.eq(1)
-                    # RUN's and RESET's own checks (all but the CRC's and `running`),
-                    # so that their effects on run control start from registers
-                    m.d.sync += [
-                        run_go.eq((hdr.cmd == Command.RUN) & len_four & program_ok
-                                  & ~arg_zero & ~(last_was_run & same_seq)),
-                        reset_go.eq((hdr.cmd == Command.RESET) & len_zero),
-                    ]
+                    if groups:
+                        m.d.sync += [src.eq(first_byte), lane.eq(0), fill.eq(0)]
+                    # `running` as EXECUTE sees it: a run may end here (done, or the
+                    # watchdog), none starts
+                    with m.If(verdict_idle & running & ~bus.done & ~at_limit):
+                        m.d.sync += [to_commit.eq(0), run_acked.eq(0),
+                                     nak_byte.eq(NakCode.BUSY)]
+                        load_response(Reply.NAK, 1)
+                    with m.Else():
+                        m.d.sync += [to_commit.eq(verdict_commit), run_acked.eq(verdict_run),
+                                     nak_byte.eq(verdict_code), resp_nak.eq(verdict_nak),
+                                     resp_len.eq(verdict_len), resp_last.eq(verdict_last),
+                                     from_memory.eq(verdict_memory)]
+                        m.d.comb += [starting.eq(verdict_start),
+                                     resetting.eq(verdict_reset)]
                     m.next = "EXECUTE"
 
             with m.State("EXECUTE"):
-                if not self.compact_status:
+                if early:
                     # every way out starts its count at 0 (DRAIN uses none), so cnt does
                     # not wait for the command's decoding
                     m.d.sync += cnt.eq(0)
                 with m.If(~crc_ok):
                     drain_then_nak(NakCode.BAD_CRC)
                 with m.Else():
-                    m.d.sync += [last_seq.eq(hdr.seq), last_was_run.eq(0)]
-                    with m.Switch(hdr.cmd):
-                        def commit_from(first):
-                            """After a write's own checks: the address and busy checks,
-                            then the copy from staging byte `first` on."""
-                            with m.Elif(~in_bounds):
-                                send_nak(NakCode.BAD_ADDRESS)
-                            with m.Elif(running):
-                                send_nak(NakCode.BUSY)
-                            with m.Else():
-                                m.d.sync += cnt.eq(0)
-                                if groups:
-                                    m.d.sync += [src.eq(first), lane.eq(0), fill.eq(0)]
-                                m.next = "COMMIT_READ"
-
-                        with m.Case(Command.WRITE):
-                            with m.If(len_zero):
-                                send_nak(NakCode.BAD_LENGTH)
-                            commit_from(0)
-                        if groups:
-                            with m.Case(Command.WRITE_GROUPS):
-                                with m.If(groups_short):
-                                    send_nak(NakCode.BAD_LENGTH)
-                                with m.Elif(groups_bad):
-                                    send_nak(NakCode.BAD_ARGUMENT)
-                                with m.Elif(rx_lane != 0):
-                                    send_nak(NakCode.BAD_LENGTH)
-                                commit_from(2)        # after the width and group bytes
-                        with m.Case(Command.READ):
-                            with m.If(~len_four | arg_zero | arg_too_long):
-                                send_nak(NakCode.BAD_LENGTH)
-                            with m.Elif(~in_bounds):
-                                send_nak(NakCode.BAD_ADDRESS)
-                            with m.Elif(running):
-                                send_nak(NakCode.BUSY)
-                            with m.Else():
-                                respond(Reply.ACK, arg, memory=True)
-                        with m.Case(Command.RUN):
-                            with m.If(~len_four):
-                                send_nak(NakCode.BAD_LENGTH)
-                            with m.Elif(~program_ok):
-                                send_nak(NakCode.BAD_ADDRESS)
-                            with m.Elif(arg_zero):
-                                send_nak(NakCode.BAD_ARGUMENT)
-                            with m.Elif(last_was_run & same_seq):
-                                # A resend of the RUN just acknowledged (its ACK was
-                                # lost): acknowledge again, do not run twice.
-                                m.d.sync += last_was_run.eq(1)
-                                respond(Reply.ACK, 0)
-                            with m.Elif(running):
-                                send_nak(NakCode.BUSY)
-                            with m.Else():
-                                if self.compact_status:
-                                    m.d.comb += bus.start.eq(1)
-                                    m.d.sync += [running.eq(1),
-                                                 flags.eq(StatusFlag.RUNNING),
-                                                 run_cycles.eq(0), limit.eq(arg)]
-                                # (otherwise the run starts below, from registers)
-                                m.d.sync += last_was_run.eq(1)
-                                respond(Reply.ACK, 0)
-                        with m.Case(Command.STATUS):
-                            with m.If(~len_zero):
-                                send_nak(NakCode.BAD_LENGTH)
-                            with m.Else():
-                                respond(Reply.ACK, _STATUS_BYTES)
-                        with m.Case(Command.RESET):
-                            with m.If(~len_zero):
-                                send_nak(NakCode.BAD_LENGTH)
-                            with m.Else():
-                                if self.compact_status:
-                                    m.d.comb += bus.reset.eq(1)
-                                    m.d.sync += [running.eq(0), flags.eq(0),
-                                                 run_cycles.eq(0)]
-                                # (otherwise below, from registers)
-                                respond(Reply.ACK, 0)
-                        with m.Default():
-                            send_nak(NakCode.UNKNOWN_COMMAND)
+                    m.d.sync += last_seq.eq(hdr.seq)
+                    if early:
+                        m.d.sync += last_was_run.eq(run_acked)
+                        with m.If(to_commit):
+                            m.next = "COMMIT_READ"
+                        with m.Else():
+                            m.next = "TX_HEADER"
+                    else:
+                        answer()
 
             # WRITE commit: the staging RAM has a one-cycle read latency, and its data
             # goes into a register (COMMIT_LATCH) before the memories' write muxes: a
@@ -739,25 +879,27 @@ class HostLink(wiring.Component):
                     if groups:
                         with m.If(~fill):
                             m.d.sync += src.eq(src + 1)
-                        with m.If(lane + 1 == g_group):
+                        with m.If(lane == group_last):
                             m.d.sync += [lane.eq(0), fill.eq(0)]
                         with m.Else():
                             m.d.sync += [lane.eq(lane + 1),
-                                         fill.eq(fill | (lane + 1 == g_width))]
+                                         fill.eq(fill | (lane == width_last))]
                     m.next = "COMMIT_READ"
                     with m.If(write_last):
                         respond(Reply.ACK, 0)
 
             # Response: header, payload, CRC; the CRC covers all but the sync byte.
             # A NAK answers with address 0, an ACK with the frame's own (the header holds
-            # still until the next frame's sync byte): no copy.
-            resp_addr = Mux(resp_cmd == Reply.NAK, 0, hdr.addr.as_value())
+            # still until the response is sent): no copy.
+            resp_addr = Mux(resp_nak, 0, hdr.addr.as_value())
             header_bytes = Cat(Const(SYNC, 8), resp_cmd, hdr.seq, resp_addr,
                                resp_len.as_unsigned(), Const(0, 32 - len(resp_len)))
 
             with m.State("TX_HEADER"):
-                sent, last = send(header_bytes.word_select(cnt[:4], 8), cnt == _HEADER_BYTES,
-                                  first=cnt == 0)
+                # (cnt runs 0 to _HEADER_BYTES here, to _CRC_BYTES - 1 in TX_CRC: the
+                # compares read the bits it uses)
+                sent, last = send(header_bytes.word_select(cnt[:4], 8),
+                                  cnt[:4] == _HEADER_BYTES, first=cnt[:4] == 0)
                 with m.If(sent):
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(last):
@@ -771,12 +913,12 @@ class HostLink(wiring.Component):
 
             with m.State("TX_PAYLOAD"):
                 if self.compact_status:
-                    sent, last = send(Mux(resp_cmd == Reply.NAK, nak_byte,
+                    sent, last = send(Mux(resp_nak, nak_byte,
                                           resp_data.as_value().word_select(cnt[:6], 8)),
-                                      cnt == resp_last)
+                                      tx_cnt == resp_last[:len(tx_cnt)])
                 else:
                     with m.If(settled):
-                        sent, last = send(status_byte, cnt == resp_last)
+                        sent, last = send(status_byte, tx_cnt == resp_last[:len(tx_cnt)])
                 with m.If(sent):
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(last):
@@ -802,7 +944,7 @@ class HostLink(wiring.Component):
                     m.next = "READ_SEND"
 
             with m.State("READ_SEND"):
-                sent, last = send(read_byte, cnt == resp_last)
+                sent, last = send(read_byte, tx_cnt == resp_last[:len(tx_cnt)])
                 with m.If(sent):
                     m.d.sync += cnt.eq(cnt + 1)
                     m.next = "READ_ADDR"
@@ -811,7 +953,7 @@ class HostLink(wiring.Component):
                         m.next = "TX_CRC"
 
             with m.State("TX_CRC"):
-                sent, last = send(crc.crc.word_select(cnt[:2], 8), cnt == _CRC_BYTES - 1,
+                sent, last = send(crc.crc.word_select(cnt[:2], 8), cnt[:2] == _CRC_BYTES - 1,
                                   covered=False)
                 with m.If(sent):
                     m.d.sync += cnt.eq(cnt + 1)
@@ -821,13 +963,16 @@ class HostLink(wiring.Component):
                             m.d.sync += hunting.eq(1)
                         m.next = "HUNT"
 
-        if not self.compact_status:
+        if early:
             # EXECUTE's RUN and RESET on run control (the FSM answers them)
-            with m.If(executing & crc_ok & run_go & ~running):
+            with m.If(start_now[0]):
                 m.d.comb += bus.start.eq(1)
-                m.d.sync += [running.eq(1), flags.eq(StatusFlag.RUNNING),
-                             run_cycles.eq(0), limit.eq(arg), at_limit.eq(0)]
-            with m.If(executing & crc_ok & reset_go):
+                m.d.sync += [running.eq(1), flags.eq(StatusFlag.RUNNING), at_limit.eq(0)]
+            with m.If(start_now[1]):
+                m.d.sync += [run_cycles.eq(0), limit.eq(arg - 1)]
+            with m.If(reset_now[0]):
                 m.d.comb += bus.reset.eq(1)
-                m.d.sync += [running.eq(0), flags.eq(0), run_cycles.eq(0)]
+                m.d.sync += [running.eq(0), flags.eq(0)]
+            with m.If(reset_now[1]):
+                m.d.sync += run_cycles.eq(0)
         return m

@@ -620,6 +620,49 @@ def test_reset_aborts_a_run_and_clears_flags(pattern):
     LinkBench(pattern, run_latency=None).run(script)
 
 
+def test_a_run_ending_as_a_frame_is_checked_does_not_make_it_busy():
+    """The BUSY check sees `running` as it is in EXECUTE: a watchdog that fires up to the
+    cycle after the frame's last byte (CHECK) leaves the accelerator idle for the frame, one
+    that fires a cycle later does not. The limits put the watchdog on every cycle around
+    the frame's end."""
+    seen = set()
+
+    async def send_watching_reset(bench, ctx, data):
+        """Send `data` at full speed; the watchdog's reset pulse, in cycles after the cycle
+        that took the last byte (None: not by 3 cycles after it)."""
+        stream, bus = bench.dut.i_stream, bench.dut.bus
+        pending, cycle, last, reset_at = list(data), 0, None, None
+        while last is None or cycle <= last + 3:
+            ctx.set(stream.valid, bool(pending))
+            ctx.set(stream.payload, pending[0] if pending else 0)
+            _, _, ready, reset = await ctx.tick().sample(stream.ready, bus.reset)
+            if pending and ready:
+                pending.pop(0)
+                last = cycle if not pending else None
+            if reset and reset_at is None:
+                reset_at = cycle
+            cycle += 1
+        ctx.set(stream.valid, 0)
+        return None if reset_at is None else reset_at - last
+
+    async def script(bench, ctx):
+        for n, limit in enumerate(range(40, 110)):
+            seq = 3 * n
+            assert await bench.expect_ack(ctx, P.run_request(seq, 0, limit)) == b""
+            request = P.write_request(seq + 1, P.Space.PARAMS, 0, b"ok")
+            after_last = await send_watching_reset(bench, ctx, request.encode())
+            seen.add(after_last)
+            answer = await bench.response(ctx)
+            if after_last is not None and after_last <= 1:
+                assert P.check_response(request, answer) == b"", limit
+            else:
+                assert answer == P.nak(seq + 1, P.NakCode.BUSY), limit
+            assert await bench.expect_ack(ctx, P.reset_request(seq + 2)) == b""
+
+    LinkBench(PATTERNS["full_speed"], run_latency=None).run(script)
+    assert {0, 1, 2, None} <= seen
+
+
 # --- the host client against the gateware -------------------------------------------
 
 class SimLine:
