@@ -62,6 +62,11 @@ def check_program(program, config: AcceleratorConfig) -> None:
                 f"descriptor {index} ({what}) max-pools on write (pool_k={d.pool_k}); the "
                 f"{config.label} config has no pool-on-write (standalone_pool): compile the "
                 "network for this config, which gives the pool a MAXPOOL descriptor")
+        if d.op is Opcode.CONV and (d.in_c == 0 or d.out_c == 0):
+            raise BackendError(
+                f"descriptor {index} ({what}) is a CONV of in_c={d.in_c} to "
+                f"out_c={d.out_c} channels: a convolution needs at least one of each "
+                "(the compiler never emits this; the program is corrupt)")
         conv_h, conv_w = conv_size(d) if d.op is Opcode.CONV else (d.out_h, d.out_w)
         tile = d.tile_px or (1 if d.op is Opcode.AVGPOOL else conv_h * conv_w)
         if tile > config.acc_depth:

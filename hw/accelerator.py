@@ -265,11 +265,12 @@ class Accelerator(wiring.Component):
         # The host's reads and writes see `running` through copies of a register that
         # falls with it and rises a cycle after it (`running` only rises on `start`):
         # `running` reaches every block, and its route into the link's read handshake
-        # was the 8x8's slowest path. (compact_link: `running`, saving the cells)
+        # was the 8x8's slowest path (that handshake is a register of its own, below).
+        # (compact_link: `running`, saving the cells)
         if cfg.compact_link:
-            host_idle = [~running] * 3
+            host_idle = [~running] * 2
         else:
-            host_idle = copies(m, platform, ~running & ~start, 3, "host_idle")
+            host_idle = copies(m, platform, ~running & ~start, 2, "host_idle")
 
         # --- ports. The host uses one read and one write port per memory while idle;
         # during a run the datapath owns them (ACT: feeder read + writer read/write).
@@ -365,13 +366,25 @@ class Accelerator(wiring.Component):
         r_byte = Signal(16)          # byte index within the word
         r_data = Signal(8)
         m.d.comb += [
-            bus.read_addr.ready.eq(host_idle[1] & ~r_pending & ~r_wait & ~r_select & ~r_sliced
-                                   & ~r_picked & ~r_have),
             bus.read_data.valid.eq(r_have),
             bus.read_data.payload.eq(r_data),
         ]
+        r_taken = bus.read_addr.valid & bus.read_addr.ready
+        if cfg.compact_link:
+            m.d.comb += bus.read_addr.ready.eq(host_idle[0] & ~r_pending & ~r_wait
+                                               & ~r_select & ~r_sliced & ~r_picked & ~r_have)
+        else:
+            # ready as a register: idle and no read in any stage next cycle (a read moves
+            # from stage to stage without a gap, from the request until the byte is
+            # taken). As a decode of the stages it was two LUT levels in front of the
+            # link's handshake and the enables of r_byte and r_space.
+            r_ready = Signal()
+            m.d.comb += bus.read_addr.ready.eq(r_ready)
+            r_busy = r_pending | r_wait | r_select | r_sliced | r_picked | r_have
+            m.d.sync += r_ready.eq(~running & ~start & ~r_taken
+                                   & ~(r_busy & ~(r_have & bus.read_data.ready)))
         ra = bus.read_addr.payload
-        with m.If(bus.read_addr.valid & bus.read_addr.ready):
+        with m.If(r_taken):
             m.d.sync += [r_pending.eq(1), r_space.eq(ra.space), r_byte.eq(ra.offset[:16])]
         # the host's word address in each memory
         host_word = {space: ra.offset >> exact_log2(word_bytes)
@@ -391,7 +404,7 @@ class Accelerator(wiring.Component):
                         rd_ports[space].addr, reset_less=True,
                         name=f"{KEEP_PREFIX}host_word_{space.name.lower()}")
                     m.d.sync += word.eq(host_word[space])
-                with m.If(host_idle[2]):
+                with m.If(host_idle[1]):
                     m.d.comb += [rd_ports[space].addr.eq(word), rd_ports[space].en.eq(1)]
         # the BlockRAMs' q are those registers (in the block on an ECP5)
         act_q, wgt_q = act_rd.q, wgt_rd.q
@@ -601,6 +614,20 @@ class Accelerator(wiring.Component):
         oct_last = Signal(12)
         m.d.sync += [kt_last.eq(kt - 1), loop_w_last.eq(loop_w - 1),
                      loop_h_last.eq(loop_h - 1), oct_last.eq(oct_ - 1)]
+
+        def ends_next(count, last):
+            """`count + 1 == last`, for a count below `last`. (Not ram_delays: `count`
+            compared with a register holding `last - 1`, so the flag is one compare
+            after the counter, with no add in front of it; the small FPGAs' slow
+            clocks keep the cells.)"""
+            if cfg.ram_delays:
+                return count + 1 == last
+            before = Signal.like(last, name=f"{last.name}_pen")
+            m.d.sync += before.eq(last - 1)
+            return count == before
+        kk_ends, kj_ends, ki_ends, ot_ends = (
+            ends_next(count, last) for count, last in ((kk, kt_last), (kj, loop_w_last),
+                                                       (ki, loop_h_last), (ot, oct_last)))
         # Where the loops stand, as flags that move with the counters (set in TILE, then
         # on every accepted command from compares of the counters' next values): ISSUE
         # decides from these registers, not from three 12-bit compares in a row, and its
@@ -613,6 +640,10 @@ class Accelerator(wiring.Component):
         at_first = Signal()          # ki == kj == kk == 0
         step_first = at_first
         step_last = ki_end & kj_end & kk_end
+        # The step is an output-channel tile's first but for the descriptor's first
+        # (at_first & tile_first & ot_nonzero), as a flag too: it waits for gap_done,
+        # and the command's handshake is then one LUT from registers.
+        ot_wait = Signal()
 
         # --- output size: free-running DSP multiplies of registers that hold still
         # from DECODE on (hw.dsp: operands and product registered, two edges)
@@ -645,6 +676,15 @@ class Accelerator(wiring.Component):
         wraps = ~ow_wrapped[-1]
         left_minus_tp = Signal(signed(22))
         m.d.comb += left_minus_tp.eq(left - tp)
+        # Whether the next pixel tile is the output-channel tile's last (left <= tp,
+        # whereupon it has `left` pixels). Not ram_delays: a register beside `left`
+        # (set in REMAINDER; then left <= 2 tp as `left` steps down by tp, or the first
+        # tile's again), so the tile step's choices wait for no subtract.
+        if cfg.ram_delays:
+            left_le_tp = left_minus_tp[-1] | (left_minus_tp == 0)
+        else:
+            left_le_tp = Signal()
+            first_le_tp = Signal()
 
         # --- sequencer
         gap_done = Signal()          # since_ot == OT_GAP(C), a flag that moves with it
@@ -659,23 +699,27 @@ class Accelerator(wiring.Component):
                 m.next = "IDLE"
 
         # The output size and the tile size land together; whether one tile holds the
-        # layer and the pixels after the first tile are registers beside them, so TILE
-        # is a choice between registers.
-        # (ram_delays, small FPGAs at slow clocks: in TILE itself, saving the registers)
+        # layer is a register beside them, so TILE is a choice between registers. It
+        # is decided from the DSP block's output, a long route away: a compare of the
+        # tile's 12 bits and a test of the bits above, beside a flag for tile_px == 0
+        # that settled long before. (ram_delays, small FPGAs at slow clocks: in TILE
+        # itself, saving the registers.) The pixels after the first tile are not needed
+        # before DIVIDE.
+        after_first = pixels - tp
         if cfg.ram_delays:
             one_tile = (tp == 0) | (tp >= pixels)
-            after_first = pixels - tp
         else:
             one_tile = Signal()
-            after_first = Signal.like(pixels)
+            tile = tp if isinstance(tp, Const) else d.tile_px
+            tile_zero = Signal()
+            m.d.sync += tile_zero.eq(tile == 0)
 
         def latch_size(product):
             product = product[:len(pixels)]
             m.d.sync += [pixels.eq(product), *eq(tp, d.tile_px)]
             if not cfg.ram_delays:
-                tile = tp if isinstance(tp, Const) else d.tile_px
-                m.d.sync += [one_tile.eq((tile == 0) | (tile >= product)),
-                             after_first.eq(product - tile)]
+                lo, hi = product[:len(tile)], product[len(tile):]
+                m.d.sync += one_tile.eq(tile_zero | ((hi == 0) & (tile >= lo)))
 
         # DONE's one cycle as a register (set in DECODE), so the link's run control
         # starts from a flip-flop, not from a decode of the state
@@ -823,7 +867,7 @@ class Accelerator(wiring.Component):
             with m.State("TILE"):
                 m.d.sync += [kk_end.eq(kt_last == 0), kj_end.eq(loop_w_last == 0),
                              ki_end.eq(loop_h_last == 0), ot_end.eq(oct_last == 0),
-                             ot_nonzero.eq(0), at_first.eq(1)]
+                             ot_nonzero.eq(0), at_first.eq(1), ot_wait.eq(0)]
                 m.d.sync += [ot.eq(0), ki.eq(0), kj.eq(0), kk.eq(0), oh0.eq(0), ow0.eq(0),
                              tile_first.eq(1), wtile.eq(d.wgt >> lR), wbase.eq(d.wgt >> lR),
                              since_ot.eq(OT_GAP(C)), gap_done.eq(1), tp_h.eq(0),
@@ -834,14 +878,15 @@ class Accelerator(wiring.Component):
                                  issuing.eq(1)]
                     m.next = "ISSUE"
                 with m.Else():
-                    m.d.sync += [*eq(n, tp), div_num.eq(tp), more.eq(1), left.eq(after_first),
-                                 *eq(first_n, tp), first_more.eq(1),
-                                 first_left.eq(after_first)]
+                    m.d.sync += [*eq(n, tp), div_num.eq(tp), more.eq(1),
+                                 *eq(first_n, tp), first_more.eq(1)]
                     m.next = "DIVIDE"
                 leave_on_abort()
             with m.State("DIVIDE"):
                 # restoring division tp / conv_w, one quotient bit per cycle (13 cycles,
-                # only for layers split into several pixel tiles)
+                # only for layers split into several pixel tiles); the pixels after the
+                # first tile meanwhile
+                m.d.sync += [left.eq(after_first), first_left.eq(after_first)]
                 if cfg.acc_depth == 1:
                     # tiles of one pixel (host.rtl.check_program): 1 // conv_w and
                     # 1 % conv_w, in the same cycles
@@ -860,6 +905,8 @@ class Accelerator(wiring.Component):
             with m.State("REMAINDER"):
                 m.d.sync += [tp_w.eq(div_rem), tp_w_minus.eq(div_rem - conv_w),
                              tp_h1.eq(tp_h + 1), issuing.eq(1)]
+                if not cfg.ram_delays:
+                    m.d.sync += [left_le_tp.eq(left <= tp), first_le_tp.eq(left <= tp)]
                 m.next = "ISSUE"
                 leave_on_abort()
             with m.State("ISSUE"):
@@ -881,22 +928,26 @@ class Accelerator(wiring.Component):
                 m.d.sync += running.eq(0)
                 m.next = "IDLE"
 
-        ok = ~(step_first & tile_first & ot_nonzero) | gap_done
+        ok = ~ot_wait | gap_done
         m.d.comb += [feeder.cmd.valid.eq(issuing & ok), stall.eq(issuing & ~ok)]
         with m.If(accept):
             with m.If(step_first & tile_first):
                 m.d.sync += [since_ot.eq(1), gap_done.eq(OT_GAP(C) == 1)]
-            m.d.sync += [wtile.eq(wtile + 1), at_first.eq(step_last)]
+            # (at_first, tile_first and ot_nonzero as they will be: the next step is an
+            # output-channel tile's first after this tile's last)
+            m.d.sync += [wtile.eq(wtile + 1), at_first.eq(step_last),
+                         ot_wait.eq(step_last & ~more
+                                    & (~ot_end | (tile_first & ot_nonzero)))]
             with m.If(~kk_end):
-                m.d.sync += [kk.eq(kk + 1), kk_end.eq(kk + 1 == kt_last)]
+                m.d.sync += [kk.eq(kk + 1), kk_end.eq(kk_ends)]
             with m.Else():
                 m.d.sync += [kk.eq(0), kk_end.eq(kt_last == 0)]
                 with m.If(~kj_end):
-                    m.d.sync += [kj.eq(kj + 1), kj_end.eq(kj + 1 == loop_w_last)]
+                    m.d.sync += [kj.eq(kj + 1), kj_end.eq(kj_ends)]
                 with m.Else():
                     m.d.sync += [kj.eq(0), kj_end.eq(loop_w_last == 0)]
                     with m.If(~ki_end):
-                        m.d.sync += [ki.eq(ki + 1), ki_end.eq(ki + 1 == loop_h_last)]
+                        m.d.sync += [ki.eq(ki + 1), ki_end.eq(ki_ends)]
                     with m.Else():
                         m.d.sync += [ki.eq(0), ki_end.eq(loop_h_last == 0)]
                         # pixel tile done: every tile but the last has tp pixels,
@@ -906,17 +957,19 @@ class Accelerator(wiring.Component):
                             m.d.sync += [oh0.eq(Mux(wraps, oh0 + tp_h1, oh0 + tp_h)),
                                          ow0.eq(Mux(wraps, ow_wrapped, ow0 + tp_w)),
                                          tile_first.eq(0), wtile.eq(wbase),
-                                         *eq(n, Mux(left_minus_tp[-1], left, tp)),
-                                         left.eq(Mux(left_minus_tp[-1], 0,
-                                                     left_minus_tp)),
-                                         more.eq(~left_minus_tp[-1]
-                                                 & left_minus_tp.any())]
+                                         *eq(n, Mux(left_le_tp, left, tp)),
+                                         left.eq(Mux(left_le_tp, 0, left_minus_tp)),
+                                         more.eq(~left_le_tp)]
+                            if not cfg.ram_delays:
+                                m.d.sync += left_le_tp.eq(left <= (tp << 1))
                         with m.Elif(~ot_end):
-                            m.d.sync += [ot.eq(ot + 1), ot_end.eq(ot + 1 == oct_last),
+                            m.d.sync += [ot.eq(ot + 1), ot_end.eq(ot_ends),
                                          ot_nonzero.eq(1), tile_first.eq(1), oh0.eq(0),
                                          ow0.eq(0), wbase.eq(wtile + 1),
                                          *eq(n, first_n), more.eq(first_more),
                                          left.eq(first_left)]
+                            if not cfg.ram_delays:
+                                m.d.sync += left_le_tp.eq(first_le_tp)
                         with m.Else():
                             m.d.sync += [drain.eq(n + DRAIN_CYCLES(R, C)),
                                          issuing.eq(0)]
@@ -963,20 +1016,24 @@ class Accelerator(wiring.Component):
                              mir.oh.eq(oh0), mir.ow.eq(ow0), mir.ot.eq(ot)]
             origin = mir.origin
         else:
+            # (the last pixel and the row's end compared with n - 1 and conv_w - 1 from
+            # registers: no add in front of the compares that enable the tags)
             mir_active = Signal()
             mir = Signal(data.StructLayout({
-                "q": 12, "n": 13, "first": 1, "last": 1, "tile_first": 1,
+                "q": 12, "n_last": 13, "first": 1, "last": 1, "tile_first": 1,
                 "oh": 10, "ow": 10, "ot": 12}))
+            conv_w_last = Signal.like(conv_w)
+            m.d.sync += conv_w_last.eq(conv_w - 1)
             with m.If(mir_active):
                 m.d.sync += mir.q.eq(mir.q + 1)
-                with m.If(mir.ow + 1 == conv_w):
+                with m.If(mir.ow == conv_w_last):
                     m.d.sync += [mir.ow.eq(0), mir.oh.eq(mir.oh + 1)]
                 with m.Else():
                     m.d.sync += mir.ow.eq(mir.ow + 1)
-                with m.If(mir.q + 1 == mir.n):
+                with m.If(mir.q == mir.n_last):
                     m.d.sync += mir_active.eq(0)
             with m.If(accept):
-                m.d.sync += [mir_active.eq(1), mir.q.eq(0), mir.n.eq(n),
+                m.d.sync += [mir_active.eq(1), mir.q.eq(0), mir.n_last.eq(n - 1),
                              mir.first.eq(step_first), mir.last.eq(step_last),
                              mir.tile_first.eq(tile_first),
                              mir.oh.eq(oh0), mir.ow.eq(ow0), mir.ot.eq(ot)]
@@ -1159,20 +1216,20 @@ class Accelerator(wiring.Component):
             writer.cfg.dst.eq(d.dst), writer.cfg.out_h.eq(d.out_h),
             writer.cfg.out_w.eq(d.out_w), writer.cfg.groups.eq(groups),
             writer.cfg.pool_k.eq(Mux(is_conv, d.pool_k, 1)), writer.cfg.raw.eq(d.out_raw),
-            writer.cfg.signed.eq((d.lo < 0) | d.bipolar),
         ]
+        # int8 order for the pool's compares, from a register a cycle behind the
+        # descriptor (the writer's first beat comes long after the descriptor lands, its
+        # last before the next one does): the decode was a LUT and a long route in front
+        # of every lane's compare
+        out_signed = Signal()
+        m.d.sync += out_signed.eq((d.lo < 0) | d.bipolar)
+        m.d.comb += writer.cfg.signed.eq(out_signed)
 
         # --- performance counters: cycles, busy (array fed), MACs, sequencer stalls
-        rows_used = Signal(range(R + 1))
-        cols_used = Signal(range(C + 1))
-        k_left = d.in_c - (kk << lR)
-        c_left = d.out_c - (ot << lC)
-        m.d.comb += [rows_used.eq(Mux(k_left > R, R, k_left)),
-                     cols_used.eq(Mux(c_left > C, C, c_left))]
         # Pipelined (it was the design's critical path as one expression): the command's
-        # n, rows and cols into registers; rows x cols (small: shift-and-add in the
-        # fabric); then n x (rows x cols) in a DSP block with its registers. The count
-        # lands 5 cycles after the command, long before the descriptor's drain ends.
+        # n and rows x cols into registers, then a register more each; then
+        # n x (rows x cols) in a DSP block with its registers. The count lands 5 cycles
+        # after the command, long before the descriptor's drain ends.
         mac_n = Signal(13)
         if R * C == 1:
             # one PE: a K-tile has one row (kk < kt = in_c) and an output tile one
@@ -1180,14 +1237,32 @@ class Accelerator(wiring.Component):
             m.d.sync += mac_n.eq(Mux(accept & is_conv, n, 0))
             mac_step = mac_n
         else:
-            mac_rows = Signal.like(rows_used)
-            mac_cols = Signal.like(cols_used)
+            # A CONV command uses R rows but in the last K-tile (kk_end) and C columns but
+            # in the last output tile (ot_end), where it uses what is left of in_c and
+            # out_c. The four products are registers that settle from the descriptor long
+            # before its first command (two stages of shift-and-add: the command's rows x
+            # cols in one cycle was two adds behind the loop counters' compares), so a
+            # command's is a choice by its two flags.
+            def last_tile(count, full, bits):
+                return Mux(count[:bits] == 0, full, count[:bits]) if bits else full
+            rows_last = Signal(range(R + 1))
+            cols_last = Signal(range(C + 1))
+            m.d.sync += [rows_last.eq(last_tile(d.in_c, R, lR)),
+                         cols_last.eq(last_tile(d.out_c, C, lC))]
+            rc_width = len(Signal(range(R * C + 1)))
+            halves = [Signal(rc_width, name=f"rc_half{h}") for h in range(2)]
+            for h, half in enumerate(halves):
+                bits = range(len(cols_last))[h::2]
+                m.d.sync += half.eq(sum(Mux(cols_last[i], rows_last << i, 0) for i in bits))
+            rc_both = Signal(rc_width)
+            m.d.sync += rc_both.eq(halves[0] + halves[1])
+            mac_sel = Signal(rc_width)
             mac_n2 = Signal(13)
-            mac_rc = Signal(range(R * C + 1))
-            rows_x_cols = sum(Mux(mac_cols[i], mac_rows << i, 0)
-                              for i in range(len(mac_cols)))
-            m.d.sync += [mac_n.eq(Mux(accept & is_conv, n, 0)), mac_rows.eq(rows_used),
-                         mac_cols.eq(cols_used), mac_n2.eq(mac_n), mac_rc.eq(rows_x_cols)]
+            mac_rc = Signal(rc_width)
+            m.d.sync += [mac_n.eq(Mux(accept & is_conv, n, 0)),
+                         mac_sel.eq(Mux(kk_end, Mux(ot_end, rc_both, rows_last << lC),
+                                        Mux(ot_end, cols_last << lR, R * C))),
+                         mac_n2.eq(mac_n), mac_rc.eq(mac_sel)]
             m.submodules.mac_mul = mac_mul = Multiplier(unsigned(13), mac_rc.shape())
             m.d.comb += [mac_mul.a.eq(mac_n2), mac_mul.b.eq(mac_rc)]
             mac_step = mac_mul.p

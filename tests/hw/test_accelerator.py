@@ -14,6 +14,7 @@ import socket
 import struct
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -371,6 +372,20 @@ def test_check_program_refuses_pool_on_write_without_it():
                                            r"tiles of 64 pixels; the 1x1 config's "
                                            r"accumulators hold 1 \(acc_depth\)"):
         rtl.check_program(cm.program, REDUCED)
+
+
+@pytest.mark.parametrize("field", ["in_c", "out_c"])
+def test_check_program_refuses_a_conv_without_channels(field):
+    """The sequencer's MAC count and loops assume at least one channel in and out: a
+    CONV descriptor with none is named, not run."""
+    cm = _digits(AcceleratorConfig(rows=8, cols=8))
+    descriptors = isa.unpack_program(cm.program.image.prg)
+    index = next(i for i, d in enumerate(descriptors) if d.op is Opcode.CONV)
+    descriptors[index][field] = 0
+    program = SimpleNamespace(image=SimpleNamespace(prg=isa.pack_program(descriptors)))
+    with pytest.raises(BackendError, match=rf"descriptor {index} \(no layer name\) is a CONV "
+                                           rf"of in_c=.* channels: a convolution needs"):
+        rtl.check_program(program, cm.config)
 
 
 def test_rtl_backend_names_unknown_simulators():
