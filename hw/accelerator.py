@@ -1216,14 +1216,10 @@ class Accelerator(wiring.Component):
             writer.cfg.dst.eq(d.dst), writer.cfg.out_h.eq(d.out_h),
             writer.cfg.out_w.eq(d.out_w), writer.cfg.groups.eq(groups),
             writer.cfg.pool_k.eq(Mux(is_conv, d.pool_k, 1)), writer.cfg.raw.eq(d.out_raw),
+            # (as a register a cycle behind the descriptor, yosys 0.70's abc9 failed an
+            # assertion in reintegrating the 8x8's netlist)
+            writer.cfg.signed.eq((d.lo < 0) | d.bipolar),
         ]
-        # int8 order for the pool's compares, from a register a cycle behind the
-        # descriptor (the writer's first beat comes long after the descriptor lands, its
-        # last before the next one does): the decode was a LUT and a long route in front
-        # of every lane's compare
-        out_signed = Signal()
-        m.d.sync += out_signed.eq((d.lo < 0) | d.bipolar)
-        m.d.comb += writer.cfg.signed.eq(out_signed)
 
         # --- performance counters: cycles, busy (array fed), MACs, sequencer stalls
         # Pipelined (it was the design's critical path as one expression): the command's

@@ -36,7 +36,7 @@ early, between registers), so the memory's read port need not be transparent. Ol
 writes are in the memory by the time of the read.
 """
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -255,7 +255,8 @@ class PoolWriter(wiring.Component):
         for r in range(R):
             old = Mux(newest & fwd_en[0][r], fwd_data[0][r], other[r])
             new = b9.data[r]
-            larger = (new ^ flip) > (old ^ flip)
+            # (as a subtraction's borrow: one carry chain)
+            larger = (Cat(old ^ flip, 0) - Cat(new ^ flip, 0))[-1]
             m.d.comb += merged[r].eq(Mux(first9 | larger, new, old))
         m.d.sync += [
             fwd_en[0].eq(merge_en), fwd_addr[0].eq(addr9), fwd_data[0].eq(merged),
