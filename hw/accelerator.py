@@ -1235,30 +1235,25 @@ class Accelerator(wiring.Component):
         else:
             # A CONV command uses R rows but in the last K-tile (kk_end) and C columns but
             # in the last output tile (ot_end), where it uses what is left of in_c and
-            # out_c. The four products are registers that settle from the descriptor long
-            # before its first command (two stages of shift-and-add: the command's rows x
-            # cols in one cycle was two adds behind the loop counters' compares), so a
-            # command's is a choice by its two flags.
+            # out_c: registers that settle from the descriptor long before its first
+            # command, so a command's rows and columns are each a choice by a flag (from
+            # the loop counters, they were two adds and compares deep).
             def last_tile(count, full, bits):
                 return Mux(count[:bits] == 0, full, count[:bits]) if bits else full
             rows_last = Signal(range(R + 1))
             cols_last = Signal(range(C + 1))
             m.d.sync += [rows_last.eq(last_tile(d.in_c, R, lR)),
                          cols_last.eq(last_tile(d.out_c, C, lC))]
-            rc_width = len(Signal(range(R * C + 1)))
-            halves = [Signal(rc_width, name=f"rc_half{h}") for h in range(2)]
-            for h, half in enumerate(halves):
-                bits = range(len(cols_last))[h::2]
-                m.d.sync += half.eq(sum(Mux(cols_last[i], rows_last << i, 0) for i in bits))
-            rc_both = Signal(rc_width)
-            m.d.sync += rc_both.eq(halves[0] + halves[1])
-            mac_sel = Signal(rc_width)
+            mac_rows = Signal.like(rows_last)
+            mac_cols = Signal.like(cols_last)
             mac_n2 = Signal(13)
-            mac_rc = Signal(rc_width)
+            mac_rc = Signal(range(R * C + 1))
+            rows_x_cols = sum(Mux(mac_cols[i], mac_rows << i, 0)
+                              for i in range(len(mac_cols)))
             m.d.sync += [mac_n.eq(Mux(accept & is_conv, n, 0)),
-                         mac_sel.eq(Mux(kk_end, Mux(ot_end, rc_both, rows_last << lC),
-                                        Mux(ot_end, cols_last << lR, R * C))),
-                         mac_n2.eq(mac_n), mac_rc.eq(mac_sel)]
+                         mac_rows.eq(Mux(kk_end, rows_last, R)),
+                         mac_cols.eq(Mux(ot_end, cols_last, C)),
+                         mac_n2.eq(mac_n), mac_rc.eq(rows_x_cols)]
             m.submodules.mac_mul = mac_mul = Multiplier(unsigned(13), mac_rc.shape())
             m.d.comb += [mac_mul.a.eq(mac_n2), mac_mul.b.eq(mac_rc)]
             mac_step = mac_mul.p
