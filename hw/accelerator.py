@@ -96,6 +96,15 @@ def held_params(config: AcceleratorConfig) -> bool:
     return config.compact_post and config.cols == 1
 
 
+def _act_write_ahead(config: AcceleratorConfig) -> int:
+    """Activation blocks for each copy of the write address and enables (hw.bram's
+    `write_ahead`), or 0: without compact_link the host's and the pool writer's writes
+    come from registers, so the memory registers their address and enables a cycle
+    ahead, beside its blocks (one mux's output reaching all 32 blocks of the 8x8 was
+    a 6 ns route)."""
+    return 0 if config.compact_link else 4
+
+
 def extra_setup_cycles(config: AcceleratorConfig) -> tuple[int, int]:
     """Cycles `config`'s reductions add to every descriptor: (to its fetch, END
     included; to the setup of the others). A descriptor of several beats takes a cycle
@@ -227,7 +236,9 @@ class Accelerator(wiring.Component):
                                and not cfg.standalone_pool else 1,
                                init=init(name, depth, word_bytes),
                                # the PARAM loader holds its record (q_en) in a stall
-                               q_hold=space == Space.PARAMS)
+                               q_hold=space == Space.PARAMS,
+                               write_ahead=_act_write_ahead(cfg)
+                               if space == Space.ACTIVATIONS else 0)
             else:
                 mem = Memory(shape=shape, depth=depth, init=init(name, depth, word_bytes))
             m.submodules[f"{name}_mem"] = mem
@@ -333,10 +344,23 @@ class Accelerator(wiring.Component):
                 w = Signal.like(bus.write.payload, reset_less=True,
                                 name=f"{KEEP_PREFIX}host_w_{name}")
                 m.d.sync += w.eq(p)
-            en = Signal(word_bytes, name=f"host_en_{name}")
+            # (reset_less: as a reset register, yosys made the reset and p_valid one
+            # LUT into every enable's synchronous reset, a route from the reset more)
+            en = Signal(word_bytes, name=f"host_en_{name}", reset_less=True)
             host_d += en.eq(Mux(p_valid, Const(1, word_bytes) << p.addr.offset[:shift]
                                 if shift else 1, 0))
             port = wr_ports[space]
+            if space == Space.ACTIVATIONS and _act_write_ahead(cfg):
+                # the address and enables a cycle ahead, chosen by what act_wsel will be
+                with m.If(~running):
+                    m.d.comb += [
+                        port.addr.eq(p.addr.offset >> shift),
+                        port.en.eq(Mux(p_valid, Const(1, word_bytes) << p.addr.offset[:shift]
+                                       if shift else 1, 0)),
+                    ]
+                with m.If(~act_wsel):
+                    m.d.comb += port.data.eq(Cat(*([w.data] * word_bytes)))
+                continue
             with m.If(~act_wsel if space == Space.ACTIVATIONS else 1):
                 m.d.comb += [
                     port.addr.eq(w.addr.offset >> shift),
@@ -355,6 +379,7 @@ class Accelerator(wiring.Component):
         r_pending = Signal()
         r_wait = Signal()
         r_select = Signal()
+        r_fours = Signal()           # (not narrow_read: the slice a stage more)
         r_sliced = Signal()
         r_picked = Signal()          # (not narrow_read: the byte a stage more)
         r_have = Signal()
@@ -372,7 +397,8 @@ class Accelerator(wiring.Component):
         r_taken = bus.read_addr.valid & bus.read_addr.ready
         if cfg.compact_link:
             m.d.comb += bus.read_addr.ready.eq(host_idle[0] & ~r_pending & ~r_wait
-                                               & ~r_select & ~r_sliced & ~r_picked & ~r_have)
+                                               & ~r_select & ~r_fours & ~r_sliced & ~r_picked
+                                               & ~r_have)
         else:
             # ready as a register: idle and no read in any stage next cycle (a read moves
             # from stage to stage without a gap, from the request until the byte is
@@ -380,7 +406,7 @@ class Accelerator(wiring.Component):
             # link's handshake and the enables of r_byte and r_space.
             r_ready = Signal()
             m.d.comb += bus.read_addr.ready.eq(r_ready)
-            r_busy = r_pending | r_wait | r_select | r_sliced | r_picked | r_have
+            r_busy = r_pending | r_wait | r_select | r_fours | r_sliced | r_picked | r_have
             m.d.sync += r_ready.eq(~running & ~start & ~r_taken
                                    & ~(r_busy & ~(r_have & bus.read_data.ready)))
         ra = bus.read_addr.payload
@@ -425,9 +451,9 @@ class Accelerator(wiring.Component):
                 m.d.sync += r_wait.eq(1)
         with m.If(r_wait):
             m.d.sync += [r_wait.eq(0), r_select.eq(1)]
-        with m.If(r_select):
-            m.d.sync += [r_select.eq(0), r_sliced.eq(1)]
         if narrow_read:
+            with m.If(r_select):
+                m.d.sync += [r_select.eq(0), r_sliced.eq(1)]
             with m.If(r_select):
                 with m.Switch(r_space):
                     for space, (mem, word_bytes) in mems.items():
@@ -440,18 +466,31 @@ class Accelerator(wiring.Component):
                 m.d.sync += [r_sliced.eq(0), r_have.eq(1), r_data.eq(r_slice)]
         else:
             # every memory's slice beside it: the space's choice is not a route from the
-            # registers to all four memories
+            # registers to all four memories. A slice in two steps: one of each four
+            # (a LUT and its PFUMX, one level), then of those (the weight word's eight
+            # 64-bit slices, an 8-way pick of block outputs from across the die, was
+            # the 8x8's worst path asking 100 MHz).
             slices = {}
             for space, (mem, word_bytes) in mems.items():
                 word = read_q[space].as_value()
                 shift = exact_log2(word_bytes)
-                slices[space] = Signal(min(64, 8 * word_bytes),
-                                       name=f"r_slice_{space.name.lower()}")
+                width = min(64, 8 * word_bytes)
+                quarters = [word[lo:lo + 4 * 64] for lo in range(0, len(word), 4 * 64)]
+                fours = [Signal(width, name=f"r_four_{space.name.lower()}_{k}")
+                         for k in range(len(quarters))]
                 with m.If(r_select):
-                    m.d.sync += slices[space].eq(word.word_select(r_byte[3:shift], 64)
-                                                 if shift > 3 else word)
+                    for four, quarter in zip(fours, quarters):
+                        m.d.sync += four.eq(quarter.word_select(r_byte[3:min(shift, 5)], 64)
+                                            if shift > 3 else quarter)
+                slices[space] = Signal(width, name=f"r_slice_{space.name.lower()}")
+                picked_four = (Cat(*fours).word_select(r_byte[5:shift], width) if shift > 5
+                               else fours[0])
+                with m.If(r_fours):
+                    m.d.sync += slices[space].eq(picked_four)
             with m.If(r_select):
-                m.d.sync += r_lo.eq(r_byte[:3])
+                m.d.sync += [r_select.eq(0), r_fours.eq(1)]
+            with m.If(r_fours):
+                m.d.sync += [r_fours.eq(0), r_sliced.eq(1), r_lo.eq(r_byte[:3])]
             # then each memory's byte of its slice, then the space's byte: a cycle each
             picked = {}
             for space, (mem, word_bytes) in mems.items():
@@ -502,15 +541,19 @@ class Accelerator(wiring.Component):
                                            sparse_raw=cfg.compact_post
                                            and cfg.acc_depth == 1))
         writer = block("writer", PoolWriter(R, addr_width=A, pool=not cfg.standalone_pool,
-                                            registered_read=True))
+                                            registered_read=True,
+                                            write_ahead=bool(_act_write_ahead(cfg))))
 
         wiring.connect(m, feeder.act, array.act)
         m.d.comb += array.swap.eq(feeder.swap)
         with m.If(running):
             m.d.comb += [act_rd.addr.eq(feeder.rd.addr), act_rd.en.eq(feeder.rd.en)]
+        # (write_ahead: the writer's address and enables a cycle ahead of its data, so
+        # chosen by what act_wsel will be)
+        with m.If(running if _act_write_ahead(cfg) else act_wsel):
+            m.d.comb += [act_wr.addr.eq(writer.wr.addr), act_wr.en.eq(writer.wr.en)]
         with m.If(act_wsel):
-            m.d.comb += [act_wr.addr.eq(writer.wr.addr), act_wr.data.eq(writer.wr.data),
-                         act_wr.en.eq(writer.wr.en)]
+            m.d.comb += act_wr.data.eq(writer.wr.data)
         m.d.comb += feeder.rd.data.eq(act_rd.q)
         if not cfg.standalone_pool:           # (otherwise the writer reads nothing)
             m.d.comb += [act_rd_pool.addr.eq(writer.rd.addr),

@@ -39,13 +39,15 @@ routes more, was the 8x8's slowest path at 90 MHz.)
 
 from __future__ import annotations
 
+import itertools
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .bram import BlockRAM
-from .fanout import copies
+from .fanout import KEEP_PREFIX, copies
 
 ACC_LATENCY = 4   # beat in cycle t -> its total (last step) on `out` in cycle t + 4
 
@@ -180,18 +182,23 @@ class Accumulator(wiring.Component):
         # registered in t+2: the value compared, max mode's value (a skipped beat's the
         # lowest, and the lowest in add mode, so that the compare never takes it), and
         # the adds' addend, 0 in max mode, so that the adds pass the older totals through
-        values = Signal(lanes, reset_less=True)
-        addend = Signal(lanes, reset_less=True)
+        # (a copy of each for either add: one register feeding both carry chains and
+        # both choices was a 2.9 ns route into one of them)
+        values = [Signal(lanes, reset_less=True, name=f"{KEEP_PREFIX}values_{k}")
+                  for k in range(2)]
+        addend = [Signal(lanes, reset_less=True, name=f"{KEEP_PREFIX}addend_{k}")
+                  for k in range(2)]
+        for k, c in itertools.product(range(2), range(C)):
+            m.d.sync += [values[k][c].eq(Mux(beat[2].skip | ~self.max, lowest,
+                                             beat[2].sums[c])),
+                         addend[k][c].eq(Mux(self.max, 0, beat[2].sums[c]))]
         for c in range(C):
-            m.d.sync += [values[c].eq(Mux(beat[2].skip | ~self.max, lowest, beat[2].sums[c])),
-                         addend[c].eq(Mux(self.max, 0, beat[2].sums[c]))]
-        for c in range(C):
-            value = values[c]
             picked = []
             for k, old in enumerate((fwd[0][c], other[c])):
+                value = values[k][c]
                 # Assignment truncates: totals wrap at acc_width like the array's sums.
                 added = Signal(signed(W), name=f"added{c}_{k}")
-                m.d.comb += added.eq(addend[c] + old)
+                m.d.comb += added.eq(addend[k][c] + old)
                 # Max pool: the running maximum, the value when it is above the older
                 # total (a window's first beat compares with the lowest, and a skipped
                 # one is the lowest, so either gives the value); never in add mode.

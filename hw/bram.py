@@ -46,6 +46,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .fanout import KEEP_PREFIX
+
 __all__ = ["BlockRAM", "READ_LATENCY", "ECP5_MODES", "ECP5_LUTRAM", "ECP5_BRAM_COST",
            "block_width", "blocks_needed", "fewest_blocks", "instance_width", "instantiates",
            "lutram_cheaper"]
@@ -170,19 +172,26 @@ class BlockRAM(wiring.Component):
         yosys's inferred blocks and a fabric register, with the same behaviour).
     q_hold : bool
         A read port's ``q_en`` goes low (`instance_width`: no x36 blocks then).
+    write_ahead : int
+        0, or ``write.addr`` and ``write.en`` come a cycle ahead of ``write.data``: the
+        memory registers them, on an ECP5 one copy for each `write_ahead` blocks, so
+        that one register set (or a mux after it) is not a route to every block of a
+        wide memory.
 
     Ports
     -----
     write.addr, write.data, write.en : In
         The word at ``addr`` takes ``data`` in the lanes whose ``en`` bit is high, at the
-        edge ending the cycle.
+        edge ending the cycle (with `write_ahead`, ``addr`` and ``en`` of the cycle
+        before).
     read[i].addr, read[i].en (default 1), read[i].q_en (default 1) : In
     read[i].q : Out
         See the module documentation.
     """
 
     def __init__(self, shape, depth: int, *, granularity: int | None = None,
-                 read_ports: int = 1, init=None, q_hold: bool = False):
+                 read_ports: int = 1, init=None, q_hold: bool = False,
+                 write_ahead: int = 0):
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise ValueError(f"memory depth must be a positive integer, not {depth!r}")
         if isinstance(read_ports, bool) or not isinstance(read_ports, int) or read_ports < 1:
@@ -196,6 +205,11 @@ class BlockRAM(wiring.Component):
         self.lanes = 1 if granularity is None else width // granularity
         self.read_ports = read_ports
         self.q_hold = q_hold
+        if isinstance(write_ahead, bool) or not isinstance(write_ahead, int) \
+                or write_ahead < 0:
+            raise ValueError(f"write_ahead must be 0 or a number of blocks, not "
+                             f"{write_ahead!r}")
+        self.write_ahead = write_ahead
         self.init = [self._bits(shape, word) for word in init] if init else []
         abits = max(1, ceil_log2(depth))
         write = wiring.Signature({"addr": Out(abits), "data": Out(shape),
@@ -220,12 +234,23 @@ class BlockRAM(wiring.Component):
             self._generic(m, poison=platform is None)
         return m
 
+    def _write_regs(self, m, name):
+        """The write's address and enables: the ports, or with `write_ahead` registers
+        of them (`name` tells copies apart; KEEP_PREFIX: yosys keeps each)."""
+        if not self.write_ahead:
+            return self.write.addr, self.write.en
+        addr = Signal.like(self.write.addr, reset_less=True,
+                           name=f"{KEEP_PREFIX}write_addr_{name}")
+        en = Signal.like(self.write.en, name=f"{KEEP_PREFIX}write_en_{name}")
+        m.d.sync += [addr.eq(self.write.addr), en.eq(self.write.en)]
+        return addr, en
+
     def _generic(self, m, *, poison):
         mem = Memory(shape=unsigned(self.width), depth=self.depth, init=self.init)
         m.submodules.mem = mem
         wr = mem.write_port(granularity=self.granularity)
-        m.d.comb += [wr.addr.eq(self.write.addr), wr.data.eq(self.write.data),
-                     wr.en.eq(self.write.en)]
+        waddr, wen = self._write_regs(m, "all")
+        m.d.comb += [wr.addr.eq(waddr), wr.data.eq(self.write.data), wr.en.eq(wen)]
         g = self.granularity or self.width
         for i, port in enumerate(self.read):
             rd = mem.read_port()
@@ -236,8 +261,8 @@ class BlockRAM(wiring.Component):
                 # A read at the address written at the same edge is undefined in a
                 # DP16KD: hand the written lanes back inverted.
                 hit = Signal(self.lanes, name=f"collide{i}")
-                with m.If(port.en & (port.addr == self.write.addr)):
-                    m.d.sync += hit.eq(self.write.en)
+                with m.If(port.en & (port.addr == waddr)):
+                    m.d.sync += hit.eq(wen)
                 with m.Elif(port.en):
                     m.d.sync += hit.eq(0)
                 mask = Signal(self.width, name=f"mask{i}")
@@ -256,10 +281,14 @@ class BlockRAM(wiring.Component):
         wdata = Signal(self.width)
         m.d.comb += wdata.eq(self.write.data)
         blocks = _slices(self.width, self.granularity, bw)
+        group = self.write_ahead or len(blocks) * len(self.read)
+        writes = [self._write_regs(m, str(k))
+                  for k in range(-(-len(blocks) * len(self.read) // group))]
         for i, port in enumerate(self.read):
             q = Signal(self.width, name=f"q{i}")
             m.d.comb += Value.cast(port.q).eq(q)
             for b, slices in enumerate(blocks):
+                waddr, wen = writes[(i * len(blocks) + b) // group]
                 di = Signal(max(bw, 18), name=f"di{i}_{b}")
                 do = Signal(max(bw, 18), name=f"do{i}_{b}")
                 for word_bit, block_bit, width, _ in slices:
@@ -268,23 +297,24 @@ class BlockRAM(wiring.Component):
                                  q[word_bit:word_bit + width].eq(
                                      do[block_bit:block_bit + width])]
                 we = Signal(name=f"we{i}_{b}")          # any of the block's lanes
-                writes, enables = self._enables(slices, bw)
-                m.d.comb += we.eq(writes)
+                any_lane, enables = self._enables(slices, bw, wen)
+                m.d.comb += we.eq(any_lane)
                 block = self._pdpw16kd if bw == 36 else self._dp16kd
-                m.submodules[f"ram{i}_{b}"] = block(port, bw, di, do, we, enables)
+                m.submodules[f"ram{i}_{b}"] = block(port, bw, di, do, we, enables, waddr)
 
-    def _enables(self, slices, bw):
+    @staticmethod
+    def _enables(slices, bw, wen):
         """(whether the block writes, one enable a 9-bit slot of it): a slot's lane's
-        enable, 0 for a slot no lane takes, 1 for all without lanes."""
+        enable in `wen`, 0 for a slot no lane takes, 1 for all without lanes."""
         lanes = {lane for *_, lane in slices}
         if lanes == {None}:
-            return self.write.en[0], [Const(1)] * (bw // _SLOT)
+            return wen[0], [Const(1)] * (bw // _SLOT)
         enables = []
         for slot in range(bw // _SLOT):
             owner = [lane for _, bit, width, lane in slices
                      if bit <= slot * _SLOT < bit + width]
-            enables.append(self.write.en[owner[0]] if owner else Const(0))
-        return Cat(self.write.en[lane] for lane in sorted(lanes)).any(), enables
+            enables.append(wen[owner[0]] if owner else Const(0))
+        return Cat(wen[lane] for lane in sorted(lanes)).any(), enables
 
     def _address(self, addr, lsb):
         """A 14-bit block address: `addr` from bit `lsb` up (the bits below select
@@ -294,10 +324,10 @@ class BlockRAM(wiring.Component):
             bits[lsb + k] = addr[k]
         return bits
 
-    def _dp16kd(self, port, bw, di, do, we, enables):
+    def _dp16kd(self, port, bw, di, do, we, enables, waddr):
         """One DP16KD of `bw`-bit ports: A writes, B reads into its output register."""
         lsb = _ADDR_BITS - ceil_log2(_DEPTHS[bw])
-        ada = self._address(self.write.addr, lsb)
+        ada = self._address(waddr, lsb)
         adb = self._address(port.addr, lsb)
         if bw == 18:
             ada[0], ada[1] = enables             # x18: ADA0/ADA1 enable DI[8:0] / DI[17:9]
@@ -320,10 +350,10 @@ class BlockRAM(wiring.Component):
             i_RSTB=Const(0), i_CSB0=Const(0), i_CSB1=Const(0), i_CSB2=Const(0),
             **pins)
 
-    def _pdpw16kd(self, port, bw, di, do, we, enables):
+    def _pdpw16kd(self, port, bw, di, do, we, enables, waddr):
         """One PDPW16KD (512x36): the write port's CEW and byte enables BE0..BE3 write,
         the read port reads into the output register (REGMODE OUTREG, enabled by OCER)."""
-        adw = self._address(self.write.addr, 0)[:9]    # ADW8..0: the word's address
+        adw = self._address(waddr, 0)[:9]              # ADW8..0: the word's address
         adr = self._address(port.addr, 5)              # ADR13..5: the word's address
         pins = {}
         pins.update({f"i_ADW{k}": adw[k] for k in range(9)})

@@ -105,10 +105,13 @@ class PoolWriter(wiring.Component):
         ``hw.bram.BlockRAM`` port, whose data is registered); need not be transparent:
         a read of the word written at the same edge is never used.
     wr : Out(flipped memory.WritePort.Signature, one enable per bank)
-        Write port of the banks.
+        Write port of the banks. With ``write_ahead``, ``wr.addr`` and ``wr.en`` come a
+        cycle before ``wr.data`` (an ``hw.bram.BlockRAM`` of ``write_ahead`` registers
+        them beside its blocks).
     """
 
-    def __init__(self, rows, *, addr_width=20, pool=True, registered_read=False):
+    def __init__(self, rows, *, addr_width=20, pool=True, registered_read=False,
+                 write_ahead=False):
         for what, value, lo, hi in (("PoolWriter rows", rows, 1, 64),
                                     ("PoolWriter addr_width", addr_width, 1, 20)):
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
@@ -119,6 +122,7 @@ class PoolWriter(wiring.Component):
         self.addr_width = addr_width
         self.pool = bool(pool)
         self.registered_read = bool(registered_read)
+        self.write_ahead = bool(write_ahead)
         word = data.ArrayLayout(unsigned(8), rows)
         super().__init__({
             "cfg":    In(pool_config_layout(addr_width)),
@@ -247,13 +251,17 @@ class PoolWriter(wiring.Component):
             in_flight = Mux(picks[0][r], fwd_data[0][r],
                             Mux(picks[1][r], fwd_data[1][r], fwd_data[2][r]))
             m.d.sync += other[r].eq(Mux(picked[r], in_flight, stored[r]))
-        newest = delayed(addr8 == addr9, "newest")
+        # the newest write (fwd[0] in t+9) by lane: the beat merging now, if it has the
+        # address, in the lanes it writes (a register in front of the merge's mux, not a
+        # gate of two)
+        newest = Signal(R, name="newest")
+        m.d.sync += newest.eq(Mux(addr8 == addr9, merge_en, 0))
 
         # t+9: merge into the write register; t+10: the write lands.
         flip = Mux(cfg.signed, 0x80, 0)      # int8 order as uint8 order
         merged = Signal(word)
         for r in range(R):
-            old = Mux(newest & fwd_en[0][r], fwd_data[0][r], other[r])
+            old = Mux(newest[r], fwd_data[0][r], other[r])
             new = b9.data[r]
             # (as a subtraction's borrow: one carry chain)
             larger = (Cat(old ^ flip, 0) - Cat(new ^ flip, 0))[-1]
@@ -263,11 +271,11 @@ class PoolWriter(wiring.Component):
             fwd_en[1].eq(fwd_en[0]), fwd_addr[1].eq(fwd_addr[0]), fwd_data[1].eq(fwd_data[0]),
             fwd_en[2].eq(fwd_en[1]), fwd_addr[2].eq(fwd_addr[1]), fwd_data[2].eq(fwd_data[1]),
         ]
-        m.d.comb += [
-            self.wr.addr.eq(fwd_addr[0]),
-            self.wr.data.eq(fwd_data[0]),
-            self.wr.en.eq(fwd_en[0]),
-        ]
+        m.d.comb += self.wr.data.eq(fwd_data[0])
+        if self.write_ahead:
+            m.d.comb += [self.wr.addr.eq(addr9), self.wr.en.eq(merge_en)]
+        else:
+            m.d.comb += [self.wr.addr.eq(fwd_addr[0]), self.wr.en.eq(fwd_en[0])]
         return m
 
     def _sequential(self, m):
@@ -293,7 +301,12 @@ class PoolWriter(wiring.Component):
         addr = Signal(A, reset_less=True)
         data_q = Signal.like(beat.data, reset_less=True)
         en = Signal(self.rows)
-        m.d.sync += [addr.eq(Mux(new_pixel, here, pixel + beat.byte)),
-                     data_q.eq(beat.data), en.eq(Mux(valid, beat.en, 0))]
-        m.d.comb += [self.wr.addr.eq(addr), self.wr.data.eq(data_q), self.wr.en.eq(en)]
+        addr_next = Mux(new_pixel, here, pixel + beat.byte)
+        en_next = Mux(valid, beat.en, 0)
+        m.d.sync += [addr.eq(addr_next), data_q.eq(beat.data), en.eq(en_next)]
+        m.d.comb += self.wr.data.eq(data_q)
+        if self.write_ahead:
+            m.d.comb += [self.wr.addr.eq(addr_next), self.wr.en.eq(en_next)]
+        else:
+            m.d.comb += [self.wr.addr.eq(addr), self.wr.en.eq(en)]
         return m

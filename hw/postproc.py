@@ -282,8 +282,9 @@ class PostProcessor(wiring.Component):
                 with m.If(en):
                     m.d.sync += field.eq(bias_q if name == "bias"
                                          else payload[name][:len(field)])
-            shadow.append(SimpleNamespace(**{**rec, "bias": Mux(we[1], bias_q,
-                                                                 rec["bias"])}))
+            # the bias as two values and the choice between them, so that the lane's
+            # adds take each straight from a register (`_lane`)
+            shadow.append(SimpleNamespace(**rec, bias_new=bias_q, bias_bypass=we[1]))
         return shadow
 
     def _lane(self, m, platform, c, shadow, swap_d, mode_d, valid):
@@ -299,8 +300,13 @@ class PostProcessor(wiring.Component):
                    for k in range(PARAM_BLACKOUT, _COPY_SHIFT - skip + 1)]
         shift_a = shift_d[-1]
 
-        # Edge T: x uses the new bias in the swap cycle itself, hence the mux.
-        bias = Mux(swap_d[_COPY_BIAS], shadow.bias, bias_a)
+        # Edge T: x uses the new bias in the swap cycle itself, hence the mux. A
+        # `_late_shadow` record's bias is the write on its way (`bias_new`, while
+        # `bias_bypass`) or the stored one.
+        late = not self.compact and not self.held_params
+        record_bias = (Mux(shadow.bias_bypass, shadow.bias_new, shadow.bias) if late
+                       else shadow.bias)
+        bias = Mux(swap_d[_COPY_BIAS], record_bias, bias_a)
         m.d.sync += bias_a.eq(bias)
         # Raw mode reuses the multiply path as x * 1 + 0 >> 0, so x needs no
         # separate delay line to reach the output.
@@ -322,7 +328,11 @@ class PostProcessor(wiring.Component):
             # one adder after the mux bias_a's own input needs anyway (a slow clock)
             m.d.sync += x.eq(acc + bias)
         else:
-            m.d.sync += x.eq(Mux(swap_d[_COPY_BIAS], acc + shadow.bias, acc + bias_a))
+            # one add for each bias the swap may pick (the bypass's choice in front of
+            # an add was a LUT and a route more on the 8x8's slowest paths)
+            swapped = (Mux(shadow.bias_bypass, acc + shadow.bias_new, acc + shadow.bias)
+                       if late else acc + shadow.bias)
+            m.d.sync += x.eq(Mux(swap_d[_COPY_BIAS], swapped, acc + bias_a))
 
         if self.compact:
             t1, t2, split = self._compact_products(m, c, reg, x, mult, offset_a, shadow,

@@ -71,6 +71,15 @@ def _stimulus(rng, depth, width, lanes, ports, cycles, collide):
     return steps
 
 
+def _written_ahead(steps, ports):
+    """`steps` with an idle step in front, and what drives them with `write_ahead`:
+    each step's write address and enables a step early, its data on time."""
+    steps = [(0, 0, 0, [(0, 1, 1)] * ports)] + steps
+    drive = [(steps[k + 1][0], steps[k][1], steps[k + 1][2], steps[k][3])
+             for k in range(len(steps) - 1)]
+    return steps[:-1], drive
+
+
 SHAPES = [   # (width, depth, granularity, ports): every block width, lanes shared or split
     (64, 4096, 8, 2), (72, 2048, 8, 1), (40, 1024, 8, 1), (24, 1024, 8, 1),
     (40, 1024, None, 1), (16, 8192, 8, 1), (8, 16384, 8, 1), (27, 2048, None, 2),
@@ -106,15 +115,20 @@ def _run_amaranth(ram, steps):
     return got
 
 
+@pytest.mark.parametrize("ahead", [0, 3], ids=["", "write_ahead"])
 @pytest.mark.parametrize("width, depth, granularity, ports", SHAPES[:4])
 def test_simulated_reads_are_registered_twice_and_lanes_write_alone(width, depth,
-                                                                    granularity, ports):
+                                                                    granularity, ports,
+                                                                    ahead):
     rng = random.Random(width * depth)
-    ram = BlockRAM(unsigned(width), depth, granularity=granularity, read_ports=ports)
+    ram = BlockRAM(unsigned(width), depth, granularity=granularity, read_ports=ports,
+                   write_ahead=ahead)
     lanes = width // granularity if granularity else 1
-    steps = _stimulus(rng, depth, width, lanes, ports, 400, collide=False)
+    steps = drive = _stimulus(rng, depth, width, lanes, ports, 400, collide=False)
+    if ahead:
+        steps, drive = _written_ahead(steps, ports)
     want = _reference(steps, width, granularity, ports)
-    got = _run_amaranth(ram, steps)
+    got = _run_amaranth(ram, drive)
     checked = 0
     for step, (g, w) in enumerate(zip(got, want)):
         for i in range(ports):
@@ -169,15 +183,20 @@ def test_block_count_and_widths():
     assert not instantiates(128, 512, 8, q_hold=True) and instantiates(128, 512, 8)
 
 
-@pytest.mark.parametrize("width, depth, granularity, ports", SHAPES + SHAPES_36)
-def test_ecp5_blocks_match_the_simulation(tmp_path, width, depth, granularity, ports):
+@pytest.mark.parametrize("width, depth, granularity, ports, ahead",
+                         [(*shape, 0) for shape in SHAPES + SHAPES_36]
+                         # a copy of the write's address and enables for every 3 blocks
+                         + [(64, 4096, 8, 2, 3), (256, 512, 8, 1, 3)])
+def test_ecp5_blocks_match_the_simulation(tmp_path, width, depth, granularity, ports,
+                                          ahead):
     """The DP16KD or PDPW16KD instances (OUTREG), under Icarus with the blocks' models,
     read what the reference says, en, q_en and byte lanes included; a read meeting a write
     of its address is X there."""
     if shutil.which("iverilog") is None:
         pytest.skip("iverilog not found; apt-get install iverilog")
     from amaranth.back import verilog
-    ram = BlockRAM(unsigned(width), depth, granularity=granularity, read_ports=ports)
+    ram = BlockRAM(unsigned(width), depth, granularity=granularity, read_ports=ports,
+                   write_ahead=ahead)
     lanes = width // granularity if granularity else 1
     ports_list = [ram.write.addr, ram.write.data, ram.write.en]
     for port in ram.read:
@@ -188,7 +207,9 @@ def test_ecp5_blocks_match_the_simulation(tmp_path, width, depth, granularity, p
         [cell] * blocks_needed(width, depth, granularity, ports)
     assert text.count('"OUTREG"') == blocks_needed(width, depth, granularity, ports)
     rng = random.Random(depth + width)
-    steps = _stimulus(rng, depth, width, lanes, ports, 300, collide=True)
+    steps = drive = _stimulus(rng, depth, width, lanes, ports, 300, collide=True)
+    if ahead:
+        steps, drive = _written_ahead(steps, ports)
     want = _reference(steps, width, granularity, ports)
     # amaranth names the ports after the signature's paths
     decl = dict((m.group(2), m.group(1)) for m in
@@ -197,7 +218,7 @@ def test_ecp5_blocks_match_the_simulation(tmp_path, width, depth, granularity, p
     wa, wd, we = (f"write__{x}" for x in ("addr", "data", "en"))
     assert {wa, wd, we} <= set(pins), pins
     lines = []
-    for waddr, wdata, wen, reads in steps:
+    for waddr, wdata, wen, reads in drive:
         line = f"    {wa} = {waddr}; {wd} = {width}'d{wdata}; {we} = {wen};"
         for i, (raddr, ren, qen) in enumerate(reads):
             line += (f" read__{i}__addr = {raddr}; read__{i}__en = {ren};"
@@ -229,7 +250,7 @@ endmodule
                          text=True)
     assert run.returncode == 0 and "FATAL" not in run.stdout.upper(), run.stdout[-2000:]
     out = run.stdout.split()
-    assert len(out) == len(steps) * ports
+    assert len(out) == len(drive) * ports
     checked = collided = 0
     for step, w in enumerate(want):
         for i in range(ports):
