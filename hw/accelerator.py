@@ -346,7 +346,8 @@ class Accelerator(wiring.Component):
                 m.d.sync += w.eq(p)
             # (reset_less: as a reset register, yosys made the reset and p_valid one
             # LUT into every enable's synchronous reset, a route from the reset more)
-            en = Signal(word_bytes, name=f"host_en_{name}", reset_less=True)
+            en = Signal(word_bytes, name=f"host_en_{name}",
+                        reset_less=space == Space.WEIGHTS)
             host_d += en.eq(Mux(p_valid, Const(1, word_bytes) << p.addr.offset[:shift]
                                 if shift else 1, 0))
             port = wr_ports[space]
