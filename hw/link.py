@@ -12,7 +12,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .crc import CRC32
+from .crc import CRC32, CRC32_POLY, CRC32_RESIDUE
 from .fanout import copies
 from .isa import Space
 
@@ -145,6 +145,19 @@ class HostBusSignature(wiring.Signature):
         })
 
 
+def _residue_step():
+    """(rest, index): a CRC-32 register s steps to CRC32_RESIDUE on a byte exactly when
+    s >> 8 == rest and (s ^ byte) & 0xFF == index. A byte steps s to
+    (s >> 8) ^ T[(s ^ byte) & 0xFF], and the 256 T[x] differ in their top bytes."""
+    def step(x):                              # the register x after a zero byte: T[x]
+        for _ in range(8):
+            x = x >> 1 ^ (CRC32_POLY if x & 1 else 0)
+        return x
+    table = [step(x) for x in range(256)]
+    index, = (x for x in range(256) if table[x] >> 24 == CRC32_RESIDUE >> 24)
+    return (CRC32_RESIDUE ^ table[index]) & 0xFFFFFF, index
+
+
 def _check_int(name, value, lo, hi):
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
@@ -267,12 +280,12 @@ class HostLink(wiring.Component):
         else:
             # a snapshot taken as the frame executes, whatever the command (its payload
             # is sent only for a STATUS): its ~200 flip-flops load in EXECUTE on copies
-            # (one a word) of a register set in CHECK, not on the command's decoding
+            # (one a word) of `in_check`, not on the command's decoding
             shown_flags = Signal(StatusFlag)
             shown_cycles = Signal(32)
             shown_counters = Signal.like(bus.counters)
-            checking = Signal()
-            snapshot = copies(m, platform, checking, N_COUNTERS + 1, "link_snapshot")
+            in_check = Signal()               # high exactly in CHECK (see there)
+            snapshot = copies(m, platform, in_check, N_COUNTERS + 1, "link_snapshot")
             for load, field, value in zip(
                     snapshot, [Cat(shown_flags, shown_cycles), *shown_counters],
                     [Cat(flags, run_cycles), *bus.counters]):
@@ -292,7 +305,7 @@ class HostLink(wiring.Component):
                 self.space_sizes[space] if self.space_sizes_known else 0)
               for space in Space),
         ]
-        limit = Signal(32)                    # the watchdog's cycles, less one but compact
+        limit = Signal(32)                    # the watchdog's cycles (see run control)
         last_seq = Signal(8)
         last_was_run = Signal()               # last verified frame was an ACKed RUN
 
@@ -333,21 +346,41 @@ class HostLink(wiring.Component):
         m.d.comb += bus.program.eq(hdr.addr.offset)
         if self.compact_status:
             at_limit = run_cycles == limit
+            with m.If(running):
+                with m.If(bus.done):
+                    m.d.sync += [running.eq(0), flags.eq(StatusFlag.DONE)]
+                with m.Elif(at_limit):
+                    m.d.comb += bus.reset.eq(1)
+                    m.d.sync += [running.eq(0), flags.eq(StatusFlag.WATCHDOG)]
+                with m.Else():
+                    m.d.sync += run_cycles.eq(run_cycles + 1)
         else:
-            # run_cycles == limit as a register: compared a cycle ahead, as run_cycles
-            # steps by one (RUN clears it: its limit is not 0), with the limit less one
-            # (loaded so by RUN) rather than an add before a 32-bit compare
-            at_limit = Signal()
-        with m.If(running):
-            with m.If(bus.done):
-                m.d.sync += [running.eq(0), flags.eq(StatusFlag.DONE)]
-            with m.Elif(at_limit):
+            # A run goes on (`run_on`) while `running` and short of its watchdog, in a
+            # register, so that bus.done, late (a route across the die), meets registers
+            # only: `running` next is run_on & ~bus.done, not the done / watchdog / else
+            # chain, and the watchdog ends a run where `running` is high and run_on low.
+            # `last_step` marks the run's last step, where run_cycles reaches the watchdog
+            # cycles less one: compared a cycle ahead as run_cycles steps by one, against
+            # `limit`, the watchdog cycles less two (RUN loads it so, and last_step for
+            # its first step), so that no add comes before the 32-bit compare and no
+            # compare after bus.done. RUN sets run_on and RESET clears it (below); CHECK's
+            # BUSY check reads a copy of its own (else yosys reads `going` there, a LUT
+            # after bus.done).
+            last_step = Signal()
+            arg_one = Signal()                    # RUN's argument (it holds still) is 1
+            m.d.sync += arg_one.eq(arg == 1)
+            run_on_next = Signal()
+            run_on, run_on_check = copies(m, platform, run_on_next, 2, "link_run_on")
+            going = run_on & ~bus.done            # a run goes on in the next cycle
+            m.d.sync += running.eq(going)
+            m.d.comb += run_on_next.eq(going & ~last_step)
+            with m.If(going):
+                m.d.sync += [run_cycles.eq(run_cycles + 1),
+                             last_step.eq(run_cycles == limit)]
+            with m.If(running & ~run_on & ~bus.done):
                 m.d.comb += bus.reset.eq(1)
-                m.d.sync += [running.eq(0), flags.eq(StatusFlag.WATCHDOG)]
-            with m.Else():
-                m.d.sync += run_cycles.eq(run_cycles + 1)
-                if not self.compact_status:
-                    m.d.sync += at_limit.eq(run_cycles == limit)
+            with m.If(running & (~run_on | bus.done)):        # the run ends
+                m.d.sync += flags.eq(Mux(bus.done, StatusFlag.DONE, StatusFlag.WATCHDOG))
 
         # --- address checks for the verified frame in EXECUTE.
         space_size = Signal(29)
@@ -423,6 +456,28 @@ class HostLink(wiring.Component):
             before_last = Signal(payload_bits)
             m.d.sync += before_last.eq(hdr.len - 2)
 
+        # How HEADER, LENGTH and CRC end, in flags but with compact_status, so that the
+        # state's next value waits for flags and handshakes only (cnt's and the length's
+        # compares were four LUTs and more into the state register).
+        if self.compact_status:
+            header_end = cnt[:4] == _HEADER_BYTES - 1
+            crc_end = cnt[:2] == _CRC_BYTES - 1
+            too_long = hdr.len > self.max_payload
+            no_payload = hdr.len == 0
+        else:
+            # the byte HEADER or CRC takes is its last: set a byte ahead, clear from HUNT
+            # on (and after the header's last byte, for CRC)
+            rx_last = Signal()
+            header_end = crc_end = rx_last
+            # hdr.len's compares for LENGTH, in the cycle before: the one that takes the
+            # header's last byte, the length's top byte (on i.payload)
+            too_long = Signal()
+            no_payload = Signal()
+            m.d.sync += [
+                too_long.eq((i.payload != 0) | (hdr.len[:24] > self.max_payload)),
+                no_payload.eq((i.payload == 0) & (hdr.len[:24] == 0)),
+            ]
+
         # idle == timeout - 1, but with compact_status a register kept with idle (which
         # only restarts at 0 or steps by one): the timeout starts from a flip-flop
         timed_out = idle == self.timeout - 1 if self.compact_status else Signal()
@@ -470,8 +525,14 @@ class HostLink(wiring.Component):
                 crc.data.eq(Mux(tx_covered, tx_data, i.payload)),
                 crc.start.eq(hunting | tx_valid & o.ready & tx_first),
             ]
+            # cnt's low bits while a response goes out, for the byte muxes, in a register
+            # of their own (cnt, read all over the link, was four LUTs before tx_data):
+            # the send states step cnt with each byte sent and clear it after their last,
+            # and cnt is 0 on the way into TX_HEADER
+            tx_index = Signal(6)
             with m.If(tx_valid & o.ready):
-                m.d.sync += [tx_valid.eq(0), tx_first.eq(0), tx_covered.eq(0)]
+                m.d.sync += [tx_valid.eq(0), tx_first.eq(0), tx_covered.eq(0),
+                             tx_index.eq(Mux(tx_last, 0, tx_index + 1))]
                 m.d.comb += crc.en.eq(tx_covered)
             # The STATUS payload's byte `cnt` in two registered steps (its 8-byte group,
             # then the byte), `settled` once cnt has held still for both: the 48-way
@@ -480,9 +541,9 @@ class HostLink(wiring.Component):
             status_byte = Signal(8)
             settle = Signal(range(3))
             m.d.sync += [
-                status_group.eq(resp_data.as_value().word_select(cnt[3:6], 64)),
+                status_group.eq(resp_data.as_value().word_select(tx_index[3:6], 64)),
                 status_byte.eq(Mux(resp_nak, nak_byte,
-                                   status_group.word_select(cnt[:3], 8))),
+                                   status_group.word_select(tx_index[:3], 8))),
                 settle.eq(Mux(settle == 2, 2, settle + 1)),
             ]
             with m.If(tx_valid & o.ready):
@@ -516,6 +577,22 @@ class HostLink(wiring.Component):
         # there, so the compare is resp_len's width
         resp_last = resp_len - 1 if self.compact_status else Signal.like(resp_len)
         tx_cnt = cnt[:len(resp_len)]
+        # the payload's byte to send is its last: a register but with compact_status
+        # (cnt, read all over the link, was four LUTs before tx_last), as cnt holds still
+        # for two cycles at least before TX_PAYLOAD (`settled`) or READ_SEND loads a byte
+        if self.compact_status:
+            payload_end = tx_cnt == resp_last[:len(tx_cnt)]
+        else:
+            payload_end = Signal()
+            m.d.sync += payload_end.eq(tx_cnt == resp_last)
+        # cnt's bits that pick the header's or the CRC's byte to send
+        tx_at = cnt[:4] if self.compact_status else tx_index[:4]
+        # TX_HEADER's end is a response without payload: a register but with
+        # compact_status (resp_len holds still all through TX_HEADER, two cycles a byte at
+        # least)
+        resp_empty = resp_len == 0 if self.compact_status else Signal()
+        if not self.compact_status:
+            m.d.sync += resp_empty.eq(resp_len == 0)
 
         def load_response(reply, length, *, memory=False):
             """The response's reply, payload length, and source (READ data if `memory`)."""
@@ -566,21 +643,21 @@ class HostLink(wiring.Component):
         # were going on (the verdict) goes into registers every cycle, from the checks'
         # registers: it is final in CHECK, one register after the checks (the bounds
         # check is final three cycles after the payload's last byte, CHECK four). CHECK
-        # loads it, or NAK BUSY where it needs the accelerator idle and a run goes on,
-        # into the response's registers (read from TX_HEADER on; a bad CRC's NAK loads
-        # them again), `to_commit`, `run_acked` and the start and reset pulses (with the
-        # CRC's verdict); in EXECUTE only the CRC's verdict and `to_commit` pick the
-        # next state. The command's decoding, the checks and `running` (a route across
-        # the die) were six LUTs into the response registers.
+        # (`in_check`, a register, not the state's decoding) loads it into the
+        # response's registers (read from TX_HEADER on; a bad CRC's NAK loads them
+        # again); where it needs the accelerator idle and a run goes on as EXECUTE sees
+        # it, `busy_nak` has EXECUTE load NAK BUSY over it. `busy_nak`, `to_commit` and
+        # `run_acked` (read in EXECUTE only) and the start and reset pulses (with the
+        # CRC's verdict) are a LUT4 each of registers (and bus.done); in EXECUTE only the
+        # CRC's verdict and `to_commit` pick the next state. The command's decoding, the
+        # checks and `running` were six LUTs into the response registers; then bus.done
+        # (late: a route across the die) was three, and four into the pulses, in CHECK's
+        # decoding.
         early = not self.compact_status
         if early:
             to_commit = Signal()
             run_acked = Signal()                  # last_was_run after EXECUTE
-            starting = Signal()
-            resetting = Signal()
-            # the pulses in EXECUTE, a copy for run_cycles' and limit's 64 flip-flops
-            start_now = copies(m, platform, starting & crc.residue_ok, 2, "link_start")
-            reset_now = copies(m, platform, resetting & crc.residue_ok, 2, "link_reset")
+            busy_nak = Signal()                   # high in EXECUTE: NAK BUSY instead
             verdict_nak = Signal()
             verdict_code = Signal(NakCode, init=NakCode.BAD_CRC)
             verdict_len = Signal.like(resp_len)
@@ -592,6 +669,30 @@ class HostLink(wiring.Component):
             verdict_start = Signal()
             verdict_reset = Signal()
             run_acked_to = verdict_run
+            # `crc_verified` is high in CHECK where the frame's CRC verified (its register
+            # at CRC32_RESIDUE after the last byte), set from the cycle that takes that
+            # byte, on the register before it and the byte (i.payload): a compare of the
+            # register just loaded was three LUTs before the start and reset pulses
+            # (_residue_step)
+            crc_verified = Signal()
+            rest, index = _residue_step()
+            crc_reg = ~crc.crc                    # (crc.crc is the register inverted)
+            last_crc_ok = (crc_reg[8:] == rest) & ((crc_reg[:8] ^ i.payload) == index)
+            # no run goes on as EXECUTE sees it: a run may end in CHECK (done, or the
+            # watchdog: run_on is low), none starts
+            run_over = ~run_on_check | bus.done
+            m.d.sync += [
+                crc_ok.eq(crc_verified),
+                busy_nak.eq(in_check & verdict_idle & ~run_over),
+                # (a commit is a verdict with verdict_idle)
+                to_commit.eq(verdict_commit & run_over),
+                run_acked.eq(verdict_run & (~verdict_idle | run_over)),
+            ]
+            # the pulses in EXECUTE, a copy for run_cycles' and limit's 64 flip-flops (a
+            # start is a verdict with verdict_idle, a reset one without)
+            start_now = copies(m, platform, crc_verified & verdict_start & run_over,
+                               2, "link_start")
+            reset_now = copies(m, platform, crc_verified & verdict_reset, 2, "link_reset")
         else:
             run_acked_to = last_was_run
         # a write's copy starts from this staging byte: after a WRITE_GROUPS's width and
@@ -709,6 +810,7 @@ class HostLink(wiring.Component):
 
         if early:
             answer()
+            m.d.sync += [in_check.eq(0), crc_verified.eq(0)]   # set on the way into CHECK
 
         with m.FSM(name="link"):
             with m.State("HUNT"):
@@ -722,6 +824,8 @@ class HostLink(wiring.Component):
                 # still for `program` after a RUN's start.
                 restart_idle()
                 m.d.sync += [hdr.seq.eq(0), arg.eq(0)]   # a truncated header's NAK: seq 0
+                if not self.compact_status:
+                    m.d.sync += rx_last.eq(0)
                 if groups:
                     m.d.sync += [g_width.eq(1), g_group.eq(1), rx_lane.eq(0), total.eq(0)]
                 with m.If(i.valid & (i.payload == SYNC)):
@@ -736,7 +840,9 @@ class HostLink(wiring.Component):
                     feed_crc(i.payload)
                     m.d.sync += [hdr.as_value().word_select(cnt[:4], 8).eq(i.payload),
                                  cnt.eq(cnt + 1)]
-                    with m.If(cnt[:4] == _HEADER_BYTES - 1):
+                    if not self.compact_status:
+                        m.d.sync += rx_last.eq(cnt[:4] == _HEADER_BYTES - 2)
+                    with m.If(header_end):
                         m.next = "LENGTH"
                 receive(header_byte, truncated)
 
@@ -748,9 +854,9 @@ class HostLink(wiring.Component):
                     m.d.sync += [at_width.eq(is_groups), at_group.eq(0)]
                 # A length the staging RAM cannot hold cannot be received; the
                 # frame's end is unknown, so wait for the line to go quiet.
-                with m.If(hdr.len > self.max_payload):
+                with m.If(too_long):
                     drain_then_nak(NakCode.TOO_LONG)
-                with m.Elif(hdr.len == 0):
+                with m.Elif(no_payload):
                     m.next = "CRC"
                 with m.Else():
                     m.next = "PAYLOAD"
@@ -782,7 +888,11 @@ class HostLink(wiring.Component):
                 def crc_byte():
                     feed_crc(i.payload)
                     m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt[:2] == _CRC_BYTES - 1):
+                    if not self.compact_status:
+                        m.d.sync += rx_last.eq(cnt[:2] == _CRC_BYTES - 2)
+                    with m.If(crc_end):
+                        if not self.compact_status:
+                            m.d.sync += [in_check.eq(1), crc_verified.eq(last_crc_ok)]
                         m.next = "CHECK"
                 receive(crc_byte, truncated)
 
@@ -791,29 +901,13 @@ class HostLink(wiring.Component):
 
             with m.State("CHECK"):
                 # The CRC's last byte landed at the edge before: its verdict into a
-                # register, so EXECUTE starts from flip-flops only.
+                # register, so EXECUTE starts from flip-flops only (without
+                # compact_status, on `in_check`: below).
                 if self.compact_status:
                     with m.If(crc_free):
                         m.d.sync += crc_ok.eq(crc.residue_ok)
                         m.next = "EXECUTE"
                 else:
-                    m.d.sync += crc_ok.eq(crc.residue_ok)
-                    m.d.comb += checking.eq(1)
-                    if groups:
-                        m.d.sync += [src.eq(first_byte), lane.eq(0), fill.eq(0)]
-                    # `running` as EXECUTE sees it: a run may end here (done, or the
-                    # watchdog), none starts
-                    with m.If(verdict_idle & running & ~bus.done & ~at_limit):
-                        m.d.sync += [to_commit.eq(0), run_acked.eq(0),
-                                     nak_byte.eq(NakCode.BUSY)]
-                        load_response(Reply.NAK, 1)
-                    with m.Else():
-                        m.d.sync += [to_commit.eq(verdict_commit), run_acked.eq(verdict_run),
-                                     nak_byte.eq(verdict_code), resp_nak.eq(verdict_nak),
-                                     resp_len.eq(verdict_len), resp_last.eq(verdict_last),
-                                     from_memory.eq(verdict_memory)]
-                        m.d.comb += [starting.eq(verdict_start),
-                                     resetting.eq(verdict_reset)]
                     m.next = "EXECUTE"
 
             with m.State("EXECUTE"):
@@ -898,13 +992,13 @@ class HostLink(wiring.Component):
             with m.State("TX_HEADER"):
                 # (cnt runs 0 to _HEADER_BYTES here, to _CRC_BYTES - 1 in TX_CRC: the
                 # compares read the bits it uses)
-                sent, last = send(header_bytes.word_select(cnt[:4], 8),
-                                  cnt[:4] == _HEADER_BYTES, first=cnt[:4] == 0)
+                sent, last = send(header_bytes.word_select(tx_at, 8),
+                                  tx_at == _HEADER_BYTES, first=tx_at == 0)
                 with m.If(sent):
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(last):
                         m.d.sync += cnt.eq(0)
-                        with m.If(resp_len == 0):
+                        with m.If(resp_empty):
                             m.next = "TX_CRC"
                         with m.Elif(from_memory):
                             m.next = "READ_ADDR"
@@ -915,10 +1009,10 @@ class HostLink(wiring.Component):
                 if self.compact_status:
                     sent, last = send(Mux(resp_nak, nak_byte,
                                           resp_data.as_value().word_select(cnt[:6], 8)),
-                                      tx_cnt == resp_last[:len(tx_cnt)])
+                                      payload_end)
                 else:
                     with m.If(settled):
-                        sent, last = send(status_byte, tx_cnt == resp_last[:len(tx_cnt)])
+                        sent, last = send(status_byte, payload_end)
                 with m.If(sent):
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(last):
@@ -944,7 +1038,7 @@ class HostLink(wiring.Component):
                     m.next = "READ_SEND"
 
             with m.State("READ_SEND"):
-                sent, last = send(read_byte, tx_cnt == resp_last[:len(tx_cnt)])
+                sent, last = send(read_byte, payload_end)
                 with m.If(sent):
                     m.d.sync += cnt.eq(cnt + 1)
                     m.next = "READ_ADDR"
@@ -953,8 +1047,8 @@ class HostLink(wiring.Component):
                         m.next = "TX_CRC"
 
             with m.State("TX_CRC"):
-                sent, last = send(crc.crc.word_select(cnt[:2], 8), cnt[:2] == _CRC_BYTES - 1,
-                                  covered=False)
+                sent, last = send(crc.crc.word_select(tx_at[:2], 8),
+                                  tx_at[:2] == _CRC_BYTES - 1, covered=False)
                 with m.If(sent):
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(last):
@@ -964,14 +1058,26 @@ class HostLink(wiring.Component):
                         m.next = "HUNT"
 
         if early:
+            # CHECK: the verdict into the response's registers, then in EXECUTE NAK BUSY
+            # over it where a run goes on
+            with m.If(in_check):
+                m.d.sync += [nak_byte.eq(verdict_code), resp_nak.eq(verdict_nak),
+                             resp_len.eq(verdict_len), resp_last.eq(verdict_last),
+                             from_memory.eq(verdict_memory)]
+                if groups:
+                    m.d.sync += [src.eq(first_byte), lane.eq(0), fill.eq(0)]
+            with m.If(busy_nak):
+                m.d.sync += nak_byte.eq(NakCode.BUSY)
+                load_response(Reply.NAK, 1)
             # EXECUTE's RUN and RESET on run control (the FSM answers them)
             with m.If(start_now[0]):
-                m.d.comb += bus.start.eq(1)
-                m.d.sync += [running.eq(1), flags.eq(StatusFlag.RUNNING), at_limit.eq(0)]
+                m.d.comb += [bus.start.eq(1), run_on_next.eq(1)]
+                m.d.sync += [running.eq(1), flags.eq(StatusFlag.RUNNING),
+                             last_step.eq(arg_one)]
             with m.If(start_now[1]):
-                m.d.sync += [run_cycles.eq(0), limit.eq(arg - 1)]
+                m.d.sync += [run_cycles.eq(0), limit.eq(arg - 2)]
             with m.If(reset_now[0]):
-                m.d.comb += bus.reset.eq(1)
+                m.d.comb += [bus.reset.eq(1), run_on_next.eq(0)]
                 m.d.sync += [running.eq(0), flags.eq(0)]
             with m.If(reset_now[1]):
                 m.d.sync += run_cycles.eq(0)

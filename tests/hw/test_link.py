@@ -9,12 +9,17 @@ streams and on the memory bus.
 import queue
 import random
 import struct
+import subprocess
 import threading
+import types
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from amaranth.back import verilog
+from amaranth.hdl import Module, Value
+from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from host import protocol as P
@@ -661,6 +666,220 @@ def test_a_run_ending_as_a_frame_is_checked_does_not_make_it_busy():
 
     LinkBench(PATTERNS["full_speed"], run_latency=None).run(script)
     assert {0, 1, 2, None} <= seen
+
+
+# --- the same behaviour as the reference (hw/link.py at REFERENCE_REV) -----------------
+
+REFERENCE_REV = "34792c9"     # hw/link.py's last behaviour change
+
+
+def reference_link_module():
+    """hw/link.py as of REFERENCE_REV, read from git: the behaviour a timing change to
+    hw/link.py must keep, cycle by cycle (move REFERENCE_REV on with a change that means
+    to change the behaviour)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        source = subprocess.run(["git", "show", f"{REFERENCE_REV}:hw/link.py"], cwd=root,
+                                capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.skip(f"the reference hw/link.py ({REFERENCE_REV}) needs the git history "
+                    f"(a full clone): {e}")
+    module = types.ModuleType("link_reference")
+    exec(compile(source.replace("from .", "from hw."), f"{REFERENCE_REV}:hw/link.py",
+                 "exec"), module.__dict__)
+    return module
+
+
+def random_frames(rng, max_payload):
+    """Wire bytes of frames of every command, well formed or not: bad fields, lengths
+    and CRCs, truncations, garbage and unknown commands."""
+    def frame(cmd, seq, addr, payload):
+        body = bytes([cmd, seq]) + struct.pack("<II", addr, len(payload)) + payload
+        return bytes([P.SYNC]) + body + struct.pack("<I", P.crc32(body))
+
+    def address():
+        space = rng.choice([0, 1, 2, 3, 3, rng.randrange(16)])
+        size = SIZES[L.Space(space)] if space < 4 else 64
+        return space << 28 | rng.choice([0, 0, 0, rng.randrange(size), size - 1, size,
+                                         rng.randrange(1 << 28)])
+
+    while True:
+        # (a few numbers often: a RUN's resend)
+        seq = rng.randrange(3) if rng.random() < 0.5 else rng.randrange(256)
+        kind = rng.choice(["write", "write", "groups", "read", "read", "run", "run",
+                           "status", "reset", "unknown"])
+        n = rng.choice([0, 1, 2, 3, 4, 5, 6, rng.randrange(max_payload + 1), max_payload])
+        if kind == "write":
+            data = frame(P.Command.WRITE, seq, address(), rng.randbytes(n))
+        elif kind == "groups":
+            width, group = rng.choice([0, 1, 2, 3]), rng.choice([0, 1, 2, 4, 255])
+            data = frame(P.Command.WRITE_GROUPS, seq, address(),
+                         bytes([width, group]) + rng.randbytes(min(n, max_payload - 2)))
+        elif kind == "read":
+            count = rng.choice([0, 1, 2, rng.randrange(max_payload + 1), max_payload,
+                                max_payload + 1, rng.randrange(1 << 32)])
+            data = frame(P.Command.READ, seq, address(),
+                         struct.pack("<I", count)[:rng.choice([4, 4, 4, 3])])
+        elif kind == "run":
+            limit = rng.choice([0, 1, 2, rng.randrange(1, 40), rng.randrange(1, 400),
+                                rng.randrange(1, 3000), 1 << 31])
+            addr = 3 << 28 | rng.randrange(40) if rng.random() < 0.8 else address()
+            data = frame(P.Command.RUN, seq, addr,
+                         struct.pack("<I", limit)[:rng.choice([4, 4, 4, 4, 2])])
+        else:
+            cmd = {"status": P.Command.STATUS, "reset": P.Command.RESET,
+                   "unknown": rng.choice([0, 7, 0x80, 0xA5, 0xFF])}[kind]
+            data = frame(cmd, seq, 0, b"" if rng.random() < 0.8 else b"x")
+        if rng.random() < 0.5:        # well formed
+            yield data
+            continue
+        if rng.random() < 0.05:       # a length beyond the staging RAM
+            data = data[:7] + struct.pack("<I", rng.choice(
+                [max_payload + 1, rng.randrange(max_payload + 1, 1 << 32),
+                 rng.randrange(1, 256) << rng.choice([8, 16, 24]) | rng.randrange(4)])
+            ) + data[11:]
+        if rng.random() < 0.2:        # a corrupted byte
+            k = rng.randrange(1, len(data))
+            data = data[:k] + bytes([data[k] ^ (1 << rng.randrange(8))]) + data[k + 1:]
+        if rng.random() < 0.1:        # truncated
+            data = data[:rng.randrange(1, len(data))]
+        if rng.random() < 0.2:        # line noise before it
+            data = rng.randbytes(rng.randrange(1, 4)) + data
+        yield data
+
+
+@pytest.mark.parametrize("compact, groups, max_payload, seed", [
+    (False, True, MAX_PAYLOAD, 1),
+    (False, True, 16, 2),
+    (False, False, MAX_PAYLOAD, 3),
+    (True, True, MAX_PAYLOAD, 4),
+])
+def test_same_ports_cycle_by_cycle_as_the_reference(compact, groups, max_payload, seed,
+                                                     cycles=40_000):
+    """hw/link.py against its reference (hw/link.py at REFERENCE_REV, from git): the
+    same inputs on every input port of both, every cycle, and the same value on every
+    output port of both, every cycle. The inputs are random (bytes offered with gaps and
+    pauses, ready, read data, done pulses, counters), but while a run goes on, frames that
+    need the accelerator idle whose check (the cycle after their last byte) meets the run's
+    end: a done pulse, or the watchdog. The answers seen show that the frames reached
+    every answer."""
+    rng = random.Random(seed)
+    kwargs = dict(max_payload=max_payload, space_sizes=SIZES, shape=(3, 5),
+                  compact_status=compact, group_writes=groups)
+    new = L.HostLink(TIMEOUT, **kwargs)
+    ref = reference_link_module().HostLink(TIMEOUT, **kwargs)
+    m = Module()
+    m.submodules.new = new
+    m.submodules.ref = ref
+    inputs, outputs = [], []          # (name, new's port, the reference's)
+    for (path, member, mine), (_, _, theirs) in zip(new.signature.flatten(new),
+                                                     ref.signature.flatten(ref)):
+        (inputs if member.flow == wiring.In else outputs).append(
+            (".".join(map(str, path)), Value.cast(mine), Value.cast(theirs)))
+    frames = random_frames(rng, max_payload)
+    decoder = P.FrameDecoder()
+    answers = set()
+    starts = resets = 0
+
+    def needing_idle():
+        """A frame that the accelerator's being busy refuses."""
+        seq, offset = rng.randrange(256), rng.randrange(8)
+        return rng.choice([
+            P.write_request(seq, P.Space.PARAMS, offset, rng.randbytes(3)),
+            P.read_request(seq, P.Space.PARAMS, offset, 2),
+            P.run_request(seq, offset, rng.choice([1, 2, rng.randrange(1, 300)]))]).encode()
+
+    async def bench(ctx):
+        nonlocal starts, resets
+        pending, frame, last_frame = deque(), b"", b""
+        gap = 0                       # idle cycles before the next byte
+        steady = False                # the frame's bytes back to back
+        done_at = set()               # cycles with a done pulse
+        calm_until = -1               # no random done pulses till then
+        run_on, watchdog_at = False, None
+        unanswered, wait_until = False, 0     # the last frame's answer is not out yet
+        odds = {}                     # chance of each input's being high, for a while
+        for cycle in range(cycles):
+            if cycle % 1500 == 0:
+                fast = rng.random() < 0.3
+                odds = {name: 1.0 if fast else rng.choice([0.2, 0.5, 0.9, 1.0])
+                        for name in ("o_stream.ready", "bus.write.ready",
+                                     "bus.read_addr.ready", "bus.read_data.valid")}
+                odds["gap"] = 0.0 if fast else rng.choice([0.0, 0.1, 0.5])
+                odds["bus.done"] = rng.choice([0.0, 0.0, 0.0, 0.001, 0.01, 0.2])
+            if not pending and run_on and unanswered and cycle < wait_until:
+                pass    # the link is still busy with the last frame: the next one is timed
+            elif not pending:
+                frame, steady = next(frames), False
+                if run_on and rng.random() < 0.8:
+                    frame, steady = needing_idle(), True
+                    # its check (the cycle after its last byte) on the watchdog's cycle or
+                    # a done pulse's, or one either side, or neither
+                    # (at full speed: a byte a cycle, and LENGTH's cycle after the header)
+                    check = watchdog_at + rng.choice([-1, 0, 0, 1])
+                    way = rng.random()
+                    if way < 0.4 and cycle < check - len(frame) - 1 < cycle + 500:
+                        gap = check - len(frame) - 1 - cycle
+                    else:
+                        check = cycle + gap + len(frame) + 1
+                        if way < 0.7:
+                            done_at.add(check + rng.choice([-1, 0, 0, 1]))
+                    calm_until = check + 1          # no other done pulses till then
+                pending.extend(frame)
+            values = {}
+            for name, port, _ in inputs:
+                if name == "bus.done" and cycle <= calm_until:
+                    values[name] = int(cycle in done_at)
+                elif name in odds:
+                    values[name] = int(rng.random() < odds[name])
+                elif name == "i_stream.valid":
+                    values[name] = int(gap == 0 and bool(pending))
+                elif name == "i_stream.payload" and gap == 0 and pending:
+                    values[name] = pending[0]
+                elif name != "bus.counters" or rng.random() < 0.05:
+                    values[name] = rng.getrandbits(len(port))
+            for name, port, port_ in inputs:
+                if name in values:
+                    ctx.set(port, values[name])
+                    ctx.set(port_, values[name])
+            got = {}
+            for name, port, port_ in outputs:
+                got[name] = ctx.get(port_)
+                assert ctx.get(port) == got[name], (
+                    f"cycle {cycle}: {name} is {ctx.get(port):#x}, the reference's "
+                    f"{got[name]:#x}")
+            if values["i_stream.valid"] and got["i_stream.ready"]:
+                pending.popleft()
+                if not pending:
+                    last_frame, unanswered, wait_until = frame, True, cycle + 2000
+                # within a frame rarely, between frames often, a pause the timeout ends
+                pause = 0.3 if not pending else 0 if steady else 0.003
+                gap = (rng.randrange(TIMEOUT - 2, TIMEOUT + 2) if rng.random() < pause else
+                       rng.randrange(3) if not steady and rng.random() < odds["gap"] else 0)
+            elif gap:
+                gap -= 1
+            if got["o_stream.valid"] and values["o_stream.ready"]:
+                for event in decoder.feed(bytes([got["o_stream.payload"]])):
+                    assert isinstance(event, P.Frame), event
+                    unanswered = False
+                    answers.add(event.cmd if event.cmd == P.Reply.ACK
+                                else P.NakCode(event.payload[0]))
+            starts += got["bus.start"]
+            resets += got["bus.reset"]
+            if got["bus.start"]:
+                # the RUN just received: the watchdog resets `limit` cycles after the next
+                limit, = struct.unpack("<I", last_frame[-8:-4])
+                run_on, watchdog_at = True, cycle + 1 + limit
+            elif got["bus.reset"] or values["bus.done"]:
+                run_on = False
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert answers == {P.Reply.ACK, *P.NakCode}, answers
+    assert starts > 3 and resets > 3, (starts, resets)
 
 
 # --- the host client against the gateware -------------------------------------------
