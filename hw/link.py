@@ -9,9 +9,9 @@ never touches memory.
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .bram import BlockRAM
 from .crc import CRC32, CRC32_POLY, CRC32_RESIDUE
 from .fanout import copies
 from .isa import Space
@@ -239,9 +239,9 @@ class HostLink(wiring.Component):
         m.submodules.crc = crc = CRC32(serial=self.compact_status)
         # the CRC is free for a byte (always, but for the serial one's 8 cycles)
         crc_free = ~crc.busy if self.compact_status else 1
-        m.submodules.staging = staging = Memory(shape=8, depth=self.max_payload, init=[])
-        stage_w = staging.write_port()
-        stage_r = staging.read_port()
+        # (hw.bram: on an ECP5 the block's own output register holds the byte read)
+        m.submodules.staging = staging = BlockRAM(8, self.max_payload)
+        stage_w, stage_r = staging.write, staging.read[0]
 
         i, o, bus = self.i_stream, self.o_stream, self.bus
         count_max = max(self.max_payload, _STATUS_BYTES, _HEADER_BYTES + 1)
@@ -928,19 +928,19 @@ class HostLink(wiring.Component):
                     else:
                         answer()
 
-            # WRITE commit: the staging RAM has a one-cycle read latency, and its data
-            # goes into a register (COMMIT_LATCH) before the memories' write muxes: a
-            # block RAM's output comes late in the cycle. The memory address is a
+            # WRITE commit: the staging RAM reads `src` in COMMIT_READ and has it in its
+            # output register (the block's own on an ECP5: hw.bram) from COMMIT_WRITE
+            # on, before the memories' write muxes (`src` holds still from COMMIT_READ
+            # to COMMIT_WRITE's handshake). The memory address is a
             # register (hdr.addr.offset + cnt of the cycle before), so the memories'
             # address and enable decoding starts from flip-flops; cnt holds still for a
             # cycle (COMMIT_READ, READ_ADDR) before every use. `cnt` counts the bytes
             # written, `src` the staging byte to write next; in a group's zero fill
-            # (`fill`) the latch takes 0 and `src` stays.
+            # (`fill`) the byte written is 0 and `src` stays.
             m.d.comb += stage_r.addr.eq(src)
             offset = Signal(32)
             m.d.sync += offset.eq(hdr.addr.offset + cnt)
-            stage_data = Signal(8)
-            m.d.sync += stage_data.eq(Mux(fill, 0, stage_r.data) if groups else stage_r.data)
+            stage_data = Mux(fill, 0, stage_r.q) if groups else stage_r.q
             # the last byte written (a register but with compact_status, as cnt holds
             # still from COMMIT_READ to COMMIT_WRITE)
             at_last = cnt == (total_last if groups else last_byte)

@@ -776,6 +776,8 @@ def test_same_ports_cycle_by_cycle_as_the_reference(compact, groups, max_payload
                                                      ref.signature.flatten(ref)):
         (inputs if member.flow == wiring.In else outputs).append(
             (".".join(map(str, path)), Value.cast(mine), Value.cast(theirs)))
+    data = new.bus.write.payload.shape()["data"]
+    data_mask = (1 << data.width) - 1 << data.offset
     frames = random_frames(rng, max_payload)
     decoder = P.FrameDecoder()
     answers = set()
@@ -842,12 +844,15 @@ def test_same_ports_cycle_by_cycle_as_the_reference(compact, groups, max_payload
                 if name in values:
                     ctx.set(port, values[name])
                     ctx.set(port_, values[name])
-            got = {}
-            for name, port, port_ in outputs:
-                got[name] = ctx.get(port_)
-                assert ctx.get(port) == got[name], (
-                    f"cycle {cycle}: {name} is {ctx.get(port):#x}, the reference's "
-                    f"{got[name]:#x}")
+            got = {name: ctx.get(port_) for name, _, port_ in outputs}
+            for name, port, _ in outputs:
+                mine = ctx.get(port)
+                if name == "bus.write.payload" and not got["bus.write.valid"]:
+                    # the write's data only with its valid: since 34792c9 the staging
+                    # RAM's output register holds the byte read, not a byte a cycle
+                    mine, got[name] = mine & ~data_mask, got[name] & ~data_mask
+                assert mine == got[name], (
+                    f"cycle {cycle}: {name} is {mine:#x}, the reference's {got[name]:#x}")
             if values["i_stream.valid"] and got["i_stream.ready"]:
                 pending.popleft()
                 if not pending:
