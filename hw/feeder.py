@@ -18,7 +18,9 @@ decoder, and synthesis splits it into block RAMs as it likes.
 Pipeline: a command accepted in cycle a issues its first pixel in a + 1; each pixel
 goes through (edges after issue) ih = oh * stride + i - pad_t and iw alike (two
 adds, two edges), bounds check and ih * in_w (two edges, a DSP block with its registers), + iw, * groups (two edges), + src + k, then the read, then the
-read data into a register; its activations are on ``act``
+read data into a register, then the extended operands into fabric registers (the
+block RAM's output register and the array's first multiplier are far apart on the die:
+one route each, with the extension's LUT in the first); its activations are on ``act``
 :data:`FEED_LATENCY` cycles after the command was accepted, one pixel per cycle.
 ``cmd.ready`` rises in the cycle a command issues its last pixel (or its last padding
 cycle), so back-to-back commands stream without a bubble.
@@ -33,7 +35,7 @@ from .poolwrite import reciprocal
 
 __all__ = ["Feeder", "FEED_LATENCY", "feed_command_layout"]
 
-FEED_LATENCY = 11     # command accepted in cycle a -> its first pixel on `act` in a + 11
+FEED_LATENCY = 12     # command accepted in cycle a -> its first pixel on `act` in a + 12
 
 DIM_BITS = 10         # descriptor in_h / in_w / out_w fields
 CHAN_BITS = 12
@@ -299,15 +301,21 @@ class Feeder(wiring.Component):
                              reset_less=True)
             m.d.sync += s6_data.eq(self.rd.data)
 
-        # --- extension: the bank bytes as act_width-bit signed operands -------------
+        # --- extension: the bank bytes as act_width-bit signed operands, into a fabric
+        # register (s7) so the block's output reaches the array in two routes ----------
+        v7 = Signal(name="valid_7")
+        s7 = stage("s7", {"zero": 1, "swap": 1})
+        act7 = Signal(data.ArrayLayout(signed(self.act_width), R), name="s7_act",
+                      reset_less=True)
+        m.d.sync += [v7.eq(v6), s7.zero.eq(s6.zero), s7.swap.eq(s6.swap)]
         for r in range(R):
             byte = s6_data[r]
-            m.d.comb += self.act.payload[r].eq(
-                Cat(Mux(s6.zero, 0, byte), s6.ext & byte[-1]).as_signed())
+            m.d.sync += act7[r].eq(Cat(Mux(s6.zero, 0, byte), s6.ext & byte[-1]).as_signed())
         m.d.comb += [
-            self.act.valid.eq(v6),
-            self.swap.eq(v6 & s6.swap),
-            self.pad.eq(v6 & s6.zero),
-            self.busy.eq(active | v0 | v0b | v1 | v1b | v2 | v3 | v3b | v4 | v5 | v6),
+            self.act.payload.eq(act7),
+            self.act.valid.eq(v7),
+            self.swap.eq(v7 & s7.swap),
+            self.pad.eq(v7 & s7.zero),
+            self.busy.eq(active | v0 | v0b | v1 | v1b | v2 | v3 | v3b | v4 | v5 | v6 | v7),
         ]
         return m
