@@ -177,6 +177,11 @@ class BlockRAM(wiring.Component):
         memory registers them, on an ECP5 one copy for each `write_ahead` blocks, so
         that one register set (or a mux after it) is not a route to every block of a
         wide memory.
+    read_ahead : int
+        The same for the first read port: 0, or ``read[0].addr`` and ``read[0].en`` come a
+        cycle ahead and the memory registers them, one copy for each `read_ahead` blocks
+        on an ECP5 (its word is on ``q`` two edges after those registers, three after
+        the port).
 
     Ports
     -----
@@ -191,7 +196,7 @@ class BlockRAM(wiring.Component):
 
     def __init__(self, shape, depth: int, *, granularity: int | None = None,
                  read_ports: int = 1, init=None, q_hold: bool = False,
-                 write_ahead: int = 0):
+                 write_ahead: int = 0, read_ahead: int = 0):
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise ValueError(f"memory depth must be a positive integer, not {depth!r}")
         if isinstance(read_ports, bool) or not isinstance(read_ports, int) or read_ports < 1:
@@ -205,11 +210,10 @@ class BlockRAM(wiring.Component):
         self.lanes = 1 if granularity is None else width // granularity
         self.read_ports = read_ports
         self.q_hold = q_hold
-        if isinstance(write_ahead, bool) or not isinstance(write_ahead, int) \
-                or write_ahead < 0:
-            raise ValueError(f"write_ahead must be 0 or a number of blocks, not "
-                             f"{write_ahead!r}")
-        self.write_ahead = write_ahead
+        for what, ahead in (("write_ahead", write_ahead), ("read_ahead", read_ahead)):
+            if isinstance(ahead, bool) or not isinstance(ahead, int) or ahead < 0:
+                raise ValueError(f"{what} must be 0 or a number of blocks, not {ahead!r}")
+        self.write_ahead, self.read_ahead = write_ahead, read_ahead
         self.init = [self._bits(shape, word) for word in init] if init else []
         abits = max(1, ceil_log2(depth))
         write = wiring.Signature({"addr": Out(abits), "data": Out(shape),
@@ -245,6 +249,17 @@ class BlockRAM(wiring.Component):
         m.d.sync += [addr.eq(self.write.addr), en.eq(self.write.en)]
         return addr, en
 
+    def _read_regs(self, m, i, name):
+        """Read port `i`'s address and enable: the port's, or with `read_ahead` (port 0)
+        registers of them (`name` tells copies apart; KEEP_PREFIX: yosys keeps each)."""
+        port = self.read[i]
+        if i or not self.read_ahead:
+            return port.addr, port.en
+        addr = Signal.like(port.addr, reset_less=True, name=f"{KEEP_PREFIX}read_addr_{name}")
+        en = Signal(name=f"{KEEP_PREFIX}read_en_{name}")
+        m.d.sync += [addr.eq(port.addr), en.eq(port.en)]
+        return addr, en
+
     def _generic(self, m, *, poison):
         mem = Memory(shape=unsigned(self.width), depth=self.depth, init=self.init)
         m.submodules.mem = mem
@@ -254,16 +269,17 @@ class BlockRAM(wiring.Component):
         g = self.granularity or self.width
         for i, port in enumerate(self.read):
             rd = mem.read_port()
-            m.d.comb += [rd.addr.eq(port.addr), rd.en.eq(port.en)]
+            raddr, ren = self._read_regs(m, i, "all")
+            m.d.comb += [rd.addr.eq(raddr), rd.en.eq(ren)]
             word = Signal(self.width, name=f"word{i}")
             m.d.comb += word.eq(rd.data)
             if poison:
                 # A read at the address written at the same edge is undefined in a
                 # DP16KD: hand the written lanes back inverted.
                 hit = Signal(self.lanes, name=f"collide{i}")
-                with m.If(port.en & (port.addr == waddr)):
+                with m.If(ren & (raddr == waddr)):
                     m.d.sync += hit.eq(wen)
-                with m.Elif(port.en):
+                with m.Elif(ren):
                     m.d.sync += hit.eq(0)
                 mask = Signal(self.width, name=f"mask{i}")
                 m.d.comb += mask.eq(Const(0, self.width))
@@ -284,11 +300,15 @@ class BlockRAM(wiring.Component):
         group = self.write_ahead or len(blocks) * len(self.read)
         writes = [self._write_regs(m, str(k))
                   for k in range(-(-len(blocks) * len(self.read) // group))]
+        reads = [self._read_regs(m, 0, str(k))
+                 for k in range(-(-len(blocks) // (self.read_ahead or len(blocks))))]
         for i, port in enumerate(self.read):
             q = Signal(self.width, name=f"q{i}")
             m.d.comb += Value.cast(port.q).eq(q)
             for b, slices in enumerate(blocks):
                 waddr, wen = writes[(i * len(blocks) + b) // group]
+                raddr, ren = (reads[b // (self.read_ahead or len(blocks))] if i == 0
+                              else (port.addr, port.en))
                 di = Signal(max(bw, 18), name=f"di{i}_{b}")
                 do = Signal(max(bw, 18), name=f"do{i}_{b}")
                 for word_bit, block_bit, width, _ in slices:
@@ -300,7 +320,8 @@ class BlockRAM(wiring.Component):
                 any_lane, enables = self._enables(slices, bw, wen)
                 m.d.comb += we.eq(any_lane)
                 block = self._pdpw16kd if bw == 36 else self._dp16kd
-                m.submodules[f"ram{i}_{b}"] = block(port, bw, di, do, we, enables, waddr)
+                m.submodules[f"ram{i}_{b}"] = block(port, raddr, ren, bw, di, do, we,
+                                                    enables, waddr)
 
     @staticmethod
     def _enables(slices, bw, wen):
@@ -324,11 +345,11 @@ class BlockRAM(wiring.Component):
             bits[lsb + k] = addr[k]
         return bits
 
-    def _dp16kd(self, port, bw, di, do, we, enables, waddr):
+    def _dp16kd(self, port, raddr, ren, bw, di, do, we, enables, waddr):
         """One DP16KD of `bw`-bit ports: A writes, B reads into its output register."""
         lsb = _ADDR_BITS - ceil_log2(_DEPTHS[bw])
         ada = self._address(waddr, lsb)
-        adb = self._address(port.addr, lsb)
+        adb = self._address(raddr, lsb)
         if bw == 18:
             ada[0], ada[1] = enables             # x18: ADA0/ADA1 enable DI[8:0] / DI[17:9]
         pins = {}
@@ -346,15 +367,15 @@ class BlockRAM(wiring.Component):
             p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL", p_GSR="DISABLED",
             i_CLKA=ClockSignal(), i_CEA=Const(1), i_OCEA=Const(1), i_WEA=we,
             i_RSTA=Const(0), i_CSA0=Const(0), i_CSA1=Const(0), i_CSA2=Const(0),
-            i_CLKB=ClockSignal(), i_CEB=port.en, i_OCEB=port.q_en, i_WEB=Const(0),
+            i_CLKB=ClockSignal(), i_CEB=ren, i_OCEB=port.q_en, i_WEB=Const(0),
             i_RSTB=Const(0), i_CSB0=Const(0), i_CSB1=Const(0), i_CSB2=Const(0),
             **pins)
 
-    def _pdpw16kd(self, port, bw, di, do, we, enables, waddr):
+    def _pdpw16kd(self, port, raddr, ren, bw, di, do, we, enables, waddr):
         """One PDPW16KD (512x36): the write port's CEW and byte enables BE0..BE3 write,
         the read port reads into the output register (REGMODE OUTREG, enabled by OCER)."""
         adw = self._address(waddr, 0)[:9]              # ADW8..0: the word's address
-        adr = self._address(port.addr, 5)              # ADR13..5: the word's address
+        adr = self._address(raddr, 5)                  # ADR13..5: the word's address
         pins = {}
         pins.update({f"i_ADW{k}": adw[k] for k in range(9)})
         pins.update({f"i_ADR{k}": adr[k] for k in range(_ADDR_BITS)})
@@ -370,6 +391,6 @@ class BlockRAM(wiring.Component):
             p_CSDECODE_W="0b000", p_CSDECODE_R="0b000", p_GSR="DISABLED",
             i_CLKW=ClockSignal(), i_CEW=we,
             i_CSW0=Const(0), i_CSW1=Const(0), i_CSW2=Const(0),
-            i_CLKR=ClockSignal(), i_CER=port.en, i_OCER=port.q_en, i_RST=Const(0),
+            i_CLKR=ClockSignal(), i_CER=ren, i_OCER=port.q_en, i_RST=Const(0),
             i_CSR0=Const(0), i_CSR1=Const(0), i_CSR2=Const(0),
             **pins)

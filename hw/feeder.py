@@ -93,6 +93,10 @@ class Feeder(wiring.Component):
     registered_read : bool
         ``rd.data`` comes two cycles after the address, out of a register (the block
         RAM's own, ``hw.bram``): the feeder does not register it again.
+    read_ahead : bool
+        ``rd.addr`` and ``rd.en`` a cycle ahead, for a memory that registers them
+        itself (``hw.bram.BlockRAM``'s ``read_ahead``: copies beside its blocks). The
+        data arrives when it would without: the pipeline is unchanged.
 
     Ports
     -----
@@ -113,7 +117,7 @@ class Feeder(wiring.Component):
     """
 
     def __init__(self, rows, *, act_width=9, addr_width=20, min_cycles=1, compact=False,
-                 block_products=False, registered_read=False):
+                 block_products=False, registered_read=False, read_ahead=False):
         _check_int("Feeder rows", rows, 1, 64, "use the array's row count")
         _check_int("Feeder act_width", act_width, 9, 32,
                    "unsigned 8-bit activations (0..255) need 9 signed bits")
@@ -128,6 +132,7 @@ class Feeder(wiring.Component):
         self.compact = bool(compact)
         self.block_products = bool(block_products)
         self.registered_read = bool(registered_read)
+        self.read_ahead = bool(read_ahead)
         super().__init__({
             "cmd":  In(stream.Signature(feed_command_layout(addr_width))),
             "rd":   Out(memory.ReadPort.Signature(
@@ -279,10 +284,12 @@ class Feeder(wiring.Component):
             s4.zero.eq(s3b.zero), s4.swap.eq(s3b.swap), s4.sgn.eq(s3b.sgn),
             s4.addr.eq(s3b.base + word_mul.p),
         ]
-        m.d.comb += [
-            self.rd.addr.eq(s4.addr),
-            self.rd.en.eq(v4 & ~s4.zero),   # padding needs no read
-        ]
+        # the read in s4 (padding needs none); read_ahead: what s4 will hold
+        if self.read_ahead:
+            m.d.comb += [self.rd.addr.eq(s3b.base + word_mul.p),
+                         self.rd.en.eq(v3b & ~s3b.zero)]
+        else:
+            m.d.comb += [self.rd.addr.eq(s4.addr), self.rd.en.eq(v4 & ~s4.zero)]
         s5 = stage("s5", {"zero": 1, "swap": 1, "sgn": 1})
         m.d.sync += [v5.eq(v4), s5.zero.eq(s4.zero), s5.swap.eq(s4.swap), s5.sgn.eq(s4.sgn)]
         # The block RAM's output goes straight into a register (it arrives late in the

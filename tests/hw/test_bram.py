@@ -71,13 +71,24 @@ def _stimulus(rng, depth, width, lanes, ports, cycles, collide):
     return steps
 
 
-def _written_ahead(steps, ports):
-    """`steps` with an idle step in front, and what drives them with `write_ahead`:
-    each step's write address and enables a step early, its data on time."""
+def _driven_ahead(steps, ports, write, read):
+    """`steps` with an idle step in front, and what drives them with `write_ahead`
+    (`write`: each step's write address and enables a step early, its data on time)
+    and `read_ahead` (`read`: read port 0's address and enable a step early, its q_en
+    on time)."""
     steps = [(0, 0, 0, [(0, 1, 1)] * ports)] + steps
-    drive = [(steps[k + 1][0], steps[k][1], steps[k + 1][2], steps[k][3])
-             for k in range(len(steps) - 1)]
+    drive = []
+    for now, later in zip(steps, steps[1:]):
+        waddr, wdata, wen, reads = now
+        if write:
+            waddr, wen = later[0], later[2]
+        if read:
+            reads = [(*later[3][0][:2], reads[0][2]), *reads[1:]]
+        drive.append((waddr, wdata, wen, reads))
     return steps[:-1], drive
+
+
+AHEAD = {"": (0, 0), "write_ahead": (3, 0), "read_ahead": (0, 3), "both_ahead": (2, 1)}
 
 
 SHAPES = [   # (width, depth, granularity, ports): every block width, lanes shared or split
@@ -115,18 +126,19 @@ def _run_amaranth(ram, steps):
     return got
 
 
-@pytest.mark.parametrize("ahead", [0, 3], ids=["", "write_ahead"])
+@pytest.mark.parametrize("ahead", list(AHEAD))
 @pytest.mark.parametrize("width, depth, granularity, ports", SHAPES[:4])
 def test_simulated_reads_are_registered_twice_and_lanes_write_alone(width, depth,
                                                                     granularity, ports,
                                                                     ahead):
     rng = random.Random(width * depth)
+    write_ahead, read_ahead = AHEAD[ahead]
     ram = BlockRAM(unsigned(width), depth, granularity=granularity, read_ports=ports,
-                   write_ahead=ahead)
+                   write_ahead=write_ahead, read_ahead=read_ahead)
     lanes = width // granularity if granularity else 1
     steps = drive = _stimulus(rng, depth, width, lanes, ports, 400, collide=False)
     if ahead:
-        steps, drive = _written_ahead(steps, ports)
+        steps, drive = _driven_ahead(steps, ports, write_ahead, read_ahead)
     want = _reference(steps, width, granularity, ports)
     got = _run_amaranth(ram, drive)
     checked = 0
@@ -184,9 +196,11 @@ def test_block_count_and_widths():
 
 
 @pytest.mark.parametrize("width, depth, granularity, ports, ahead",
-                         [(*shape, 0) for shape in SHAPES + SHAPES_36]
-                         # a copy of the write's address and enables for every 3 blocks
-                         + [(64, 4096, 8, 2, 3), (256, 512, 8, 1, 3)])
+                         [(*shape, "") for shape in SHAPES + SHAPES_36]
+                         # a copy of the write's (read's) address and enables for every
+                         # 3 blocks
+                         + [(64, 4096, 8, 2, "write_ahead"), (256, 512, 8, 1, "write_ahead"),
+                            (64, 4096, 8, 2, "read_ahead"), (256, 512, 8, 2, "both_ahead")])
 def test_ecp5_blocks_match_the_simulation(tmp_path, width, depth, granularity, ports,
                                           ahead):
     """The DP16KD or PDPW16KD instances (OUTREG), under Icarus with the blocks' models,
@@ -195,8 +209,9 @@ def test_ecp5_blocks_match_the_simulation(tmp_path, width, depth, granularity, p
     if shutil.which("iverilog") is None:
         pytest.skip("iverilog not found; apt-get install iverilog")
     from amaranth.back import verilog
+    write_ahead, read_ahead = AHEAD[ahead]
     ram = BlockRAM(unsigned(width), depth, granularity=granularity, read_ports=ports,
-                   write_ahead=ahead)
+                   write_ahead=write_ahead, read_ahead=read_ahead)
     lanes = width // granularity if granularity else 1
     ports_list = [ram.write.addr, ram.write.data, ram.write.en]
     for port in ram.read:
@@ -206,10 +221,16 @@ def test_ecp5_blocks_match_the_simulation(tmp_path, width, depth, granularity, p
     assert re.findall(r"^\s*(\w+) #\(", text, re.M) == \
         [cell] * blocks_needed(width, depth, granularity, ports)
     assert text.count('"OUTREG"') == blocks_needed(width, depth, granularity, ports)
+    for what, group in (("write", write_ahead), ("read", read_ahead)):
+        # one register copy of the address for each `group` blocks (of read port 0)
+        copies = set(re.findall(rf"keep_copy__{what}_addr_(\d+)", text))
+        per_port = blocks_needed(width, depth, granularity)
+        want = -(-per_port * (ports if what == "write" else 1) // group) if group else 0
+        assert len(copies) == want, (what, sorted(copies))
     rng = random.Random(depth + width)
     steps = drive = _stimulus(rng, depth, width, lanes, ports, 300, collide=True)
     if ahead:
-        steps, drive = _written_ahead(steps, ports)
+        steps, drive = _driven_ahead(steps, ports, write_ahead, read_ahead)
     want = _reference(steps, width, granularity, ports)
     # amaranth names the ports after the signature's paths
     decl = dict((m.group(2), m.group(1)) for m in

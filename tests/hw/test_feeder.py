@@ -8,6 +8,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.sim import Simulator
 
 from hw import layout
+from hw.bram import BlockRAM
 from hw.feeder import FEED_LATENCY, Feeder
 from sim import runners
 
@@ -15,19 +16,28 @@ pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable
 
 
 class Bench(Elaboratable):
-    """Feeder reading an R-byte-wide activation memory."""
+    """Feeder reading an R-byte-wide activation memory: an amaranth memory, or with
+    `registered_read` the accelerator's hw.bram.BlockRAM (`read_ahead` its too)."""
 
     def __init__(self, rows, init, **kwargs):
         depth = len(init)
         self.dut = Feeder(rows, addr_width=max(1, (depth - 1).bit_length()), **kwargs)
-        self.mem = memory.MemoryData(shape=data.ArrayLayout(unsigned(8), rows), depth=depth,
-                                     init=[list(map(int, w)) for w in init])
+        self.shape = data.ArrayLayout(unsigned(8), rows)
+        self.init = [list(map(int, w)) for w in init]
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.dut = self.dut
-        m.submodules.mem = mem = memory.Memory(data=self.mem)
-        wiring.connect(m, self.dut.rd, mem.read_port())
+        m.submodules.dut = dut = self.dut
+        if dut.registered_read:
+            m.submodules.mem = mem = BlockRAM(self.shape, len(self.init), init=self.init,
+                                              read_ahead=int(dut.read_ahead))
+            port = mem.read[0]
+            m.d.comb += [port.addr.eq(dut.rd.addr), port.en.eq(dut.rd.en),
+                         dut.rd.data.eq(port.q)]
+        else:
+            m.submodules.mem = mem = memory.Memory(shape=self.shape, depth=len(self.init),
+                                                   init=self.init)
+            wiring.connect(m, dut.rd, mem.read_port())
         return m
 
 
@@ -87,9 +97,9 @@ def random_conv(rng, rows, *, signed, stride=None, pads=None):
             "signed": int(signed), "src": int(rng.integers(0, 20))}
 
 
-def run_feeder(rows, init, steps, rng, *, cmd_gap=0.0, min_cycles=1, compact=False):
+def run_feeder(rows, init, steps, rng, *, cmd_gap=0.0, min_cycles=1, variant="full"):
     """Offer `steps` (with random idle cycles); return (accept cycles, outputs by cycle)."""
-    bench = Bench(rows, init, min_cycles=min_cycles, compact=compact)
+    bench = Bench(rows, init, min_cycles=min_cycles, **VARIANTS[variant])
     dut = bench.dut
     accepted, outputs = [], {}
 
@@ -120,7 +130,7 @@ def run_feeder(rows, init, steps, rng, *, cmd_gap=0.0, min_cycles=1, compact=Fal
     return accepted, outputs
 
 
-def check_conv(rng, conv, tile_px, *, cmd_gap=0.0, min_cycles=1, compact=False):
+def check_conv(rng, conv, tile_px, *, cmd_gap=0.0, min_cycles=1, variant="full"):
     R = conv["rows"]
     lo, hi = (-128, 127) if conv["signed"] else (0, 255)
     x = rng.integers(lo, hi + 1, size=(conv["in_h"], conv["in_w"], conv["in_c"]))
@@ -132,7 +142,7 @@ def check_conv(rng, conv, tile_px, *, cmd_gap=0.0, min_cycles=1, compact=False):
     init[conv["src"]:conv["src"] + words] = layout.to_banks(x, R)
     steps = conv_steps(rng, conv, tile_px)
     accepted, outputs = run_feeder(R, init, steps, rng, cmd_gap=cmd_gap,
-                                   min_cycles=min_cycles, compact=compact)
+                                   min_cycles=min_cycles, variant=variant)
     assert len(accepted) == len(steps)
     want = {}
     for step, start in zip(steps, accepted):
@@ -144,14 +154,18 @@ def check_conv(rng, conv, tile_px, *, cmd_gap=0.0, min_cycles=1, compact=False):
     return steps, accepted
 
 
-# compact (AcceleratorConfig.compact_feeder): the same pixels in the same cycles, for
-# commands that share in_h, in_w and in_c (one conv at a time, as the sequencer sends)
-COMPACT = pytest.mark.parametrize("compact", [False, True], ids=["full", "compact"])
+# Every variant sends the same pixels in the same cycles. compact
+# (AcceleratorConfig.compact_feeder): for commands that share in_h, in_w and in_c (one
+# conv at a time, as the sequencer sends); bram: out of a hw.bram.BlockRAM's registered
+# port, read_ahead: its address and enable a cycle ahead (the ECP5 accelerator's).
+VARIANTS = {"full": {}, "compact": {"compact": True}, "bram": {"registered_read": True},
+            "read_ahead": {"registered_read": True, "read_ahead": True}}
+VARIANT = pytest.mark.parametrize("variant", list(VARIANTS))
 
 
-@COMPACT
+@VARIANT
 @pytest.mark.parametrize("seed", range(6))
-def test_random_convs_back_to_back(seed, compact):
+def test_random_convs_back_to_back(seed, variant):
     """Commands offered back to back: each starts the cycle after the previous one's
     last pixel, so the array sees no bubble."""
     rng = np.random.default_rng(seed)
@@ -159,18 +173,18 @@ def test_random_convs_back_to_back(seed, compact):
     conv = random_conv(rng, rows, signed=seed % 2 == 0)
     conv_h, conv_w = conv["conv_hw"]
     tile_px = int(rng.integers(1, conv_h * conv_w + 1))
-    steps, accepted = check_conv(rng, conv, tile_px, compact=compact)
+    steps, accepted = check_conv(rng, conv, tile_px, variant=variant)
     assert [b - a for a, b in zip(accepted, accepted[1:])] == [s["n"] for s in steps[:-1]]
 
 
-@COMPACT
+@VARIANT
 @pytest.mark.parametrize("stride", [1, 2, 3])
-def test_padding_on_every_border(stride, compact):
+def test_padding_on_every_border(stride, variant):
     rng = np.random.default_rng(10 + stride)
     conv = random_conv(rng, 4, signed=True, stride=stride, pads=(2, 1, 2, 3))
     conv.update(kh=3, kw=4, in_h=5, in_w=6, in_c=6)
     conv["conv_hw"] = ((5 + 2 + 2 - 3) // stride + 1, (6 + 1 + 3 - 4) // stride + 1)
-    check_conv(rng, conv, tile_px=7, compact=compact)
+    check_conv(rng, conv, tile_px=7, variant=variant)
 
 
 def test_unsigned_255_and_signed_minus_128_are_exact():
@@ -185,16 +199,16 @@ def test_unsigned_255_and_signed_minus_128_are_exact():
         assert [v for v, _ in outputs.values()] == [[value, value]]
 
 
-@COMPACT
-def test_idle_commands_and_minimum_step_length(compact):
+@VARIANT
+def test_idle_commands_and_minimum_step_length(variant):
     """Short tiles hold the command for min_cycles (swap spacing); gaps between
     commands delay pixels but never reorder or drop them."""
     rng = np.random.default_rng(30)
     conv = random_conv(rng, 4, signed=True, stride=1, pads=(1, 1, 1, 1))
     steps, accepted = check_conv(rng, conv, tile_px=3, cmd_gap=0.4, min_cycles=5,
-                                 compact=compact)
+                                 variant=variant)
     assert all(b - a >= 5 for a, b in zip(accepted, accepted[1:]))
-    steps, accepted = check_conv(rng, conv, tile_px=3, min_cycles=5, compact=compact)
+    steps, accepted = check_conv(rng, conv, tile_px=3, min_cycles=5, variant=variant)
     assert [b - a for a, b in zip(accepted, accepted[1:])] == [5] * (len(steps) - 1)
 
 
