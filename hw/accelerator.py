@@ -389,6 +389,7 @@ class Accelerator(wiring.Component):
         # build's worst path.
         r_pending = Signal()
         r_wait = Signal()
+        r_copy = Signal()            # (not compact_link: the wide words copied)
         r_select = Signal()
         r_fours = Signal()           # (not narrow_read: the slice a stage more)
         r_sliced = Signal()
@@ -417,7 +418,8 @@ class Accelerator(wiring.Component):
             # link's handshake and the enables of r_byte and r_space.
             r_ready = Signal()
             m.d.comb += bus.read_addr.ready.eq(r_ready)
-            r_busy = r_pending | r_wait | r_select | r_fours | r_sliced | r_picked | r_have
+            r_busy = (r_pending | r_wait | r_copy | r_select | r_fours | r_sliced | r_picked
+                      | r_have)
             m.d.sync += r_ready.eq(~running & ~start & ~r_taken
                                    & ~(r_busy & ~(r_have & bus.read_data.ready)))
         ra = bus.read_addr.payload
@@ -458,15 +460,30 @@ class Accelerator(wiring.Component):
         prm_q = prm_rd.data if held else prm_rd.q
         read_q = {Space.ACTIVATIONS: act_q, Space.WEIGHTS: wgt_q, Space.PARAMS: prm_q,
                   Space.PROGRAM: prg_q}
+        # (not compact_link) the words wider than a slice (the weights', PARAMs' and
+        # descriptors') into plain registers first, a cycle more: their slice's 4-way
+        # pick took bits of four blocks far apart on the die (the host's address holds
+        # still until its byte is back)
+        copy_words = not cfg.compact_link
+        if copy_words:
+            for space in (space for space, (_, word_bytes) in mems.items()
+                          if word_bytes > 8):
+                word = Signal.like(read_q[space], reset_less=True,
+                                   name=f"r_word_{space.name.lower()}")
+                m.d.sync += word.eq(read_q[space])
+                read_q[space] = word
+        to_select = r_copy if copy_words else r_select
         # (the weight and PARAM ports' addresses registered: a cycle more)
         with m.If(r_pending):
             m.d.sync += r_pending.eq(0)
             if not addr_registered:
-                m.d.sync += r_select.eq(1)
+                m.d.sync += to_select.eq(1)
             else:
                 m.d.sync += r_wait.eq(1)
         with m.If(r_wait):
-            m.d.sync += [r_wait.eq(0), r_select.eq(1)]
+            m.d.sync += [r_wait.eq(0), to_select.eq(1)]
+        with m.If(r_copy):
+            m.d.sync += [r_copy.eq(0), r_select.eq(1)]
         if narrow_read:
             with m.If(r_select):
                 m.d.sync += [r_select.eq(0), r_sliced.eq(1)]
@@ -933,9 +950,8 @@ class Accelerator(wiring.Component):
                              since_ot.eq(OT_GAP(C)), gap_done.eq(1), tp_h.eq(0),
                              div_rem.eq(0), div_i.eq(0)]
                 with m.If(one_tile):
-                    m.d.sync += [*eq(tp, pixels), *eq(n, pixels), more.eq(0), left.eq(0),
-                                 *eq(first_n, pixels), first_more.eq(0), first_left.eq(0),
-                                 issuing.eq(1)]
+                    m.d.sync += [*eq(tp, pixels), *eq(n, pixels), more.eq(0),
+                                 *eq(first_n, pixels), first_more.eq(0), issuing.eq(1)]
                     m.next = "ISSUE"
                 with m.Else():
                     m.d.sync += [*eq(n, tp), div_num.eq(tp), more.eq(1),
@@ -945,8 +961,7 @@ class Accelerator(wiring.Component):
             with m.State("DIVIDE"):
                 # restoring division tp / conv_w, one quotient bit per cycle (13 cycles,
                 # only for layers split into several pixel tiles); the pixels after the
-                # first tile meanwhile
-                m.d.sync += [left.eq(after_first), first_left.eq(after_first)]
+                # first tile meanwhile (below)
                 if cfg.acc_depth == 1:
                     # tiles of one pixel (host.rtl.check_program): 1 // conv_w and
                     # 1 % conv_w, in the same cycles
@@ -988,6 +1003,12 @@ class Accelerator(wiring.Component):
                 m.d.sync += running.eq(0)
                 m.next = "IDLE"
 
+        # The pixels after the first tile, for DIVIDE and REMAINDER: loaded in every
+        # cycle outside ISSUE, where nothing else loads them (loaded in DIVIDE, the
+        # state's decode was in front of their 21 bits). A layer of one tile (more = 0)
+        # never reads them.
+        with m.If(~issuing):
+            m.d.sync += [left.eq(after_first), first_left.eq(after_first)]
         ok = ~ot_wait | gap_done
         m.d.comb += [feeder.cmd.valid.eq(issuing & ok), stall.eq(issuing & ~ok)]
         with m.If(accept):

@@ -135,10 +135,6 @@ class Accumulator(wiring.Component):
                     for k in range(3)]
         fwd_en = [Signal(name=f"fwd{k}_en") for k in range(3)]
 
-        def adds_to(stage, addr):
-            """The beat in `stage` (k: t+k) adds a step of the pixel at `addr` after it."""
-            return valid[stage] & ~beat[stage].last & (beat[stage].addr == addr)
-
         # t+1: which of the totals before the newest the beat needs, compared with the
         # beat now in t+1. In t+2 they are fwd[0] (the beat two before, now adding in
         # t+3), fwd[1] and fwd[2]; in t+1 that beat is still in its add stage (t+3) and
@@ -173,9 +169,13 @@ class Accumulator(wiring.Component):
                                         Mux(pick[0][c], fwd[0][c],
                                             Mux(pick[1][c], fwd[1][c],
                                                 Mux(pick[2][c], fwd[2][c], stored[c])))))
-        # the newest: the beat just before, now adding in t+2 (not for a first step)
-        newest = copies(m, platform, adds_to(3, beat[2].addr) & ~beat[2].first, C,
-                        "newest", reset_less=True)
+        # the newest: the beat just before, now adding in t+2 (not for a first step);
+        # its address compare a cycle earlier, between registers (in t+1 against the
+        # beat before it), for the copies to take one LUT (four levels before)
+        follows = Signal(reset_less=True)
+        m.d.sync += follows.eq(beat[2].addr == beat[1].addr)
+        newest = copies(m, platform, valid[3] & ~beat[3].last & follows & ~beat[2].first,
+                        C, "newest", reset_less=True)
 
         # t+3: add, then hand the total on to be written or sent out.
         total = Signal(lanes)
@@ -188,10 +188,17 @@ class Accumulator(wiring.Component):
                   for k in range(2)]
         addend = [Signal(lanes, reset_less=True, name=f"{KEEP_PREFIX}addend_{k}")
                   for k in range(2)]
+        # Their choices in copies a lane and a register set each, set in t+1 (`max`
+        # holds still from the cycle before a beat): `max`, a register beside the
+        # sequencer, and `skip` each reached all 1,024 bits of both (2.5 ns routes and
+        # a LUT in front of them).
+        to_lowest = [copies(m, platform, beat[1].skip | ~self.max, C, f"to_lowest{k}",
+                            reset_less=True) for k in range(2)]
+        no_addend = [copies(m, platform, self.max, C, f"no_addend{k}", reset_less=True)
+                     for k in range(2)]
         for k, c in itertools.product(range(2), range(C)):
-            m.d.sync += [values[k][c].eq(Mux(beat[2].skip | ~self.max, lowest,
-                                             beat[2].sums[c])),
-                         addend[k][c].eq(Mux(self.max, 0, beat[2].sums[c]))]
+            m.d.sync += [values[k][c].eq(Mux(to_lowest[k][c], lowest, beat[2].sums[c])),
+                         addend[k][c].eq(Mux(no_addend[k][c], 0, beat[2].sums[c]))]
         for c in range(C):
             picked = []
             for k, old in enumerate((fwd[0][c], other[c])):

@@ -160,6 +160,7 @@ class Feeder(wiring.Component):
         i_off = Signal(signed(5), reset_less=True)     # i - pad_t
         j_off = Signal(signed(5), reset_less=True)     # j - pad_l
         groups = Signal(CHAN_BITS, reset_less=True)
+        w_last = Signal(DIM_BITS, reset_less=True)     # conv_w - 1: ow wraps after it
 
         last_cycle = active & (cycles_left == 1)
         # ready = ~active | last_cycle, as a register set a cycle ahead: the sequencer's
@@ -179,7 +180,7 @@ class Feeder(wiring.Component):
                 m.d.sync += active.eq(0)
             with m.If(issue):
                 m.d.sync += px_left.eq(px_left - 1)
-                with m.If(ow == cur.conv_w - 1):
+                with m.If(ow == w_last):
                     m.d.sync += [ow.eq(0), oh.eq(oh + 1)]
                 with m.Else():
                     m.d.sync += ow.eq(ow + 1)
@@ -197,6 +198,7 @@ class Feeder(wiring.Component):
                 cur.eq(cmd),
                 oh.eq(cmd.oh0),
                 ow.eq(cmd.ow0),
+                w_last.eq(cmd.conv_w - 1),
                 i_off.eq(cmd.i - cmd.pad_t),
                 j_off.eq(cmd.j - cmd.pad_l),
                 groups.eq(((cmd.in_c + R - 1) * g_mult) >> g_shift),

@@ -556,10 +556,12 @@ class HostLink(wiring.Component):
             status_byte = Signal(8)
             settle = Signal(range(3))
             m.d.sync += [
-                status_group.eq(resp_data.as_value().word_select(tx_index[3:6], 64)),
+                # (a NAK's byte in place of the group: it holds still from before the
+                # header, whose bytes restart `settle`)
+                status_group.eq(Mux(resp_nak, nak_byte.replicate(8),
+                                    resp_data.as_value().word_select(tx_index[3:6], 64))),
                 status_at.eq(tx_index[:3]),
-                status_byte.eq(Mux(resp_nak, nak_byte,
-                                   status_group.word_select(status_at, 8))),
+                status_byte.eq(status_group.word_select(status_at, 8)),
                 settle.eq(Mux(settle == 2, 2, settle + 1)),
             ]
             with m.If(tx_valid & o.ready):
