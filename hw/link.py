@@ -7,6 +7,8 @@ bus only after the frame's CRC verified, so a corrupted or truncated frame
 never touches memory.
 """
 
+from contextlib import contextmanager
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -726,7 +728,8 @@ class HostLink(wiring.Component):
 
         def ack(length, *, memory=False):
             if early:
-                m.d.sync += [verdict_len.eq(length), verdict_last.eq(length - 1),
+                last = arg_last if length is arg else length - 1
+                m.d.sync += [verdict_len.eq(length), verdict_last.eq(last),
                              verdict_memory.eq(memory)]
             else:
                 respond(Reply.ACK, length, memory=memory)
@@ -753,12 +756,37 @@ class HostLink(wiring.Component):
                 with m.Else():
                     then()
 
+        # (early) the command decoded into registers and READ's last byte index, `arg -
+        # 1`, a register: both settle four CRC bytes at least before CHECK uses the
+        # verdict (the header's decode and the subtract were in front of the verdict's
+        # length registers)
+        if early:
+            cmd_is = {cmd: Signal(name=f"cmd_is_{cmd.name.lower()}") for cmd in Command}
+            m.d.sync += [flag.eq(hdr.cmd == cmd) for cmd, flag in cmd_is.items()]
+            arg_last = Signal.like(arg, reset_less=True)
+            m.d.sync += arg_last.eq(arg - 1)
+
+        @contextmanager
+        def command_switch():
+            """(case(command), default()): context managers choosing on the command."""
+            if early:
+                started = []
+
+                def case(cmd):
+                    chosen = (m.Elif if started else m.If)(cmd_is[cmd])
+                    started.append(cmd)
+                    return chosen
+                yield case, m.Else
+            else:
+                with m.Switch(hdr.cmd):
+                    yield m.Case, m.Default
+
         def answer():
             m.d.sync += run_acked_to.eq(0)
             if early:
                 m.d.sync += [verdict_nak.eq(0), verdict_memory.eq(0), verdict_commit.eq(0),
                              verdict_idle.eq(0), verdict_start.eq(0), verdict_reset.eq(0)]
-            with m.Switch(hdr.cmd):
+            with command_switch() as (case, default):
                 def commit_checks():
                     """After a write's own checks: the address and busy checks, then the
                     copy."""
@@ -766,12 +794,12 @@ class HostLink(wiring.Component):
                         nak(NakCode.BAD_ADDRESS)
                     unless_busy(commit)
 
-                with m.Case(Command.WRITE):
+                with case(Command.WRITE):
                     with m.If(len_zero):
                         nak(NakCode.BAD_LENGTH)
                     commit_checks()
                 if groups:
-                    with m.Case(Command.WRITE_GROUPS):
+                    with case(Command.WRITE_GROUPS):
                         with m.If(groups_short):
                             nak(NakCode.BAD_LENGTH)
                         with m.Elif(groups_bad):
@@ -779,13 +807,13 @@ class HostLink(wiring.Component):
                         with m.Elif(groups_ragged):
                             nak(NakCode.BAD_LENGTH)
                         commit_checks()
-                with m.Case(Command.READ):
+                with case(Command.READ):
                     with m.If(~len_four | arg_zero | arg_too_long):
                         nak(NakCode.BAD_LENGTH)
                     with m.Elif(~in_bounds):
                         nak(NakCode.BAD_ADDRESS)
                     unless_busy(lambda: ack(arg, memory=True))
-                with m.Case(Command.RUN):
+                with case(Command.RUN):
                     def start():
                         if early:
                             m.d.sync += verdict_start.eq(1)   # the run starts below
@@ -808,12 +836,12 @@ class HostLink(wiring.Component):
                         m.d.sync += run_acked_to.eq(1)
                         ack(0)
                     unless_busy(start)
-                with m.Case(Command.STATUS):
+                with case(Command.STATUS):
                     with m.If(~len_zero):
                         nak(NakCode.BAD_LENGTH)
                     with m.Else():
                         ack(_STATUS_BYTES)
-                with m.Case(Command.RESET):
+                with case(Command.RESET):
                     with m.If(~len_zero):
                         nak(NakCode.BAD_LENGTH)
                     with m.Else():
@@ -823,7 +851,7 @@ class HostLink(wiring.Component):
                             m.d.comb += bus.reset.eq(1)
                             m.d.sync += [running.eq(0), flags.eq(0), run_cycles.eq(0)]
                         ack(0)
-                with m.Default():
+                with default():
                     nak(NakCode.UNKNOWN_COMMAND)
 
         if early:
