@@ -7,8 +7,6 @@ bus only after the frame's CRC verified, so a corrupted or truncated frame
 never touches memory.
 """
 
-from contextlib import contextmanager
-
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -728,8 +726,7 @@ class HostLink(wiring.Component):
 
         def ack(length, *, memory=False):
             if early:
-                last = arg_last if length is arg else length - 1
-                m.d.sync += [verdict_len.eq(length), verdict_last.eq(last),
+                m.d.sync += [verdict_len.eq(length), verdict_last.eq(length - 1),
                              verdict_memory.eq(memory)]
             else:
                 respond(Reply.ACK, length, memory=memory)
@@ -756,37 +753,12 @@ class HostLink(wiring.Component):
                 with m.Else():
                     then()
 
-        # (early) the command decoded into registers and READ's last byte index, `arg -
-        # 1`, a register: both settle four CRC bytes at least before CHECK uses the
-        # verdict (the header's decode and the subtract were in front of the verdict's
-        # length registers)
-        if early:
-            cmd_is = {cmd: Signal(name=f"cmd_is_{cmd.name.lower()}") for cmd in Command}
-            m.d.sync += [flag.eq(hdr.cmd == cmd) for cmd, flag in cmd_is.items()]
-            arg_last = Signal.like(arg, reset_less=True)
-            m.d.sync += arg_last.eq(arg - 1)
-
-        @contextmanager
-        def command_switch():
-            """(case(command), default()): context managers choosing on the command."""
-            if early:
-                started = []
-
-                def case(cmd):
-                    chosen = (m.Elif if started else m.If)(cmd_is[cmd])
-                    started.append(cmd)
-                    return chosen
-                yield case, m.Else
-            else:
-                with m.Switch(hdr.cmd):
-                    yield m.Case, m.Default
-
         def answer():
             m.d.sync += run_acked_to.eq(0)
             if early:
                 m.d.sync += [verdict_nak.eq(0), verdict_memory.eq(0), verdict_commit.eq(0),
                              verdict_idle.eq(0), verdict_start.eq(0), verdict_reset.eq(0)]
-            with command_switch() as (case, default):
+            with m.Switch(hdr.cmd):
                 def commit_checks():
                     """After a write's own checks: the address and busy checks, then the
                     copy."""
@@ -794,12 +766,12 @@ class HostLink(wiring.Component):
                         nak(NakCode.BAD_ADDRESS)
                     unless_busy(commit)
 
-                with case(Command.WRITE):
+                with m.Case(Command.WRITE):
                     with m.If(len_zero):
                         nak(NakCode.BAD_LENGTH)
                     commit_checks()
                 if groups:
-                    with case(Command.WRITE_GROUPS):
+                    with m.Case(Command.WRITE_GROUPS):
                         with m.If(groups_short):
                             nak(NakCode.BAD_LENGTH)
                         with m.Elif(groups_bad):
@@ -807,13 +779,13 @@ class HostLink(wiring.Component):
                         with m.Elif(groups_ragged):
                             nak(NakCode.BAD_LENGTH)
                         commit_checks()
-                with case(Command.READ):
+                with m.Case(Command.READ):
                     with m.If(~len_four | arg_zero | arg_too_long):
                         nak(NakCode.BAD_LENGTH)
                     with m.Elif(~in_bounds):
                         nak(NakCode.BAD_ADDRESS)
                     unless_busy(lambda: ack(arg, memory=True))
-                with case(Command.RUN):
+                with m.Case(Command.RUN):
                     def start():
                         if early:
                             m.d.sync += verdict_start.eq(1)   # the run starts below
@@ -836,12 +808,12 @@ class HostLink(wiring.Component):
                         m.d.sync += run_acked_to.eq(1)
                         ack(0)
                     unless_busy(start)
-                with case(Command.STATUS):
+                with m.Case(Command.STATUS):
                     with m.If(~len_zero):
                         nak(NakCode.BAD_LENGTH)
                     with m.Else():
                         ack(_STATUS_BYTES)
-                with case(Command.RESET):
+                with m.Case(Command.RESET):
                     with m.If(~len_zero):
                         nak(NakCode.BAD_LENGTH)
                     with m.Else():
@@ -851,7 +823,7 @@ class HostLink(wiring.Component):
                             m.d.comb += bus.reset.eq(1)
                             m.d.sync += [running.eq(0), flags.eq(0), run_cycles.eq(0)]
                         ack(0)
-                with default():
+                with m.Default():
                     nak(NakCode.UNKNOWN_COMMAND)
 
         if early:
