@@ -288,10 +288,12 @@ class Accelerator(wiring.Component):
         # `running` reaches every block, and its route into the link's read handshake
         # was the 8x8's slowest path (that handshake is a register of its own, below).
         # (compact_link: `running`, saving the cells)
+        # (what host_idle will be next cycle)
+        host_idle_next = ~running & ~start
         if cfg.compact_link:
             host_idle = [~running] * 2
         else:
-            host_idle = copies(m, platform, ~running & ~start, 2, "host_idle")
+            host_idle = copies(m, platform, host_idle_next, 2, "host_idle")
 
         # --- ports. The host uses one read and one write port per memory while idle;
         # during a run the datapath owns them (ACT: feeder read + writer read/write).
@@ -420,7 +422,7 @@ class Accelerator(wiring.Component):
             m.d.comb += bus.read_addr.ready.eq(r_ready)
             r_busy = (r_pending | r_wait | r_copy | r_select | r_fours | r_sliced | r_picked
                       | r_have)
-            m.d.sync += r_ready.eq(~running & ~start & ~r_taken
+            m.d.sync += r_ready.eq(host_idle_next & ~r_taken
                                    & ~(r_busy & ~(r_have & bus.read_data.ready)))
         ra = bus.read_addr.payload
         with m.If(r_taken):
@@ -437,7 +439,7 @@ class Accelerator(wiring.Component):
             if space == Space.ACTIVATIONS and _act_read_ahead(cfg):
                 # the memory registers the address (read_ahead) beside its blocks: the
                 # host's goes in when the port will be the host's next cycle
-                with m.If(~running & ~start):
+                with m.If(host_idle_next):
                     m.d.comb += [act_rd.addr.eq(host_word[space]), act_rd.en.eq(1)]
             elif space not in registered_ports:
                 word = host_word[space]

@@ -300,15 +300,14 @@ class BlockRAM(wiring.Component):
         group = self.write_ahead or len(blocks) * len(self.read)
         writes = [self._write_regs(m, str(k))
                   for k in range(-(-len(blocks) * len(self.read) // group))]
-        reads = [self._read_regs(m, 0, str(k))
-                 for k in range(-(-len(blocks) // (self.read_ahead or len(blocks))))]
+        read_group = self.read_ahead or len(blocks)
+        reads = [self._read_regs(m, 0, str(k)) for k in range(-(-len(blocks) // read_group))]
         for i, port in enumerate(self.read):
             q = Signal(self.width, name=f"q{i}")
             m.d.comb += Value.cast(port.q).eq(q)
             for b, slices in enumerate(blocks):
                 waddr, wen = writes[(i * len(blocks) + b) // group]
-                raddr, ren = (reads[b // (self.read_ahead or len(blocks))] if i == 0
-                              else (port.addr, port.en))
+                raddr, ren = reads[b // read_group] if i == 0 else self._read_regs(m, i, "")
                 di = Signal(max(bw, 18), name=f"di{i}_{b}")
                 do = Signal(max(bw, 18), name=f"do{i}_{b}")
                 for word_bit, block_bit, width, _ in slices:

@@ -281,15 +281,15 @@ class Feeder(wiring.Component):
         s3b = stage("s3b", s3.shape().members)
         m.d.sync += [v3b.eq(v3), s3b.eq(s3)]
         s4 = stage("s4", {"zero": 1, "swap": 1, "sgn": 1, "addr": unsigned(A)})
+        addr3 = s3b.base + word_mul.p
         m.d.sync += [
             v4.eq(v3b),
             s4.zero.eq(s3b.zero), s4.swap.eq(s3b.swap), s4.sgn.eq(s3b.sgn),
-            s4.addr.eq(s3b.base + word_mul.p),
+            s4.addr.eq(addr3),
         ]
         # the read in s4 (padding needs none); read_ahead: what s4 will hold
         if self.read_ahead:
-            m.d.comb += [self.rd.addr.eq(s3b.base + word_mul.p),
-                         self.rd.en.eq(v3b & ~s3b.zero)]
+            m.d.comb += [self.rd.addr.eq(addr3), self.rd.en.eq(v3b & ~s3b.zero)]
         else:
             m.d.comb += [self.rd.addr.eq(s4.addr), self.rd.en.eq(v4 & ~s4.zero)]
         s5 = stage("s5", {"zero": 1, "swap": 1, "sgn": 1})
