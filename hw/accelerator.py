@@ -109,8 +109,18 @@ def _act_read_ahead(config: AcceleratorConfig) -> int:
     """The same for the read port the feeder and the host share (hw.bram's
     `read_ahead`), or 0: where the host's read address is a register (not ram_delays)
     and the feeder can give its address a cycle early. One mux of the two reaching the
-    8x8's 16 blocks was a 6-7.5 ns route."""
-    return 0 if config.compact_link or config.ram_delays else 4
+    8x8's 16 blocks was a 6-7.5 ns route; one copy for four blocks, an 8.1 ns route
+    from the copy to the farthest of them (blocks of a group are not placed together),
+    so a copy a block."""
+    return 0 if config.compact_link or config.ram_delays else 1
+
+
+def _acc_read_ahead(config: AcceleratorConfig) -> int:
+    """Accumulator blocks for each copy of its read address (hw.bram's `read_ahead`),
+    or 0 (ram_delays: the small FPGAs' tags come out of a RAM, not out of registers a
+    cycle ahead). One choice by `is_conv` of the array's and the bypass's tag reaching
+    the 8x8's blocks was a 7.7 ns route."""
+    return 0 if config.ram_delays else 1
 
 
 def extra_setup_cycles(config: AcceleratorConfig) -> tuple[int, int]:
@@ -568,7 +578,8 @@ class Accelerator(wiring.Component):
                                          read_ahead=bool(_act_read_ahead(cfg))))
         array = block("array", SystolicArray(R, C, act_width=9, weight_width=8, acc_width=32))
         # max mode compares the feeder's activations only (MAXPOOL bypasses the array)
-        acc = block("acc", Accumulator(C, cfg.acc_depth, max_bits=feeder.act_width))
+        acc = block("acc", Accumulator(C, cfg.acc_depth, max_bits=feeder.act_width,
+                                       read_ahead=_acc_read_ahead(cfg)))
         post = block("post", PostProcessor(C, tag_width=0 if cfg.ram_delays
                                              else tag_layout.size, compact=cfg.compact_post,
                                            static_mode=cfg.compact_post,
@@ -718,7 +729,15 @@ class Accelerator(wiring.Component):
         ot_nonzero = Signal()        # ot != 0
         at_first = Signal()          # ki == kj == kk == 0
         step_first = at_first
-        step_last = ki_end & kj_end & kk_end
+        # The step is the pixel tile's last (ki_end & kj_end & kk_end). Not ram_delays:
+        # a flag of its own, set with the three (below), so that the tile step's loads
+        # of ow0, oh0, n and left are enabled by the accept and two registers: with the
+        # three flags and `more` after the accept, abc9 made them five LUT levels, the
+        # slowest paths asked 125 MHz.
+        if cfg.ram_delays:
+            step_last = ki_end & kj_end & kk_end
+        else:
+            step_last = Signal()
         # The step is an output-channel tile's first but for the descriptor's first
         # (at_first & tile_first & ot_nonzero), as a flag too: it waits for gap_done,
         # and the command's handshake is then one LUT from registers.
@@ -947,6 +966,9 @@ class Accelerator(wiring.Component):
                 m.d.sync += [kk_end.eq(kt_last == 0), kj_end.eq(loop_w_last == 0),
                              ki_end.eq(loop_h_last == 0), ot_end.eq(oct_last == 0),
                              ot_nonzero.eq(0), at_first.eq(1), ot_wait.eq(0)]
+                if not cfg.ram_delays:
+                    m.d.sync += step_last.eq((kt_last == 0) & (loop_w_last == 0)
+                                             & (loop_h_last == 0))
                 m.d.sync += [ot.eq(0), ki.eq(0), kj.eq(0), kk.eq(0), oh0.eq(0), ow0.eq(0),
                              tile_first.eq(1), wtile.eq(d.wgt >> lR), wbase.eq(d.wgt >> lR),
                              since_ot.eq(OT_GAP(C)), gap_done.eq(1), tp_h.eq(0),
@@ -1021,41 +1043,50 @@ class Accelerator(wiring.Component):
             m.d.sync += [wtile.eq(wtile + 1), at_first.eq(step_last),
                          ot_wait.eq(step_last & ~more
                                     & (~ot_end | (tile_first & ot_nonzero)))]
+            # step_last as it will be: the three flags' next values (the flag register)
+            def next_last(kk_next, kj_next, ki_next):
+                return [] if cfg.ram_delays else [step_last.eq(kk_next & kj_next & ki_next)]
             with m.If(~kk_end):
-                m.d.sync += [kk.eq(kk + 1), kk_end.eq(kk_ends)]
+                m.d.sync += [kk.eq(kk + 1), kk_end.eq(kk_ends),
+                             *next_last(kk_ends, kj_end, ki_end)]
             with m.Else():
                 m.d.sync += [kk.eq(0), kk_end.eq(kt_last == 0)]
                 with m.If(~kj_end):
-                    m.d.sync += [kj.eq(kj + 1), kj_end.eq(kj_ends)]
+                    m.d.sync += [kj.eq(kj + 1), kj_end.eq(kj_ends),
+                                 *next_last(kt_last == 0, kj_ends, ki_end)]
                 with m.Else():
                     m.d.sync += [kj.eq(0), kj_end.eq(loop_w_last == 0)]
                     with m.If(~ki_end):
-                        m.d.sync += [ki.eq(ki + 1), ki_end.eq(ki_ends)]
+                        m.d.sync += [ki.eq(ki + 1), ki_end.eq(ki_ends),
+                                     *next_last(kt_last == 0, loop_w_last == 0, ki_ends)]
                     with m.Else():
-                        m.d.sync += [ki.eq(0), ki_end.eq(loop_h_last == 0)]
-                        # pixel tile done: every tile but the last has tp pixels,
-                        # so the next one's size and what follows it are one
-                        # subtract and one compare from registers
-                        with m.If(more):
-                            m.d.sync += [oh0.eq(Mux(wraps, oh0 + tp_h1, oh0 + tp_h)),
-                                         ow0.eq(Mux(wraps, ow_wrapped, ow0 + tp_w)),
-                                         tile_first.eq(0), wtile.eq(wbase),
-                                         *eq(n, Mux(left_le_tp, left, tp)),
-                                         left.eq(Mux(left_le_tp, 0, left_minus_tp)),
-                                         more.eq(~left_le_tp)]
-                            if not cfg.ram_delays:
-                                m.d.sync += left_le_tp.eq(left <= (tp << 1))
-                        with m.Elif(~ot_end):
-                            m.d.sync += [ot.eq(ot + 1), ot_end.eq(ot_ends),
-                                         ot_nonzero.eq(1), tile_first.eq(1), oh0.eq(0),
-                                         ow0.eq(0), wbase.eq(wtile + 1),
-                                         *eq(n, first_n), more.eq(first_more),
-                                         left.eq(first_left)]
-                            if not cfg.ram_delays:
-                                m.d.sync += left_le_tp.eq(first_le_tp)
-                        with m.Else():
-                            m.d.sync += [drain.eq(n + DRAIN_CYCLES(R, C)),
-                                         issuing.eq(0)]
+                        m.d.sync += [ki.eq(0), ki_end.eq(loop_h_last == 0),
+                                     *next_last(kt_last == 0, loop_w_last == 0,
+                                                loop_h_last == 0)]
+            # pixel tile done (after the loops' updates: wtile's load wins): every tile
+            # but the last has tp pixels, so the next one's size and what follows it are
+            # one subtract and one compare from registers
+            with m.If(step_last):
+                with m.If(more):
+                    m.d.sync += [oh0.eq(Mux(wraps, oh0 + tp_h1, oh0 + tp_h)),
+                                 ow0.eq(Mux(wraps, ow_wrapped, ow0 + tp_w)),
+                                 tile_first.eq(0), wtile.eq(wbase),
+                                 *eq(n, Mux(left_le_tp, left, tp)),
+                                 left.eq(Mux(left_le_tp, 0, left_minus_tp)),
+                                 more.eq(~left_le_tp)]
+                    if not cfg.ram_delays:
+                        m.d.sync += left_le_tp.eq(left <= (tp << 1))
+                with m.Elif(~ot_end):
+                    m.d.sync += [ot.eq(ot + 1), ot_end.eq(ot_ends),
+                                 ot_nonzero.eq(1), tile_first.eq(1), oh0.eq(0),
+                                 ow0.eq(0), wbase.eq(wtile + 1),
+                                 *eq(n, first_n), more.eq(first_more),
+                                 left.eq(first_left)]
+                    if not cfg.ram_delays:
+                        m.d.sync += left_le_tp.eq(first_le_tp)
+                with m.Else():
+                    m.d.sync += [drain.eq(n + DRAIN_CYCLES(R, C)),
+                                 issuing.eq(0)]
         with m.If(abort):
             m.d.sync += issuing.eq(0)
 
@@ -1169,10 +1200,15 @@ class Accelerator(wiring.Component):
             ]
         else:
             at_feed = _delay(m, issued, FEED_LATENCY - 1, "ftag")
-            at_sums = _delay(m, at_feed, timing.latency, "tag")
+            before_sums = _delay(m, at_feed, timing.latency - 1, "tag")
+            at_sums = _delay(m, before_sums, 1, "tag_last")
             # the bypass a cycle in registers (below), so the tag too
             at_bypass = _delay(m, at_feed, 1, "btag")
             m.d.comb += at_acc.eq(Mux(bypass, at_bypass.as_value(), at_sums.as_value()))
+            if acc.read_ahead:
+                # the pixel's address a cycle early: the accumulator registers it beside
+                # its blocks (the choice by is_conv reaching them was a 7.7 ns route)
+                m.d.comb += acc.addr_ahead.eq(Mux(bypass, at_feed.q, before_sums.q))
         if cfg.ram_delays:
             by_valid, by_pad, by_act = feeder.act.valid, feeder.pad, feeder.act.payload
         else:

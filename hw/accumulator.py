@@ -67,22 +67,30 @@ class Accumulator(wiring.Component):
     """C lanes × `depth` pixels of int32 partial totals."""
 
     def __init__(self, cols: int, depth: int, acc_width: int = 32, *,
-                 max_bits: int | None = None):
+                 max_bits: int | None = None, read_ahead: int = 0):
         for what, value in (("accumulator lanes", cols), ("accumulator depth", depth),
                             ("accumulator width", acc_width)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{what} must be a positive integer, not {value!r}")
         if max_bits is not None and not 1 <= max_bits < acc_width:
             raise ValueError(f"max_bits must be from 1 to {acc_width - 1}, not {max_bits!r}")
+        if isinstance(read_ahead, bool) or not isinstance(read_ahead, int) or read_ahead < 0:
+            raise ValueError(f"read_ahead must be 0 or a number of blocks, not {read_ahead!r}")
         self.cols, self.depth, self.acc_width = cols, depth, acc_width
         self.max_bits = max_bits
+        # depth 1 has no memory to read ahead of
+        self.read_ahead = read_ahead if depth > 1 else 0
         lanes = data.ArrayLayout(signed(acc_width), cols)
-        super().__init__({
+        members = {
             "beat": In(stream.Signature(beat_layout(cols, depth, acc_width), always_ready=True)),
             "out": Out(stream.Signature(lanes, always_ready=True)),
             "max": In(1),       # holds still from a cycle before a beat to its add
             "out_next": Out(1),  # out.valid of the next cycle (for registers beside it)
-        })
+        }
+        if self.read_ahead:
+            # the next cycle's beat.payload.addr (any value before an idle cycle)
+            members["addr_ahead"] = In(beat_layout(cols, depth, acc_width)["addr"].shape)
+        super().__init__(members)
 
     @property
     def latency(self) -> int:
@@ -111,7 +119,9 @@ class Accumulator(wiring.Component):
         layout = beat_layout(C, self.depth, W)
         if self.depth == 1:
             return self._running(m, lanes, layout)
-        m.submodules.mem = mem = BlockRAM(lanes, self.depth)
+        # read_ahead: the address a cycle early, into registers beside the blocks (one
+        # copy for each `read_ahead` of them), as hw.bram does; the word lands as before
+        m.submodules.mem = mem = BlockRAM(lanes, self.depth, read_ahead=self.read_ahead)
         wr, rd = mem.write, mem.read[0]
 
         # The beat's stages: beat[k] holds it in cycle t+k.
@@ -125,7 +135,8 @@ class Accumulator(wiring.Component):
             valid.append(v)
 
         # t: read the partial total of the beat's pixel.
-        m.d.comb += [rd.addr.eq(beat[0].addr), rd.en.eq(1)]
+        m.d.comb += [rd.addr.eq(self.addr_ahead if self.read_ahead else beat[0].addr),
+                     rd.en.eq(1)]
 
         # Totals in flight, newest first: fwd[0] is the write-data register (its write
         # lands at the edge ending this cycle), fwd[1], fwd[2] the totals written one and

@@ -31,12 +31,24 @@ def _run(dut, beats, *, max_mode=False):
     last[, skip])), then idle cycles; the totals the accumulator sends and the cycles
     they come in (counted from the first beat)."""
     got, times = [], []
+    seq = beats + [None] * (ACC_LATENCY + 2)
+    ahead = getattr(dut, "read_ahead", 0)
+
+    def addr_ahead(ctx, cycle):
+        """read_ahead: the next cycle's address (before an idle cycle, another one: the
+        accumulator must not use it)."""
+        nxt = seq[cycle + 1] if cycle + 1 < len(seq) else None
+        ctx.set(dut.addr_ahead, (cycle * 5 + 3) % dut.depth if nxt is None else nxt[1])
 
     async def bench(ctx):
-        if max_mode:
-            ctx.set(dut.max, 1)
+        if max_mode or ahead:
+            ctx.set(dut.max, max_mode)
+            if ahead:
+                addr_ahead(ctx, -1)
             await ctx.tick()
-        for cycle, beat in enumerate(beats + [None] * (ACC_LATENCY + 2)):
+        for cycle, beat in enumerate(seq):
+            if ahead:
+                addr_ahead(ctx, cycle)
             if beat is None:
                 ctx.set(dut.beat.valid, 0)
             else:
@@ -65,13 +77,14 @@ def _run(dut, beats, *, max_mode=False):
     (3, [(1, 9), (1, 1), (1, 4)], 0.0),      # linear layers: one pixel, a step per cycle
     (8, [(6, 5), (1, 6), (3, 2)], 0.3),
 ])
-@pytest.mark.parametrize("depth", [16, 1])
-def test_totals(cols, tiles, gap, depth):
+@pytest.mark.parametrize("depth, read_ahead", [(16, 0), (16, 2), (1, 0)])
+def test_totals(cols, tiles, gap, depth, read_ahead):
+    """(read_ahead: the read address a cycle early, into registers beside the blocks.)"""
     rng = np.random.default_rng(cols)
     if depth == 1:        # one-pixel tiles only (the register accumulator)
         tiles = [(1, k) for _, k in tiles] + [(1, 1), (1, 2)]
     beats, expected = schedule(rng, tiles, cols, gap)
-    dut = Accumulator(cols, depth=depth)
+    dut = Accumulator(cols, depth=depth, read_ahead=read_ahead)
     got, times = _run(dut, beats)
     assert got == expected
     last_beats = [i for i, b in enumerate(beats) if b is not None and b[3]]
@@ -103,6 +116,8 @@ def test_wraps_like_the_array():
 def test_bad_parameters_and_verilog():
     with pytest.raises(ValueError, match="accumulator depth must be a positive integer, not 0"):
         Accumulator(4, 0)
+    with pytest.raises(ValueError, match="read_ahead must be 0 or a number of blocks, not -1"):
+        Accumulator(4, 8, read_ahead=-1)
     assert "module" in verilog_source(Accumulator(4, 8))
 
 
@@ -146,8 +161,9 @@ def test_max_mode_keeps_the_running_maximum_and_skips_padding(depth):
     (4, [(5, 3), (1, 6), (2, 4), (3, 5)], 0.0),
     (3, [(1, 9), (2, 7), (4, 3)], 0.4),
 ])
-@pytest.mark.parametrize("depth", [8, 1])
-def test_max_mode_over_pixel_tiles_with_forwarding(cols, tiles, gap, max_bits, depth):
+@pytest.mark.parametrize("depth, read_ahead", [(8, 0), (8, 1), (1, 0)])
+def test_max_mode_over_pixel_tiles_with_forwarding(cols, tiles, gap, max_bits, depth,
+                                                   read_ahead):
     """Max mode with pixel tiles of 1 to 5 pixels stepping back to back (every distance
     between a pixel's beats that the forwarding covers) and random padding beats: each
     pixel's total is the maximum of its unskipped beats (the lowest value if its first
@@ -174,5 +190,6 @@ def test_max_mode_over_pixel_tiles_with_forwarding(cols, tiles, gap, max_bits, d
                 if not skips[step, p]:
                     best = [max(b, int(v)) for b, v in zip(best, sums[step, p])]
             expected.append(best)
-    got, _ = _run(Accumulator(cols, depth=depth, max_bits=max_bits), beats, max_mode=True)
+    got, _ = _run(Accumulator(cols, depth=depth, max_bits=max_bits, read_ahead=read_ahead),
+                  beats, max_mode=True)
     assert got == expected
