@@ -153,14 +153,14 @@ class Accumulator(wiring.Component):
         # are one-hot, one copy per lane (hw.fanout).
         # The address compares are made a cycle earlier still, between registers (the
         # beat now in t+1 against those three in t, in beat[2], beat[3] and fwd[0]),
-        # three address compares and the priority after them were six LUT levels.
-        same = [Signal(name=f"same{k}", reset_less=True) for k in range(3)]
-        m.d.sync += [same[0].eq(beat[2].addr == beat[0].addr),
-                     same[1].eq(beat[3].addr == beat[0].addr),
-                     same[2].eq(fwd_addr[0] == beat[0].addr)]
-        hit = [valid[3] & ~beat[3].last & same[0],
-               fwd_en[0] & same[1],
-               fwd_en[1] & same[2]]
+        # three address compares and the priority after them were six LUT levels. Each
+        # match is a register with the other total's enable in it (that beat's valid
+        # and not last, or the enable fwd[0] or fwd[1] will have): with the enables
+        # after the registers, the picks were three LUT levels.
+        hit = [Signal(name=f"hit{k}", reset_less=True) for k in range(3)]
+        m.d.sync += [hit[0].eq(valid[2] & ~beat[2].last & (beat[2].addr == beat[0].addr)),
+                     hit[1].eq(valid[3] & ~beat[3].last & (beat[3].addr == beat[0].addr)),
+                     hit[2].eq(fwd_en[0] & (fwd_addr[0] == beat[0].addr))]
         # (reset_less: the selects matter only for valid beats, and a reset's fan-out
         # into them was a slow path of its own)
         pick = [copies(m, platform, hit[0], C, "pick0", reset_less=True),
@@ -183,10 +183,11 @@ class Accumulator(wiring.Component):
         # the newest: the beat just before, now adding in t+2 (not for a first step);
         # its address compare a cycle earlier, between registers (in t+1 against the
         # beat before it), for the copies to take one LUT (four levels before)
+        # (with the enables in it: valid and not last, the beat before; not first, this)
         follows = Signal(reset_less=True)
-        m.d.sync += follows.eq(beat[2].addr == beat[1].addr)
-        newest = copies(m, platform, valid[3] & ~beat[3].last & follows & ~beat[2].first,
-                        C, "newest", reset_less=True)
+        m.d.sync += follows.eq(valid[2] & ~beat[2].last & ~beat[1].first
+                               & (beat[2].addr == beat[1].addr))
+        newest = copies(m, platform, follows, C, "newest", reset_less=True)
 
         # t+3: add, then hand the total on to be written or sent out.
         total = Signal(lanes)
