@@ -102,15 +102,18 @@ class Accumulator(wiring.Component):
         """a > b in max mode. With `max_bits`, every value is a `max_bits`-bit integer
         (the feeder's activations) or the lowest (a skipped first beat): their low
         `max_bits` bits and the sign order them (the lowest's low bits are 0, below any
-        such integer's), a short carry chain instead of one over all the bits. The
-        sign inverted on top makes that order unsigned: one carry out, where a signed
-        compare took the chain's top bits through a second piece of chain."""
+        such integer's), a short carry chain instead of one over all the bits: the low
+        bits under the sign twice are a (`max_bits` + 2)-bit two's complement integer
+        of the same order, and the difference of two such fits in as many bits, so its
+        top bit is whether b - a < 0. That is a sum bit of the chain, no LUT before or
+        after it: a compare yosys maps became LUTs around a piece of chain (two LUT6
+        levels), and an unsigned borrow needed the sign inverted, a LUT in front of the
+        chain for each operand (the 125 MHz builds' slowest path)."""
         if self.max_bits is None:
             return a > b
-        key = lambda x: Cat(x[:self.max_bits], ~x[-1], 0)
-        # as the borrow of a subtraction: yosys maps that to a carry chain alone, where a
-        # compare this short became LUTs around a piece of chain (two LUT6 levels)
-        return (key(b) - key(a))[-1]
+        m = self.max_bits
+        key = lambda x: Cat(x[:m], x[-1], x[-1])
+        return (key(b) - key(a))[m + 1]
 
     def elaborate(self, platform):
         m = Module()
@@ -225,12 +228,16 @@ class Accumulator(wiring.Component):
                 picked.append(Mux(self._above(value, old), value, added))
             m.d.comb += total[c].eq(Mux(newest[c], *picked))
         last = beat[3].last
+        # the output register without a reset (read only beside out.valid): with one,
+        # the reset's fan-out reached its 256 bits' synchronous resets on the 8x8
+        out_q = Signal(lanes, reset_less=True, name=f"{KEEP_PREFIX}out")
         m.d.sync += [
             fwd[0].eq(total), fwd_addr[0].eq(beat[3].addr), fwd_en[0].eq(valid[3] & ~last),
             fwd[1].eq(fwd[0]), fwd_addr[1].eq(fwd_addr[0]), fwd_en[1].eq(fwd_en[0]),
             fwd[2].eq(fwd[1]), fwd_addr[2].eq(fwd_addr[1]), fwd_en[2].eq(fwd_en[1]),
-            self.out.valid.eq(valid[3] & last), self.out.payload.eq(total),
+            self.out.valid.eq(valid[3] & last), out_q.eq(total),
         ]
+        m.d.comb += self.out.payload.eq(out_q)
         m.d.comb += self.out_next.eq(valid[3] & last)
         # t+4: the write lands.
         m.d.comb += [wr.addr.eq(fwd_addr[0]), wr.data.eq(fwd[0]), wr.en.eq(fwd_en[0])]
