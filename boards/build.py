@@ -57,7 +57,16 @@ _BITSTREAM = {"ecp5": "top.bit", "ice40": "top.bin"}
 # Per-family synthesis options. iCE40: no `-dsp`, so yosys infers no SB_MAC16: the RTL
 # instantiates the blocks it wants (hw.dsp.Multiplier), and yosys 0.70's inference
 # absorbs a Multiplier's registers into a block and then drops the block (product 0).
-_SYNTH_OPTS = {"ecp5": "", "ice40": ""}
+_SYNTH_OPTS = {"ecp5": "-run begin:map_luts", "ice40": ""}
+# ECP5: the synthesis in two halves, with `opt -full` between them, before abc9 maps the
+# logic to LUTs (map_luts). Without it yosys 0.69's abc9 sometimes joins the outputs of
+# two flip-flops into one net, and nextpnr refuses the netlist ("Net
+# 'accelerator.prg_mem.q0[24]' is multiply driven"): the ulx3s-12f 2x2 at 417fc12 and
+# at 639e413, after changes elsewhere in the design. On those netlists, merging and
+# removing what opt -full finds first (identical or constant cells, unused wires) gives
+# abc9 a netlist it maps right; the 8x8 takes no longer to synthesize (docs/boards.md).
+_SCRIPT_AFTER_SYNTH = {"ecp5": "opt -full\nopt_clean -purge\nsynth_ecp5 -top top -run map_luts:",
+                       "ice40": None}
 
 Runner = Callable[[Stage, list, Path, dict], None]
 
@@ -227,7 +236,8 @@ def build(board: Board, config: AcceleratorConfig | None = None, out=".", *,
                                        nextpnr_opts="--timing-allow-fail",
                                        synth_opts=_SYNTH_OPTS[board.family],
                                        # hw.fanout's register copies stay copies
-                                       script_after_read=KEEP_SCRIPT)
+                                       script_after_read=KEEP_SCRIPT,
+                                       script_after_synth=_SCRIPT_AFTER_SYNTH[board.family])
     plan.extract(work)
     seconds[Stage.ELABORATION.value] = round(time.monotonic() - begin, 1)
 

@@ -144,7 +144,11 @@ class Accumulator(wiring.Component):
         # Totals in flight, newest first: fwd[0] is the write-data register (its write
         # lands at the edge ending this cycle), fwd[1], fwd[2] the totals written one and
         # two edges ago.
-        fwd = [Signal(lanes, name=f"fwd{k}_data", reset_less=True) for k in range(3)]
+        # (fwd[0] kept apart from the output register, which takes the same total: as
+        # one register, its routes to the blocks, to the adds and to the post-processor
+        # were a placement compromise, and the write data a 7.1 ns route)
+        fwd = [Signal(lanes, name=f"{KEEP_PREFIX}fwd{k}_data" if k == 0 else f"fwd{k}_data",
+                      reset_less=True) for k in range(3)]
         fwd_addr = [Signal.like(beat[1].addr, name=f"fwd{k}_addr", reset_less=True)
                     for k in range(3)]
         fwd_en = [Signal(name=f"fwd{k}_en") for k in range(3)]
