@@ -58,14 +58,14 @@ _BITSTREAM = {"ecp5": "top.bit", "ice40": "top.bin"}
 # instantiates the blocks it wants (hw.dsp.Multiplier), and yosys 0.70's inference
 # absorbs a Multiplier's registers into a block and then drops the block (product 0).
 _SYNTH_OPTS = {"ecp5": "-run begin:map_luts", "ice40": ""}
-# ECP5: the synthesis in two halves, with `opt -full` between them, before abc9 maps the
-# logic to LUTs (map_luts). Without it yosys 0.69's abc9 sometimes joins the outputs of
-# two flip-flops into one net, and nextpnr refuses the netlist ("Net
-# 'accelerator.prg_mem.q0[24]' is multiply driven"): the ulx3s-12f 2x2 at 417fc12 and
-# at 639e413, after changes elsewhere in the design. On those netlists, merging and
-# removing what opt -full finds first (identical or constant cells, unused wires) gives
-# abc9 a netlist it maps right; the 8x8 takes no longer to synthesize (docs/boards.md).
-_SCRIPT_AFTER_SYNTH = {"ecp5": "opt -full\nopt_clean -purge\nsynth_ecp5 -top top -run map_luts:",
+# ECP5: the synthesis in two halves, with `opt_clean -purge` between them, before abc9
+# maps the logic to LUTs (map_luts). Without it yosys 0.69's abc9 sometimes joins the
+# outputs of two flip-flops into one net, and nextpnr refuses the netlist ("Net
+# 'accelerator.prg_mem.q0[24]' is multiply driven"): the ulx3s-12f 2x2 at 417fc12 and at
+# 639e413, after changes elsewhere in the design. Both flip-flops' outputs had two
+# names there (the memory's `q0` and its port's `read__0__q`); with the internal names
+# purged first, abc9 maps the same netlist right (`opt -full` alone did not).
+_SCRIPT_AFTER_SYNTH = {"ecp5": "opt_clean -purge\nsynth_ecp5 -top top -run map_luts:",
                        "ice40": None}
 
 Runner = Callable[[Stage, list, Path, dict], None]

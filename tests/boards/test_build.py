@@ -15,6 +15,7 @@ from boards import toolchain
 from boards.build import BuildError, Stage, build, run_tool
 from host import cli
 from hw import AcceleratorConfig
+from hw.fanout import KEEP_SCRIPT
 
 RECORDED_LOG = (Path(__file__).parent / "data" / "ulx3s-85f-uart-loopback.tim").read_text()
 
@@ -29,6 +30,16 @@ class RecordedToolchain:
         self.calls.append((stage, Path(argv[0]).name))
         if stage is Stage.SYNTHESIS:
             assert (cwd / "top.ys").is_file() and (cwd / "top.il").is_file()
+            script = (cwd / "top.ys").read_text()
+            if "synth_ecp5" in script:
+                # the copies kept after reading; abc9 (map_luts) after the internal names
+                # are purged (boards.build: yosys 0.69's abc9 otherwise joined two
+                # flip-flops' outputs)
+                steps = [line.strip() for line in script.splitlines()]
+                order = [KEEP_SCRIPT, "synth_ecp5 -run begin:map_luts -top top",
+                         "opt_clean -purge", "synth_ecp5 -top top -run map_luts:"]
+                assert [steps.index(step) for step in order] == sorted(
+                    steps.index(step) for step in order)
         elif stage is Stage.PLACE_ROUTE:
             assert "--timing-allow-fail" in argv
             (cwd / "top.tim").write_text(RECORDED_LOG)
