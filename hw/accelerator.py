@@ -803,7 +803,15 @@ class Accelerator(wiring.Component):
         # that settled long before. (ram_delays, small FPGAs at slow clocks: in TILE
         # itself, saving the registers.) The pixels after the first tile are not needed
         # before DIVIDE.
-        after_first = pixels - tp
+        if cfg.ram_delays:
+            after_first = pixels - tp
+        else:
+            # a register (pixels and tp hold still from PIXELS_LATCH, over DIVIDE's 13
+            # cycles, to ISSUE): as a subtract beside `left - tp`, yosys shared one
+            # subtractor between them with a choice of `left` or `pixels` in front of
+            # it, so the command's accept came before the carry chain
+            after_first = Signal(21, name="after_first")
+            m.d.sync += after_first.eq(pixels - tp)
         if cfg.ram_delays:
             one_tile = (tp == 0) | (tp >= pixels)
         else:

@@ -98,7 +98,7 @@ class Accumulator(wiring.Component):
         at depth 1 (a register: nothing to pick). ACC_LATENCY bounds both."""
         return ACC_LATENCY if self.depth > 1 else ACC_LATENCY - 1
 
-    def _above(self, a, b, b_key=None):
+    def _above(self, a, b):
         """a > b in max mode. With `max_bits`, every value is a `max_bits`-bit integer
         (the feeder's activations) or the lowest (a skipped first beat): their low
         `max_bits` bits and the sign order them (the lowest's low bits are 0, below any
@@ -111,16 +111,9 @@ class Accumulator(wiring.Component):
         chain for each operand (the 125 MHz builds' slowest path)."""
         if self.max_bits is None:
             return a > b
-        # (b_key: `_key(b)` from a register of its own)
-        b_key = self._key(b) if b_key is None else b_key
-        a_key = self._key(a)
         m = self.max_bits
-        return (Cat(b_key, b_key[-1]) - Cat(a_key, a_key[-1]))[m + 1]
-
-    def _key(self, x):
-        """What max mode compares of `x` (see `_above`): its low `max_bits` bits and its
-        sign."""
-        return Cat(x[:self.max_bits], x[-1])
+        key = lambda x: Cat(x[:m], x[-1], x[-1])
+        return (key(b) - key(a))[m + 1]
 
     def elaborate(self, platform):
         m = Module()
@@ -189,20 +182,11 @@ class Accumulator(wiring.Component):
         first2 = copies(m, platform, beat[1].first, C, "first2", reset_less=True)
         start = Mux(self.max, lowest, 0)
         other = Signal(lanes, reset_less=True)
-        # (max_bits: the compare's bits of it in a copy of their own, beside the compare's
-        # chain, as `other` feeds the add's chain too: one register for both was a
-        # 3.4-4.7 ns route into one of them, the slowest paths asked 125 MHz)
-        other_key = [Signal(self.max_bits + 1, reset_less=True, name=f"{KEEP_PREFIX}key{c}")
-                     for c in range(C)] if self.max_bits is not None else None
         for c in range(C):
-            chosen = Signal(signed(W), name=f"other{c}_next")
-            m.d.comb += chosen.eq(Mux(first2[c], start,
-                                      Mux(pick[0][c], fwd[0][c],
-                                          Mux(pick[1][c], fwd[1][c],
-                                              Mux(pick[2][c], fwd[2][c], stored[c])))))
-            m.d.sync += other[c].eq(chosen)
-            if other_key:
-                m.d.sync += other_key[c].eq(self._key(chosen))
+            m.d.sync += other[c].eq(Mux(first2[c], start,
+                                        Mux(pick[0][c], fwd[0][c],
+                                            Mux(pick[1][c], fwd[1][c],
+                                                Mux(pick[2][c], fwd[2][c], stored[c])))))
         # the newest: the beat just before, now adding in t+2 (not for a first step);
         # its address compare a cycle earlier, between registers (in t+1 against the
         # beat before it), for the copies to take one LUT (four levels before)
@@ -236,8 +220,7 @@ class Accumulator(wiring.Component):
                          addend[k][c].eq(Mux(no_addend[k][c], 0, beat[2].sums[c]))]
         for c in range(C):
             picked = []
-            for k, (old, old_key) in enumerate(((fwd[0][c], None),
-                                                (other[c], other_key and other_key[c]))):
+            for k, old in enumerate((fwd[0][c], other[c])):
                 value = values[k][c]
                 # Assignment truncates: totals wrap at acc_width like the array's sums.
                 added = Signal(signed(W), name=f"added{c}_{k}")
@@ -246,7 +229,7 @@ class Accumulator(wiring.Component):
                 # total (a window's first beat compares with the lowest, and a skipped
                 # one is the lowest, so either gives the value); never in add mode.
                 # Each carry out picks its own add's bits straight: one LUT level.
-                picked.append(Mux(self._above(value, old, old_key), value, added))
+                picked.append(Mux(self._above(value, old), value, added))
             m.d.comb += total[c].eq(Mux(newest[c], *picked))
         last = beat[3].last
         # the output register without a reset (read only beside out.valid): with one,
