@@ -13,7 +13,8 @@ unchanged, and a window's first beat, if skipped, starts it at the lowest value.
 
 Pipeline (ACC_LATENCY = 4), for a beat in cycle t:
 
-    t     read the pixel's partial total (address into the block RAM)
+    t     read the pixel's partial total (address into the block RAM; with
+          `read_ahead`, `addr_ahead` in t-1 into registers beside the blocks)
     t+1   the read data lands in the block RAM's output register (hw.bram): the block's
           output without it arrives 5.8 ns after the clock on an ECP5
     t+2   the operand other than the newest total: the stored total, or one of the
