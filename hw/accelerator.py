@@ -704,6 +704,8 @@ class Accelerator(wiring.Component):
         oct_last = Signal(12)
         m.d.sync += [kt_last.eq(kt - 1), loop_w_last.eq(loop_w - 1),
                      loop_h_last.eq(loop_h - 1), oct_last.eq(oct_ - 1)]
+        # a loop of one step: its end flag as the loop starts over
+        kk_one, kj_one, ki_one = kt_last == 0, loop_w_last == 0, loop_h_last == 0
 
         def ends_next(count, last):
             """`count + 1 == last`, for a count below `last`. (Not ram_delays: `count`
@@ -971,12 +973,11 @@ class Accelerator(wiring.Component):
                     m.next = "TILE"
                     leave_on_abort()
             with m.State("TILE"):
-                m.d.sync += [kk_end.eq(kt_last == 0), kj_end.eq(loop_w_last == 0),
-                             ki_end.eq(loop_h_last == 0), ot_end.eq(oct_last == 0),
+                m.d.sync += [kk_end.eq(kk_one), kj_end.eq(kj_one), ki_end.eq(ki_one),
+                             ot_end.eq(oct_last == 0),
                              ot_nonzero.eq(0), at_first.eq(1), ot_wait.eq(0)]
                 if not cfg.ram_delays:
-                    m.d.sync += step_last.eq((kt_last == 0) & (loop_w_last == 0)
-                                             & (loop_h_last == 0))
+                    m.d.sync += step_last.eq(kk_one & kj_one & ki_one)
                 m.d.sync += [ot.eq(0), ki.eq(0), kj.eq(0), kk.eq(0), oh0.eq(0), ow0.eq(0),
                              tile_first.eq(1), wtile.eq(d.wgt >> lR), wbase.eq(d.wgt >> lR),
                              since_ot.eq(OT_GAP(C)), gap_done.eq(1), tp_h.eq(0),
@@ -1058,19 +1059,18 @@ class Accelerator(wiring.Component):
                 m.d.sync += [kk.eq(kk + 1), kk_end.eq(kk_ends),
                              *next_last(kk_ends, kj_end, ki_end)]
             with m.Else():
-                m.d.sync += [kk.eq(0), kk_end.eq(kt_last == 0)]
+                m.d.sync += [kk.eq(0), kk_end.eq(kk_one)]
                 with m.If(~kj_end):
                     m.d.sync += [kj.eq(kj + 1), kj_end.eq(kj_ends),
-                                 *next_last(kt_last == 0, kj_ends, ki_end)]
+                                 *next_last(kk_one, kj_ends, ki_end)]
                 with m.Else():
-                    m.d.sync += [kj.eq(0), kj_end.eq(loop_w_last == 0)]
+                    m.d.sync += [kj.eq(0), kj_end.eq(kj_one)]
                     with m.If(~ki_end):
                         m.d.sync += [ki.eq(ki + 1), ki_end.eq(ki_ends),
-                                     *next_last(kt_last == 0, loop_w_last == 0, ki_ends)]
+                                     *next_last(kk_one, kj_one, ki_ends)]
                     with m.Else():
-                        m.d.sync += [ki.eq(0), ki_end.eq(loop_h_last == 0),
-                                     *next_last(kt_last == 0, loop_w_last == 0,
-                                                loop_h_last == 0)]
+                        m.d.sync += [ki.eq(0), ki_end.eq(ki_one),
+                                     *next_last(kk_one, kj_one, ki_one)]
             # pixel tile done (after the loops' updates: wtile's load wins): every tile
             # but the last has tp pixels, so the next one's size and what follows it are
             # one subtract and one compare from registers

@@ -138,6 +138,9 @@ class Accumulator(wiring.Component):
             beat.append(b)
             valid.append(v)
 
+        # whether the beat in stage k has a total that is written (valid, not its last)
+        written = [v & ~b.last for v, b in zip(valid, beat)]
+
         # t: read the partial total of the beat's pixel.
         m.d.comb += [rd.addr.eq(self.addr_ahead if self.read_ahead else beat[0].addr),
                      rd.en.eq(1)]
@@ -166,8 +169,8 @@ class Accumulator(wiring.Component):
         # and not last, or the enable fwd[0] or fwd[1] will have): with the enables
         # after the registers, the picks were three LUT levels.
         hit = [Signal(name=f"hit{k}", reset_less=True) for k in range(3)]
-        m.d.sync += [hit[0].eq(valid[2] & ~beat[2].last & (beat[2].addr == beat[0].addr)),
-                     hit[1].eq(valid[3] & ~beat[3].last & (beat[3].addr == beat[0].addr)),
+        m.d.sync += [hit[0].eq(written[2] & (beat[2].addr == beat[0].addr)),
+                     hit[1].eq(written[3] & (beat[3].addr == beat[0].addr)),
                      hit[2].eq(fwd_en[0] & (fwd_addr[0] == beat[0].addr))]
         # (reset_less: the selects matter only for valid beats, and a reset's fan-out
         # into them was a slow path of its own)
@@ -193,8 +196,7 @@ class Accumulator(wiring.Component):
         # beat before it), for the copies to take one LUT (four levels before)
         # (with the enables in it: valid and not last, the beat before; not first, this)
         follows = Signal(reset_less=True)
-        m.d.sync += follows.eq(valid[2] & ~beat[2].last & ~beat[1].first
-                               & (beat[2].addr == beat[1].addr))
+        m.d.sync += follows.eq(written[2] & ~beat[1].first & (beat[2].addr == beat[1].addr))
         newest = copies(m, platform, follows, C, "newest", reset_less=True)
 
         # t+3: add, then hand the total on to be written or sent out.
@@ -237,7 +239,7 @@ class Accumulator(wiring.Component):
         # the reset's fan-out reached its 256 bits' synchronous resets on the 8x8
         out_q = Signal(lanes, reset_less=True, name=f"{KEEP_PREFIX}out")
         m.d.sync += [
-            fwd[0].eq(total), fwd_addr[0].eq(beat[3].addr), fwd_en[0].eq(valid[3] & ~last),
+            fwd[0].eq(total), fwd_addr[0].eq(beat[3].addr), fwd_en[0].eq(written[3]),
             fwd[1].eq(fwd[0]), fwd_addr[1].eq(fwd_addr[0]), fwd_en[1].eq(fwd_en[0]),
             fwd[2].eq(fwd[1]), fwd_addr[2].eq(fwd_addr[1]), fwd_en[2].eq(fwd_en[1]),
             self.out.valid.eq(valid[3] & last), out_q.eq(total),
