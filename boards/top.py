@@ -214,6 +214,19 @@ class AcceleratorTop(Elaboratable):
             m.submodules.pll = pll = ICE40PLL(self.pll, pad.io)
         return pll.clk, pll.locked
 
+    def _global(self, m, reset):
+        """The reset onto a global network (ECP5: a DCCA), or as it is (iCE40: nextpnr
+        promotes a wide reset itself). nextpnr-ecp5 promotes only clocks: the reset
+        stayed a fabric net from one flip-flop to every block's, and its route was
+        the slowest path of 125 MHz builds (9.49 ns at fad210d, into the link's
+        registers placed far from it); a global reaches every tile alike."""
+        if self.board.family != "ecp5":
+            return reset
+        out = Signal(name="reset_global")
+        m.submodules.reset_buffer = Instance("DCCA", i_CLKI=reset, i_CE=Const(1),
+                                             o_CLKO=out)
+        return out
+
     def elaborate(self, platform):
         m = Module()
         clk, pll_locked = self._clock(m, platform)
@@ -230,7 +243,7 @@ class AcceleratorTop(Elaboratable):
         m.submodules.lock_sync = FFSynchronizer(pll_locked, locked, o_domain="sync")
         in_reset = Signal(init=1, reset_less=True)
         m.d.sync += in_reset.eq(~locked)
-        m.d.comb += ResetSignal("sync").eq(in_reset)
+        m.d.comb += ResetSignal("sync").eq(self._global(m, in_reset))
 
         m.submodules.uart = uart = UART(self.clock_mhz * 1e6, self.baud)
         m.submodules.accelerator = acc = Accelerator(self.config,
