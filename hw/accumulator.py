@@ -11,24 +11,29 @@ With `max` high the lanes keep a running maximum instead (standalone max pools, 
 straight from the activation feeder); a beat marked `skip` (a padding pixel) leaves it
 unchanged, and a window's first beat, if skipped, starts it at the lowest value.
 
-Pipeline (ACC_LATENCY = 4), for a beat in cycle t:
+Pipeline (ACC_LATENCY = 5), for a beat in cycle t:
 
     t     read the pixel's partial total (address into the block RAM; with
           `read_ahead`, `addr_ahead` in t-1 into registers beside the blocks)
     t+1   the read data lands in the block RAM's output register (hw.bram): the block's
           output without it arrives 5.8 ns after the clock on an ECP5
-    t+2   the operand other than the newest total: the stored total, or one of the
-          three older totals still in flight (for a pixel's first step 0, or the
-          lowest value in max mode), into a register
-    t+3   add (or max) of the newest total and of that operand, side by side; each
+    t+2   the stored total into a fabric register (beside the blocks)
+    t+3   the operand other than the newest total: the stored total, or one of the
+          four older totals still in flight (for a pixel's first step 0, or the
+          lowest value in max mode), into a register (beside the adds)
+    t+4   add (or max) of the newest total and of that operand, side by side; each
           compare's carry out picks the value or its own add's sum, the newest's flag
           picks between those, and the total goes into a register: the write data, or
           the output
-    t+4   the write lands (edge ending t+4); the output is valid in t+4
+    t+5   the write lands (edge ending t+5); the output is valid in t+5
 
-A beat reads memory that is up to four totals stale: the beats of the four cycles
+(The stage at t+2: with the block's output register straight into the choice of the
+operand, that register sat between the blocks and the adds, and its route into the
+carry chains, 3.4-4.7 ns, made the add stage the slowest path of every 125 MHz build.)
+
+A beat reads memory that is up to five totals stale: the beats of the five cycles
 before it are computed or written after its read. Each of those totals is kept in a
-register (the write-data register and two older copies, and the one being added) and
+register (the write-data register and three older copies, and the one being added) and
 forwarded when its address matches, the newest first; the match flags are compared
 stages early, between registers. Two adds then take the two possible operands (the
 total added the cycle before, or the operand picked a stage ahead) straight from
@@ -50,7 +55,8 @@ from amaranth.utils import ceil_log2
 from .bram import BlockRAM
 from .fanout import KEEP_PREFIX, copies
 
-ACC_LATENCY = 4   # beat in cycle t -> its total (last step) on `out` in cycle t + 4
+ACC_LATENCY = 5   # beat in cycle t -> its total (last step) on `out` in cycle t + 5
+RUNNING_LATENCY = 3   # the same at depth 1 (`Accumulator._running`)
 
 
 def beat_layout(cols: int, depth: int, acc_width: int = 32) -> data.StructLayout:
@@ -95,9 +101,10 @@ class Accumulator(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from a beat to its total on `out`: :data:`ACC_LATENCY`, or a cycle less
-        at depth 1 (a register: nothing to pick). ACC_LATENCY bounds both."""
-        return ACC_LATENCY if self.depth > 1 else ACC_LATENCY - 1
+        """Cycles from a beat to its total on `out`: :data:`ACC_LATENCY`, or at depth 1
+        :data:`RUNNING_LATENCY` (a register: nothing to read or pick). ACC_LATENCY bounds
+        both."""
+        return ACC_LATENCY if self.depth > 1 else RUNNING_LATENCY
 
     def _above(self, a, b):
         """a > b in max mode. With `max_bits`, every value is a `max_bits`-bit integer
@@ -131,7 +138,7 @@ class Accumulator(wiring.Component):
         # The beat's stages: beat[k] holds it in cycle t+k.
         beat = [self.beat.payload]
         valid = [self.beat.valid]
-        for k in range(1, 4):
+        for k in range(1, 5):
             b = Signal(layout, name=f"beat{k}", reset_less=True)
             v = Signal(name=f"valid{k}")
             m.d.sync += [b.eq(beat[-1]), v.eq(valid[-1])]
@@ -146,62 +153,70 @@ class Accumulator(wiring.Component):
                      rd.en.eq(1)]
 
         # Totals in flight, newest first: fwd[0] is the write-data register (its write
-        # lands at the edge ending this cycle), fwd[1], fwd[2] the totals written one and
-        # two edges ago.
+        # lands at the edge ending this cycle), fwd[1] .. fwd[3] the totals written one to
+        # three edges ago.
         # (fwd[0] kept apart from the output register, which takes the same total: as
         # one register, its routes to the blocks, to the adds and to the post-processor
         # were a placement compromise, and the write data a 7.1 ns route)
         fwd = [Signal(lanes, name=f"{KEEP_PREFIX}fwd{k}_data" if k == 0 else f"fwd{k}_data",
-                      reset_less=True) for k in range(3)]
+                      reset_less=True) for k in range(4)]
         fwd_addr = [Signal.like(beat[1].addr, name=f"fwd{k}_addr", reset_less=True)
-                    for k in range(3)]
-        fwd_en = [Signal(name=f"fwd{k}_en") for k in range(3)]
+                    for k in range(2)]
+        fwd_en = [Signal(name=f"fwd{k}_en") for k in range(2)]
 
-        # t+1: which of the totals before the newest the beat needs, compared with the
-        # beat now in t+1. In t+2 they are fwd[0] (the beat two before, now adding in
-        # t+3), fwd[1] and fwd[2]; in t+1 that beat is still in its add stage (t+3) and
-        # the other two are fwd[0] and fwd[1]. The newest matching wins; the selects
-        # are one-hot, one copy per lane (hw.fanout).
-        # The address compares are made a cycle earlier still, between registers (the
-        # beat now in t+1 against those three in t, in beat[2], beat[3] and fwd[0]),
-        # three address compares and the priority after them were six LUT levels. Each
-        # match is a register with the other total's enable in it (that beat's valid
-        # and not last, or the enable fwd[0] or fwd[1] will have): with the enables
-        # after the registers, the picks were three LUT levels.
-        hit = [Signal(name=f"hit{k}", reset_less=True) for k in range(3)]
-        m.d.sync += [hit[0].eq(written[2] & (beat[2].addr == beat[0].addr)),
-                     hit[1].eq(written[3] & (beat[3].addr == beat[0].addr)),
-                     hit[2].eq(fwd_en[0] & (fwd_addr[0] == beat[0].addr))]
+        # Which of the totals before the newest the beat needs: in t+3, where it is
+        # picked, they are fwd[0] .. fwd[3] (the beats two to five before it); the
+        # selects are set in t+2, one-hot (the newest matching wins), one copy per lane
+        # (hw.fanout), from matches compared in t+1, between registers: the beat
+        # against those four beats, then in beat[3], beat[4] (choosing its operand and
+        # adding), fwd[0] and fwd[1] (address compares and the priority after them in
+        # one stage were six LUT levels).
+        # Each match is a register with the other total's enable in it (that beat's
+        # valid and not last, or the enable fwd[0] or fwd[1] will have): with the
+        # enables after the registers, the picks were three LUT levels.
+        hit = [Signal(name=f"hit{k}", reset_less=True) for k in range(4)]
+        m.d.sync += [hit[0].eq(written[3] & (beat[3].addr == beat[1].addr)),
+                     hit[1].eq(written[4] & (beat[4].addr == beat[1].addr)),
+                     hit[2].eq(fwd_en[0] & (fwd_addr[0] == beat[1].addr)),
+                     hit[3].eq(fwd_en[1] & (fwd_addr[1] == beat[1].addr))]
         # (reset_less: the selects matter only for valid beats, and a reset's fan-out
         # into them was a slow path of its own)
         pick = [copies(m, platform, hit[0], C, "pick0", reset_less=True),
                 copies(m, platform, ~hit[0] & hit[1], C, "pick1", reset_less=True),
-                copies(m, platform, ~hit[0] & ~hit[1] & hit[2], C, "pick2", reset_less=True)]
+                copies(m, platform, ~hit[0] & ~hit[1] & hit[2], C, "pick2", reset_less=True),
+                copies(m, platform, ~hit[0] & ~hit[1] & ~hit[2] & hit[3], C, "pick3",
+                       reset_less=True)]
 
-        # t+2: the stored total (the block's output register) or the older one in flight;
-        # for a pixel's first step 0 (add) or the lowest value (max), so that neither
-        # the add nor the compare needs `first`.
+        # t+2: the stored total (the block's output register) into a register of the
+        # fabric, beside the blocks.
+        stored = Signal(lanes, reset_less=True)
+        m.d.sync += stored.eq(rd.q)
+
+        # t+3: the stored total or the older one in flight; for a pixel's first step 0
+        # (add) or the lowest value (max), so that neither the add nor the compare needs
+        # `first`.
         lowest = -(1 << (W - 1))
-        stored = rd.q
-        first2 = copies(m, platform, beat[1].first, C, "first2", reset_less=True)
+        first3 = copies(m, platform, beat[2].first, C, "first3", reset_less=True)
         start = Mux(self.max, lowest, 0)
         other = Signal(lanes, reset_less=True)
         for c in range(C):
-            m.d.sync += other[c].eq(Mux(first2[c], start,
+            m.d.sync += other[c].eq(Mux(first3[c], start,
                                         Mux(pick[0][c], fwd[0][c],
                                             Mux(pick[1][c], fwd[1][c],
-                                                Mux(pick[2][c], fwd[2][c], stored[c])))))
-        # the newest: the beat just before, now adding in t+2 (not for a first step);
-        # its address compare a cycle earlier, between registers (in t+1 against the
+                                                Mux(pick[2][c], fwd[2][c],
+                                                    Mux(pick[3][c], fwd[3][c],
+                                                        stored[c]))))))
+        # the newest: the beat just before, now adding in t+3 (not for a first step);
+        # its address compare a cycle earlier, between registers (in t+2 against the
         # beat before it), for the copies to take one LUT (four levels before)
         # (with the enables in it: valid and not last, the beat before; not first, this)
         follows = Signal(reset_less=True)
-        m.d.sync += follows.eq(written[2] & ~beat[1].first & (beat[2].addr == beat[1].addr))
+        m.d.sync += follows.eq(written[3] & ~beat[2].first & (beat[3].addr == beat[2].addr))
         newest = copies(m, platform, follows, C, "newest", reset_less=True)
 
-        # t+3: add, then hand the total on to be written or sent out.
+        # t+4: add, then hand the total on to be written or sent out.
         total = Signal(lanes)
-        # registered in t+2: the value compared, max mode's value (a skipped beat's the
+        # registered in t+3: the value compared, max mode's value (a skipped beat's the
         # lowest, and the lowest in add mode, so that the compare never takes it), and
         # the adds' addend, 0 in max mode, so that the adds pass the older totals through
         # (a copy of each for either add: one register feeding both carry chains and
@@ -210,17 +225,17 @@ class Accumulator(wiring.Component):
                   for k in range(2)]
         addend = [Signal(lanes, reset_less=True, name=f"{KEEP_PREFIX}addend_{k}")
                   for k in range(2)]
-        # Their choices in copies a lane and a register set each, set in t+1 (`max`
+        # Their choices in copies a lane and a register set each, set in t+2 (`max`
         # holds still from the cycle before a beat): `max`, a register beside the
         # sequencer, and `skip` each reached all 1,024 bits of both (2.5 ns routes and
         # a LUT in front of them).
-        to_lowest = [copies(m, platform, beat[1].skip | ~self.max, C, f"to_lowest{k}",
+        to_lowest = [copies(m, platform, beat[2].skip | ~self.max, C, f"to_lowest{k}",
                             reset_less=True) for k in range(2)]
         no_addend = [copies(m, platform, self.max, C, f"no_addend{k}", reset_less=True)
                      for k in range(2)]
         for k, c in itertools.product(range(2), range(C)):
-            m.d.sync += [values[k][c].eq(Mux(to_lowest[k][c], lowest, beat[2].sums[c])),
-                         addend[k][c].eq(Mux(no_addend[k][c], 0, beat[2].sums[c]))]
+            m.d.sync += [values[k][c].eq(Mux(to_lowest[k][c], lowest, beat[3].sums[c])),
+                         addend[k][c].eq(Mux(no_addend[k][c], 0, beat[3].sums[c]))]
         for c in range(C):
             picked = []
             for k, old in enumerate((fwd[0][c], other[c])):
@@ -234,22 +249,22 @@ class Accumulator(wiring.Component):
                 # Each carry out picks its own add's bits straight: one LUT level.
                 picked.append(Mux(self._above(value, old), value, added))
             m.d.comb += total[c].eq(Mux(newest[c], *picked))
-        last = beat[3].last
+        last = beat[4].last
         # the output register without a reset (read only beside out.valid): with one,
         # the reset's fan-out reached its 256 bits' synchronous resets on the 8x8
         out_q = Signal(lanes, reset_less=True, name=f"{KEEP_PREFIX}out")
         m.d.sync += [
-            fwd[0].eq(total), fwd_addr[0].eq(beat[3].addr), fwd_en[0].eq(written[3]),
+            fwd[0].eq(total), fwd_addr[0].eq(beat[4].addr), fwd_en[0].eq(written[4]),
             fwd[1].eq(fwd[0]), fwd_addr[1].eq(fwd_addr[0]), fwd_en[1].eq(fwd_en[0]),
-            fwd[2].eq(fwd[1]), fwd_addr[2].eq(fwd_addr[1]), fwd_en[2].eq(fwd_en[1]),
-            self.out.valid.eq(valid[3] & last), out_q.eq(total),
+            fwd[2].eq(fwd[1]), fwd[3].eq(fwd[2]),
+            self.out.valid.eq(valid[4] & last), out_q.eq(total),
         ]
         m.d.comb += self.out.payload.eq(out_q)
-        m.d.comb += self.out_next.eq(valid[3] & last)
-        # t+4: the write lands.
+        m.d.comb += self.out_next.eq(valid[4] & last)
+        # t+5: the write lands.
         m.d.comb += [wr.addr.eq(fwd_addr[0]), wr.data.eq(fwd[0]), wr.en.eq(fwd_en[0])]
         # A read meets a write of its address at the same edge when a beat's pixel was
-        # written four beats before: that total is fwd[2] in t+2, so the block's
+        # written five beats before: that total is fwd[3] in t+3, so the block's
         # undefined read of it is never used.
         return m
 

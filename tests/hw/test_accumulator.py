@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.accumulator import ACC_LATENCY, Accumulator
+from hw.accumulator import ACC_LATENCY, RUNNING_LATENCY, Accumulator
 from sim.runners import verilog_source
 
 
@@ -88,7 +88,7 @@ def test_totals(cols, tiles, gap, depth, read_ahead):
     got, times = _run(dut, beats)
     assert got == expected
     last_beats = [i for i, b in enumerate(beats) if b is not None and b[3]]
-    assert dut.latency == (ACC_LATENCY if depth > 1 else ACC_LATENCY - 1)
+    assert dut.latency == (ACC_LATENCY if depth > 1 else RUNNING_LATENCY)
     assert times == [i + dut.latency for i in last_beats]
 
 
