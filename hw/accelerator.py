@@ -70,12 +70,12 @@ def DRAIN_CYCLES(rows: int, cols: int) -> int:
 
 
 # FETCH, FETCH_WAIT, LATCH, DECODE, SIZE, SIZE_WAIT, CONV_HW, PIXELS, PIXELS_WAIT,
-# PIXELS_LATCH, TILE
-SETUP_CYCLES = 11
+# PIXELS_LATCH, PIXELS_CHECK, TILE
+SETUP_CYCLES = 12
 DIVIDE_CYCLES = 14      # tile_px / conv_w (13 quotient bits + remainder), several tiles only
 # serial_size: SIZE, MUL_H, MUL_W, CONV_W, PIXELS, MUL_HW, HW_LATCH (the three products
-# in turn on one multiplier) in place of SIZE .. PIXELS_LATCH (6 cycles)
-SERIAL_SIZE_CYCLES = 7 - 6
+# in turn on one multiplier) in place of SIZE .. PIXELS_CHECK (7 cycles)
+SERIAL_SIZE_CYCLES = 7 - 7
 
 
 def fetch_beats(config: AcceleratorConfig) -> int:
@@ -113,6 +113,13 @@ def _act_read_ahead(config: AcceleratorConfig) -> int:
     from the copy to the farthest of them (blocks of a group are not placed together),
     so a copy a block."""
     return 0 if config.compact_link or config.ram_delays else 1
+
+
+def _wgt_read_ahead(config: AcceleratorConfig) -> int:
+    """Weight blocks for each copy of the weight port's address register (hw.bram's
+    `read_ahead`: the tile address or the host's, chosen a cycle ahead), or 0
+    (ram_delays: the address comes out of a delay line, its port's own)."""
+    return 0 if config.ram_delays else 1
 
 
 def _acc_read_ahead(config: AcceleratorConfig) -> int:
@@ -258,7 +265,8 @@ class Accelerator(wiring.Component):
                                write_ahead=_act_write_ahead(cfg)
                                if space == Space.ACTIVATIONS else 0,
                                read_ahead=_act_read_ahead(cfg)
-                               if space == Space.ACTIVATIONS else 0)
+                               if space == Space.ACTIVATIONS else
+                               _wgt_read_ahead(cfg) if space == Space.WEIGHTS else 0)
             else:
                 mem = Memory(shape=shape, depth=depth, init=init(name, depth, word_bytes))
             m.submodules[f"{name}_mem"] = mem
@@ -336,7 +344,9 @@ class Accelerator(wiring.Component):
         # address, the byte and each memory's lane enables are decoded into registers,
         # which drive the blocks' write ports: the link's decision is not a route to the
         # block-RAM columns in the same cycle. The byte lands two cycles later (one with
-        # compact_link). The activations' write port is the pool writer's while
+        # compact_link; three for the activations, below). The activations' write port
+        # is the pool writer's: the host's bytes go through its write stage
+        # (hw.poolwrite's host_write), or with compact_link it is the writer's while
         # running: `act_wsel`, running a cycle late (the writer's first write comes many
         # cycles after RUN, its last before DONE, and no host write is accepted within
         # two cycles of either: a frame's answer comes between), selects.
@@ -374,15 +384,11 @@ class Accelerator(wiring.Component):
                                 if shift else 1, 0))
             port = wr_ports[space]
             if space == Space.ACTIVATIONS and _act_write_ahead(cfg):
-                # the address and enables a cycle ahead, chosen by what act_wsel will be
-                with m.If(~running):
-                    m.d.comb += [
-                        port.addr.eq(p.addr.offset >> shift),
-                        port.en.eq(Mux(p_valid, Const(1, word_bytes) << p.addr.offset[:shift]
-                                       if shift else 1, 0)),
-                    ]
-                with m.If(~act_wsel):
-                    m.d.comb += port.data.eq(Cat(*([w.data] * word_bytes)))
+                # through the pool writer's write stage (hw.poolwrite's host_write): the
+                # port is the writer's alone
+                host_act = dict(valid=p_valid, addr=p.addr.offset >> shift,
+                                data=p.data, en=Const(1, word_bytes) << p.addr.offset[:shift]
+                                if shift else 1)
                 continue
             with m.If(~act_wsel if space == Space.ACTIVATIONS else 1):
                 m.d.comb += [
@@ -589,18 +595,22 @@ class Accelerator(wiring.Component):
                                            and cfg.acc_depth == 1))
         writer = block("writer", PoolWriter(R, addr_width=A, pool=not cfg.standalone_pool,
                                             registered_read=True,
-                                            write_ahead=bool(_act_write_ahead(cfg))))
+                                            write_ahead=bool(_act_write_ahead(cfg)),
+                                            host_write=bool(_act_write_ahead(cfg))))
 
         wiring.connect(m, feeder.act, array.act)
         m.d.comb += array.swap.eq(feeder.swap)
         with m.If(running):
             m.d.comb += [act_rd.addr.eq(feeder.rd.addr), act_rd.en.eq(feeder.rd.en)]
-        # (write_ahead: the writer's address and enables a cycle ahead of its data, so
-        # chosen by what act_wsel will be)
-        with m.If(running if _act_write_ahead(cfg) else act_wsel):
-            m.d.comb += [act_wr.addr.eq(writer.wr.addr), act_wr.en.eq(writer.wr.en)]
-        with m.If(act_wsel):
-            m.d.comb += act_wr.data.eq(writer.wr.data)
+        if _act_write_ahead(cfg):
+            # the host's writes go through the writer (host_write)
+            m.d.comb += [getattr(writer.host, k).eq(v) for k, v in host_act.items()]
+            m.d.comb += [act_wr.addr.eq(writer.wr.addr), act_wr.en.eq(writer.wr.en),
+                         act_wr.data.eq(writer.wr.data)]
+        else:
+            with m.If(act_wsel):
+                m.d.comb += [act_wr.addr.eq(writer.wr.addr), act_wr.en.eq(writer.wr.en),
+                             act_wr.data.eq(writer.wr.data)]
         m.d.comb += feeder.rd.data.eq(act_rd.q)
         if not cfg.standalone_pool:           # (otherwise the writer reads nothing)
             m.d.comb += [act_rd_pool.addr.eq(writer.rd.addr),
@@ -822,11 +832,17 @@ class Accelerator(wiring.Component):
             tile_zero = Signal()
             m.d.sync += tile_zero.eq(tile == 0)
 
-        def latch_size(product):
+        def latch_size(product, check=True):
+            """`pixels` and `tp`; with `check`, one_tile from `product` too (or later,
+            `check_size`)."""
             product = product[:len(pixels)]
             m.d.sync += [pixels.eq(product), *eq(tp, d.tile_px)]
+            if check:
+                check_size(product)
+
+        def check_size(size):
             if not cfg.ram_delays:
-                lo, hi = product[:len(tile)], product[len(tile):]
+                lo, hi = size[:len(tile)], size[len(tile):]
                 m.d.sync += one_tile.eq(tile_zero | ((hi == 0) & (tile >= lo)))
 
         # DONE's one cycle as a register (set in DECODE), so the link's run control
@@ -969,7 +985,13 @@ class Accelerator(wiring.Component):
                     m.next = "PIXELS_LATCH"
                     leave_on_abort()
                 with m.State("PIXELS_LATCH"):
-                    latch_size(size_hw.p)
+                    latch_size(size_hw.p, check=False)
+                    m.next = "PIXELS_CHECK"
+                    leave_on_abort()
+                with m.State("PIXELS_CHECK"):
+                    # one_tile from `pixels`, not from the DSP block's output: the
+                    # compare after its route was 8.2 ns at 125 MHz
+                    check_size(pixels)
                     m.next = "TILE"
                     leave_on_abort()
             with m.State("TILE"):
@@ -1110,11 +1132,12 @@ class Accelerator(wiring.Component):
         if addr_registered:
             # the weight port's address is a register, the tile address or the host's:
             # the choice is not a route to every block of the 512-bit word in the same
-            # cycle (host reads wait a cycle for it: r_wait)
+            # cycle (host reads wait a cycle for it: r_wait). The memory keeps it, a
+            # copy beside each block (`_wgt_read_ahead`): one register for all the 8x8's
+            # blocks was a 7.2 ns route to the farthest.
             w_early = _delay(m, wtile, WEIGHT_LEAD - 1, "waddr")
-            wgt_addr = Signal.like(wgt_rd.addr, reset_less=True)
-            m.d.sync += wgt_addr.eq(Mux(running, w_early, host_word[Space.WEIGHTS]))
-            m.d.comb += [wgt_rd.addr.eq(wgt_addr), wgt_rd.en.eq(1)]
+            m.d.comb += [wgt_rd.addr.eq(Mux(running, w_early, host_word[Space.WEIGHTS])),
+                         wgt_rd.en.eq(1)]
         w_valid_q = Signal()
         w_valid_qq = Signal()
         m.d.sync += [w_valid_q.eq(w_valid & ~abort), w_valid_qq.eq(w_valid_q & ~abort)]
@@ -1301,30 +1324,49 @@ class Accelerator(wiring.Component):
         raw_busy = Signal()
         raw_tag = Signal(tag_layout)
 
-        def put_word(tag, values, byte):
+        def put_word(tag, values, byte, into=p_beat):
             group = (tag.ot << lC) >> lR
             word = Cat(*[Value.cast(v).word_select(byte, 8) for v in values])
             ofs = (tag.ot << lC)[:lR] if C < R else 0
             oh, ow = (~tag.first, 0) if cfg.standalone_pool else (tag.oh, tag.ow)
-            return [p_beat.oh.eq(oh), p_beat.ow.eq(ow), p_beat.group.eq(group),
-                    p_beat.byte.eq(byte), p_beat.data.eq(word << (ofs * 8) if C < R else word),
-                    p_beat.en.eq(Const((1 << C) - 1, R) << ofs if C < R else (1 << C) - 1)]
+            return [into.oh.eq(oh), into.ow.eq(ow), into.group.eq(group),
+                    into.byte.eq(byte), into.data.eq(word << (ofs * 8) if C < R else word),
+                    into.en.eq(Const((1 << C) - 1, R) << ofs if C < R else (1 << C) - 1)]
 
         # the packed word into a register, or (standalone_pool) straight to the pool
         # writer, which registers it first thing
         pack = m.d.comb if cfg.standalone_pool else m.d.sync
         pack += p_valid.eq(0)
+        if not cfg.standalone_pool:
+            # the register takes the new pixel's first word or a raw pixel's next byte
+            # every cycle (read only with p_valid), chosen by copies of the new pixel's
+            # valid set a cycle ahead (post.out_next), a copy for each 16 bits: the
+            # post-processor's valid reaching every bit's choice and enable was the
+            # slowest path of a 125 MHz build (8.3 ns)
+            fresh = Signal.like(p_beat)
+            raw_word = Signal.like(p_beat)
+            m.d.comb += put_word(out_tag, [lanes[j] for j in range(C)], 0, into=fresh)
+            m.d.comb += put_word(raw_tag, [raw_buf[j] for j in range(C)], raw_cnt,
+                                 into=raw_word)
+            bits = len(Value.cast(p_beat))
+            sel = copies(m, platform, post.out_next, -(-bits // 16), "pack_fresh",
+                         reset_less=True)
+            m.d.sync += Value.cast(p_beat).eq(Cat(
+                Mux(sel[i // 16], Value.cast(fresh)[i], Value.cast(raw_word)[i])
+                for i in range(bits)))
         with m.If(post.out.valid):
             pack += p_valid.eq(1)
-            pack += put_word(out_tag, [lanes[j] for j in range(C)], 0)
+            if cfg.standalone_pool:
+                pack += put_word(out_tag, [lanes[j] for j in range(C)], 0)
             with m.If(d.out_raw):
                 m.d.sync += [raw_cnt.eq(1), raw_busy.eq(1)]
         with m.Elif(raw_busy):
             pack += p_valid.eq(1)
-            with m.Switch(raw_cnt):
-                for byte in (1, 2, 3):
-                    with m.Case(byte):
-                        pack += put_word(raw_tag, [raw_buf[j] for j in range(C)], byte)
+            if cfg.standalone_pool:
+                with m.Switch(raw_cnt):
+                    for byte in (1, 2, 3):
+                        with m.Case(byte):
+                            pack += put_word(raw_tag, [raw_buf[j] for j in range(C)], byte)
             m.d.sync += raw_cnt.eq(raw_cnt + 1)
             with m.If(raw_cnt == 3):
                 m.d.sync += raw_busy.eq(0)
@@ -1374,15 +1416,20 @@ class Accelerator(wiring.Component):
             mac_rows = Signal.like(rows_last)
             mac_cols = Signal.like(cols_last)
             mac_n2 = Signal(13)
+            mac_n3 = Signal(13)
             mac_rc = Signal(range(R * C + 1))
-            rows_x_cols = sum(Mux(mac_cols[i], mac_rows << i, 0)
-                              for i in range(len(mac_cols)))
+            # rows x cols as shifted rows, two terms added a stage, then the pairs (all
+            # of its adds in one stage were a chain, a LUT and a chain: 8.2 ns at 125 MHz)
+            terms = [Mux(mac_cols[i], mac_rows << i, 0) for i in range(len(mac_cols))]
+            pairs = [Signal(range(R * C + 1), name=f"mac_pair{k}")
+                     for k in range(-(-len(terms) // 2))]
+            m.d.sync += [pair.eq(sum(terms[2 * k:2 * k + 2])) for k, pair in enumerate(pairs)]
             m.d.sync += [mac_n.eq(Mux(accept & is_conv, n, 0)),
                          mac_rows.eq(Mux(kk_end, rows_last, R)),
                          mac_cols.eq(Mux(ot_end, cols_last, C)),
-                         mac_n2.eq(mac_n), mac_rc.eq(rows_x_cols)]
+                         mac_n2.eq(mac_n), mac_n3.eq(mac_n2), mac_rc.eq(sum(pairs))]
             m.submodules.mac_mul = mac_mul = Multiplier(unsigned(13), mac_rc.shape())
-            m.d.comb += [mac_mul.a.eq(mac_n2), mac_mul.b.eq(mac_rc)]
+            m.d.comb += [mac_mul.a.eq(mac_n3), mac_mul.b.eq(mac_rc)]
             mac_step = mac_mul.p
         # The counters sit by the link, far from the sequencer, feeder and DSP block that
         # drive them: each increment crosses into a register first, so the route and the
@@ -1427,9 +1474,8 @@ class Accelerator(wiring.Component):
             post.param.valid.eq(pl_valid),
             post.param.payload.lane.eq(pl_out_lane),
             post.param.payload.param.eq(prm_q.as_value()),
+            post.param.payload.no_bias.eq(is_max),
         ]
-        with m.If(is_max):
-            m.d.comb += post.param.payload.param.bias.eq(0)
         m.d.comb += prm_rd.q_en.eq(advance)            # prm_q is the port's q
         with m.If(advance):
             m.d.sync += [pl_valid.eq(pl_rvalid),

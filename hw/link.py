@@ -687,6 +687,10 @@ class HostLink(wiring.Component):
             verdict_start = Signal()
             verdict_reset = Signal()
             run_acked_to = verdict_run
+            # a READ's last byte's index, a register (arg holds still from the CRC state
+            # on): its subtract was a carry chain after the decoding into verdict_last
+            arg_last = Signal.like(resp_last)
+            m.d.sync += arg_last.eq(arg - 1)
             # `crc_verified` is high in CHECK where the frame's CRC verified (its register
             # at CRC32_RESIDUE after the last byte), set from the cycle that takes that
             # byte, on the register before it and the byte (i.payload): a compare of the
@@ -724,9 +728,11 @@ class HostLink(wiring.Component):
             else:
                 send_nak(code)
 
-        def ack(length, *, memory=False):
+        def ack(length, *, memory=False, last=None):
+            """(`last`: length - 1, where a register has it)"""
             if early:
-                m.d.sync += [verdict_len.eq(length), verdict_last.eq(length - 1),
+                m.d.sync += [verdict_len.eq(length),
+                             verdict_last.eq(length - 1 if last is None else last),
                              verdict_memory.eq(memory)]
             else:
                 respond(Reply.ACK, length, memory=memory)
@@ -784,7 +790,8 @@ class HostLink(wiring.Component):
                         nak(NakCode.BAD_LENGTH)
                     with m.Elif(~in_bounds):
                         nak(NakCode.BAD_ADDRESS)
-                    unless_busy(lambda: ack(arg, memory=True))
+                    unless_busy(lambda: ack(arg, memory=True,
+                                            last=arg_last if early else None))
                 with m.Case(Command.RUN):
                     def start():
                         if early:

@@ -42,8 +42,8 @@ from amaranth.lib.wiring import In, Out
 
 from .dsp import Multiplier
 
-__all__ = ["PoolWriter", "POOL_WRITE_LATENCY", "pool_config_layout", "pool_beat_layout",
-           "reciprocal"]
+__all__ = ["PoolWriter", "POOL_WRITE_LATENCY", "host_write_signature", "pool_config_layout",
+           "pool_beat_layout", "reciprocal"]
 
 POOL_WRITE_LATENCY = 10  # beat in cycle t -> memory written at the edge ending t + 10
 
@@ -78,6 +78,16 @@ def pool_config_layout(addr_width):
     })
 
 
+def host_write_signature(rows, addr_width):
+    """The host's byte writes into the writer's port (`PoolWriter`'s ``host_write``)."""
+    return wiring.Signature({
+        "valid": Out(1),
+        "addr":  Out(addr_width),
+        "data":  Out(8),
+        "en":    Out(rows),
+    })
+
+
 def pool_beat_layout(rows):
     """One activation word to write: where it comes from and its byte lanes."""
     return data.StructLayout({
@@ -108,10 +118,19 @@ class PoolWriter(wiring.Component):
         Write port of the banks. With ``write_ahead``, ``wr.addr`` and ``wr.en`` come a
         cycle before ``wr.data`` (an ``hw.bram.BlockRAM`` of ``write_ahead`` registers
         them beside its blocks).
+    host : In(host_write_signature), with ``host_write``
+        A byte the host writes while no beat is in flight (``valid``: the word
+        ``addr``, ``data`` into the banks of ``en``), from registers. It enters the
+        write stage as a window's first beat would (without a pool, the write
+        register) and lands through the same port, at the edge ending the cycle two
+        after it is valid (one without a pool): the banks' write data is then
+        the writer's register, with no choice of the host's or the writer's byte in
+        front of every block (one LUT and a 5.6-6.2 ns route to the 8x8's 32 blocks,
+        a slow path of the 125 MHz builds).
     """
 
     def __init__(self, rows, *, addr_width=20, pool=True, registered_read=False,
-                 write_ahead=False):
+                 write_ahead=False, host_write=False):
         for what, value, lo, hi in (("PoolWriter rows", rows, 1, 64),
                                     ("PoolWriter addr_width", addr_width, 1, 20)):
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
@@ -123,8 +142,11 @@ class PoolWriter(wiring.Component):
         self.pool = bool(pool)
         self.registered_read = bool(registered_read)
         self.write_ahead = bool(write_ahead)
+        self.host_write = bool(host_write)
         word = data.ArrayLayout(unsigned(8), rows)
+        host = {"host": In(host_write_signature(rows, addr_width))} if host_write else {}
         super().__init__({
+            **host,
             "cfg":    In(pool_config_layout(addr_width)),
             "pixels": In(stream.Signature(pool_beat_layout(rows), always_ready=True)),
             "rd":     Out(memory.ReadPort.Signature(addr_width=addr_width, shape=word).flip()),
@@ -221,9 +243,16 @@ class PoolWriter(wiring.Component):
         v8, b8 = pipe(v7, b7, "8")
         first8 = delayed(first7, "first8")
         addr8 = delayed(addr7, "addr8")
-        v9, b9 = pipe(v8, b8, "9")
-        first9 = delayed(first8, "first9")
-        addr9 = delayed(addr8, "addr9")
+        # (host_write: the host's byte as a window's first beat, the writer idle)
+        host = self.host if self.host_write else None
+        inject = host.valid if host else 0
+        v9 = delayed(v8 | inject, "v9")
+        b9 = delayed(b8, "b9")
+        if host:
+            with m.If(inject):
+                m.d.sync += [b9.data.eq(Cat(*[host.data] * R)), b9.en.eq(host.en)]
+        first9 = delayed(first8 | inject, "first9")
+        addr9 = delayed(Mux(inject, host.addr, addr8) if host else addr8, "addr9")
         # fwd[0] is the write register (its write lands at the edge ending this cycle),
         # fwd[1], fwd[2] the writes that landed one and two edges ago.
         fwd_en = [Signal(R, name=f"fwd{k}_en") for k in range(3)]
@@ -303,7 +332,13 @@ class PoolWriter(wiring.Component):
         en = Signal(self.rows)
         addr_next = Mux(new_pixel, here, pixel + beat.byte)
         en_next = Mux(valid, beat.en, 0)
-        m.d.sync += [addr.eq(addr_next), data_q.eq(beat.data), en.eq(en_next)]
+        data_next = beat.data
+        if self.host_write:     # the host's byte, the writer idle
+            host = self.host
+            addr_next = Mux(host.valid, host.addr, addr_next)
+            en_next = Mux(host.valid, host.en, en_next)
+            data_next = Mux(host.valid, Cat(*[host.data] * self.rows), beat.data)
+        m.d.sync += [addr.eq(addr_next), data_q.eq(data_next), en.eq(en_next)]
         m.d.comb += self.wr.data.eq(data_q)
         if self.write_ahead:
             m.d.comb += [self.wr.addr.eq(addr_next), self.wr.en.eq(en_next)]

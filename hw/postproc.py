@@ -99,10 +99,12 @@ def mode_layout():
 
 
 def param_load_layout(cols):
-    """One shadow-parameter write: the lane and its PARAM record."""
+    """One shadow-parameter write: the lane and its PARAM record; `no_bias` takes its
+    bias as 0 (the accelerator's max pools)."""
     return data.StructLayout({
-        "lane":  unsigned(max(1, ceil_log2(cols))),
-        "param": PARAM,
+        "lane":    unsigned(max(1, ceil_log2(cols))),
+        "param":   PARAM,
+        "no_bias": unsigned(1),
     })
 
 
@@ -141,7 +143,9 @@ class PostProcessor(wiring.Component):
         it must hold still for the 8 cycles after a swap: each stage takes its copy
         from it directly instead of from a delayed copy of the swap cycle's.
     param : In(stream(param_load_layout))
-        Writes the shadow record of ``lane``. ``ready`` is low in the
+        Writes the shadow record of ``lane`` (its bias 0 with ``no_bias``: each
+        lane's register of it takes 0, rather than a choice in front of them all, a
+        LUT between two routes from the PARAM memory's output). ``ready`` is low in the
         :data:`PARAM_BLACKOUT` cycles T..T+2 after a swap in T (the swap copies the
         shadow field by field over those cycles) and high otherwise.
         Without ``held_params`` only.
@@ -159,6 +163,8 @@ class PostProcessor(wiring.Component):
     out : Out(stream(post_out_layout), always_ready)
         The results of the pixel that entered :data:`POST_LATENCY` cycles earlier:
         int32 lanes (requantized values are sign-extended; the writer keeps 8 bits).
+    out_next : Out(1)
+        ``out.valid`` of the next cycle (for registers beside the output's readers).
     """
 
     def __init__(self, cols, acc_width=32, *, tag_width=0, compact=False, static_mode=False,
@@ -188,6 +194,7 @@ class PostProcessor(wiring.Component):
             **params,
             "out":   Out(stream.Signature(post_out_layout(cols, tag_width),
                                           always_ready=True)),
+            "out_next": Out(1),
         })
 
     def elaborate(self, platform):
@@ -226,6 +233,8 @@ class PostProcessor(wiring.Component):
                     for c in range(C):
                         with m.Case(c):
                             m.d.sync += shadow[c].eq(self.param.payload.param)
+                            with m.If(self.param.payload.no_bias):
+                                m.d.sync += shadow[c].bias.eq(0)
         else:
             shadow = self._late_shadow(m, platform, swap_d)
 
@@ -243,6 +252,7 @@ class PostProcessor(wiring.Component):
 
         m.d.comb += [
             self.out.valid.eq(valid[POST_LATENCY]),
+            self.out_next.eq(valid[POST_LATENCY - 1]),
             self.out.payload.tag.eq(tags[POST_LATENCY]),
         ]
         return m
@@ -273,7 +283,8 @@ class PostProcessor(wiring.Component):
             # lane's bias add, and one register for every lane was a route across them
             bias_q = Signal(signed(32), name=f"{KEEP_PREFIX}param_bias_{c}",
                             reset_less=True)
-            m.d.sync += bias_q.eq(self.param.payload.param.bias[:32])
+            m.d.sync += bias_q.eq(Mux(self.param.payload.no_bias, 0,
+                                      self.param.payload.param.bias[:32]))
             # shifts of 64..255 are outside the contract
             rec = {name: Signal(shape, name=f"shadow_{name}_{c}", reset_less=True)
                    for name, shape in (("bias", signed(32)), ("mult", unsigned(31)),
@@ -492,8 +503,11 @@ class PostProcessor(wiring.Component):
         sat_bits = range(_OUT_BITS - 1, 63)      # v[63] is the sign
         sticky_bits = range(62)                  # below the guard: i <= s - 2 <= 61
         # The masks load the value shift_a loads at the same edge, decoded; on copies
-        # of its enable, as they are 115 flip-flops a lane.
-        load = copies(m, platform, swap_d[_COPY_SHIFT - 1], 2, f"shift_load_{c}")
+        # of its enable, as they are 115 flip-flops a lane. (reset_less: a load in an
+        # abort only decodes the shift again, and the next swap loads it anew; with the
+        # clear, its route to every lane's copies was a slow path at 125 MHz)
+        load = copies(m, platform, swap_d[_COPY_SHIFT - 1], 2, f"shift_load_{c}",
+                      reset_less=True)
         sat_mask = reg(len(sat_bits), "sat_mask")
         sticky_mask = reg(len(sticky_bits), "sticky_mask")
         with m.If(load[0]):

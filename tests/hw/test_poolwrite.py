@@ -17,8 +17,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable
 class Bench(Elaboratable):
     """PoolWriter wired to an R-byte-wide memory with a non-transparent read port."""
 
-    def __init__(self, rows, depth, init, pool=True):
-        self.dut = PoolWriter(rows, addr_width=max(1, (depth - 1).bit_length()), pool=pool)
+    def __init__(self, rows, depth, init, pool=True, host_write=False):
+        self.dut = PoolWriter(rows, addr_width=max(1, (depth - 1).bit_length()), pool=pool,
+                              host_write=host_write)
         self.mem = memory.MemoryData(shape=data.ArrayLayout(unsigned(8), rows), depth=depth,
                                      init=[list(map(int, w)) for w in init])
 
@@ -190,6 +191,73 @@ def test_raw_int32_words(pool):
                         pool)
     assert np.array_equal(got, want)
     assert np.array_equal(layout.raw_from_banks(got[dst:dst + words], y.shape, rows), y)
+
+
+@pytest.mark.parametrize("pool", [True, False])
+def test_host_writes_land_through_the_writers_port(pool):
+    """host_write: the host's bytes (one a cycle, or with gaps) go through the writer's
+    write stage into the memory, each at the edge ending the cycle two after it is valid
+    (one without a pool), and a pool descriptor after them writes its words over that
+    memory as without them."""
+    rows, depth = 4, 64
+    rng = np.random.default_rng(8 + pool)
+    bench = Bench(rows, depth, np.zeros((depth, rows), dtype=np.uint8), pool,
+                  host_write=True)
+    dut = bench.dut
+    want = np.zeros((depth, rows), dtype=np.uint8)
+    late = []
+    y = rng.integers(-128, 128, size=(4, 6, 4))
+    cfg = {"dst": 40, "out_h": 2, "out_w": 3, "groups": 1, "pool_k": 2, "signed": 1,
+           "raw": 0}
+    want_after = None
+
+    async def testbench(ctx):
+        nonlocal want_after
+        ctx.set(dut.cfg, cfg)
+        sent = []
+        for cycle in range(120):
+            send = rng.random() < 0.7
+            ctx.set(dut.host.valid, send)
+            if send:
+                addr, lane, byte = (int(rng.integers(0, depth)), int(rng.integers(0, rows)),
+                                    int(rng.integers(0, 256)))
+                ctx.set(dut.host.addr, addr)
+                ctx.set(dut.host.en, 1 << lane)
+                ctx.set(dut.host.data, byte)
+                want[addr, lane] = byte
+                sent.append((cycle, addr, lane, byte))
+            await ctx.tick()
+            # the latest byte of each place sent two cycles ago or earlier (one without
+            # a pool) is there, after this tick
+            landed = {(addr, lane): (when, byte) for when, addr, lane, byte in sent
+                      if when <= cycle - (2 if pool else 1)}
+            for (addr, lane), (when, byte) in landed.items():
+                if ctx.get(bench.mem[addr])[lane] != byte:
+                    late.append((when, cycle, addr, lane))
+        ctx.set(dut.host.valid, 0)
+        await ctx.tick()
+        want_after = want.copy()
+        for beat in beats_for(y, rows, 4):
+            ctx.set(dut.pixels.valid, 1)
+            ctx.set(dut.pixels.payload, beat)
+            await ctx.tick()
+        ctx.set(dut.pixels.valid, 0)
+        for _ in range(POOL_WRITE_LATENCY + 1):
+            await ctx.tick()
+        final[:] = [[int(v) for v in ctx.get(bench.mem[i])] for i in range(depth)]
+
+    final = []
+    sim = Simulator(bench)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert late == []
+    expect = want_after.copy()
+    if pool:                   # 2x2 windows: a 2x3 output
+        expect[40:46] = layout.to_banks(y.reshape(2, 2, 3, 2, 4).max(axis=(1, 3)), rows)
+    else:                      # (no pool: every pixel's word, the window ignored)
+        expect[40:64] = layout.to_banks(y, rows)
+    assert np.array_equal(np.array(final, dtype=np.uint8), expect)
 
 
 def test_reciprocal_is_exact_division_and_remainder_test():

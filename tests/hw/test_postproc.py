@@ -97,8 +97,16 @@ def run_segments(dut, segments, rng, *, gap=0.3, load_gap=0.3):
         seg = -1
 
         def start_loads(s):
+            """(lane, record, no_bias): a lane loaded with no_bias has its stored bias
+            and takes 0, so the segment's expected bias becomes 0"""
             p = segments[s]["params"]
-            return [(c, {k: int(p[k][c]) for k in p}) for c in rng.permutation(C)]
+            out = []
+            for c in rng.permutation(C):
+                no_bias = int(rng.random() < 0.25)
+                out.append((c, {k: int(p[k][c]) for k in p}, no_bias))
+                if no_bias:
+                    p["bias"][c] = 0
+            return out
 
         loads = start_loads(0)
         while True:
@@ -124,8 +132,9 @@ def run_segments(dut, segments, rng, *, gap=0.3, load_gap=0.3):
             offer = bool(loads) and rng.random() >= load_gap
             ctx.set(dut.param.valid, offer)
             if offer:
-                lane, record = loads[0]
-                ctx.set(dut.param.payload, {"lane": int(lane), "param": record})
+                lane, record, no_bias = loads[0]
+                ctx.set(dut.param.payload, {"lane": int(lane), "param": record,
+                                            "no_bias": no_bias})
             ready = ctx.get(dut.param.ready)
             ready_seen[cycle] = ready
             if offer and ready:
