@@ -77,6 +77,9 @@ def main() -> int:
     parser.add_argument("--target", action="append", default=None, metavar="BOARD:RxC[@MHZ]",
                         help="a build to run (repeatable; default: ulx3s-85f:8x8@125)")
     parser.add_argument("--out", default=None, help="build directory (default: a temporary one)")
+    parser.add_argument("--seed", type=int, default=None, metavar="N",
+                        help="nextpnr placement seed for every target (default: each "
+                             "board's, boards.Board.seed)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     targets = [parse_target(t) for t in (args.target or ["ulx3s-85f:8x8@125"])]
@@ -88,7 +91,7 @@ def main() -> int:
         cm, why_not = fmnist_cnn(board, config, net)
         try:
             report = build(board, config, root / f"{board.name}-{config.label}",
-                           clock_mhz=clock, model=cm)
+                           clock_mhz=clock, model=cm, seed=args.seed)
         except boards.BoardError as error:     # the config does not fit the board
             logging.error("%s", error)
             results.append({"board": board.name, "config": config.label,

@@ -207,13 +207,19 @@ def faster_packing(cm, board: Board):
 
 def build(board: Board, config: AcceleratorConfig | None = None, out=".", *,
           clock_mhz: float | None = None, baud: int | None = None, model=None,
-          runner: Runner | None = None) -> dict:
+          seed: int | None = None, runner: Runner | None = None) -> dict:
     """Build the accelerator bitstream for `board` into `out`, write `out/report.json` and
     return the report. `model` (a compiler.CompiledModel) adds its frames/s estimate and
     is checked to fit the config's memories; BoardError names what does not fit before
-    any synthesis. `runner` runs each tool (default: `run_tool`)."""
+    any synthesis. `seed` is nextpnr's placement seed (default: the board's, `Board.seed`).
+    `runner` runs each tool (default: `run_tool`)."""
     from .top import AcceleratorTop, platform_for
     runner = runner or run_tool
+    seed = board.seed if seed is None else seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                             or not 0 <= seed < 2 ** 31):
+        raise BoardError(f"placement seed must be an integer from 0 to {2 ** 31 - 1}, "
+                         f"not {seed!r}")
     config = config or board.config
     check_fit(board, config, model)
     e = estimate(config, board.family)
@@ -233,7 +239,8 @@ def build(board: Board, config: AcceleratorConfig | None = None, out=".", *,
     log.info("[1/4] %s: %s %s at %g MHz, UART %d baud", Stage.ELABORATION.value, board.name,
              config.label, top.clock_mhz, top.baud)
     plan = platform_for(board).prepare(top, name="top", debug_verilog=False,
-                                       nextpnr_opts="--timing-allow-fail",
+                                       nextpnr_opts="--timing-allow-fail" + (
+                                           "" if seed is None else f" --seed {seed}"),
                                        synth_opts=_SYNTH_OPTS[board.family],
                                        # hw.fanout's register copies stay copies
                                        script_after_read=KEEP_SCRIPT,
@@ -266,7 +273,7 @@ def build(board: Board, config: AcceleratorConfig | None = None, out=".", *,
     report = {
         "board": board.name, "device": board.device, "config": config.label,
         "accelerator": top.config.to_dict(),
-        "clock_mhz": top.clock_mhz, "baud": top.baud,
+        "clock_mhz": top.clock_mhz, "baud": top.baud, "seed": seed,
         "fmax_mhz": timing.fmax_mhz, "timing_met": timing.timing_met,
         "luts": timing.used("luts"), "ffs": timing.used("ffs"),
         "dsps": timing.used("dsps"), "brams": timing.used("brams"),

@@ -41,6 +41,10 @@ class Board:
     max_baud: int                 # fastest rate its USB-UART bridge takes
     config: AcceleratorConfig = field(default_factory=AcceleratorConfig)
     description: str = ""
+    # nextpnr's placement seed for a build that gives none (None: nextpnr's own): the
+    # seed of the build the default config's clock comes from, so that the default
+    # build is that build (the flow is deterministic for a netlist, a clock and a seed)
+    seed: int | None = None
 
     def platform_class(self):
         """The amaranth-boards platform class (imported on demand)."""

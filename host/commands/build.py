@@ -26,7 +26,7 @@ def run(args) -> int:
         import compiler
         model = compiler.load(args.model)
     report = build(board, config, args.out, clock_mhz=args.clock_mhz, baud=args.baud,
-                   model=model)
+                   model=model, seed=args.seed)
     print(f"{report['board']} {report['config']} at {report['clock_mhz']:g} MHz: Fmax "
           f"{report['fmax_mhz']} MHz, timing {'met' if report['timing_met'] else 'NOT met'}; "
           f"{report['luts']:,} LUTs, {report['ffs']:,} FFs, {report['dsps']} DSPs, "
@@ -69,4 +69,7 @@ def register(sub, formatter) -> None:
                    help="accelerator clock from the PLL (None: the config's clock_mhz)")
     p.add_argument("--baud", type=int, default=None,
                    help="UART rate (None: 1000000, what the host opens the port at)")
+    p.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="nextpnr placement seed (None: the board's, that of the build its "
+                        "clock comes from; placement and so Fmax vary with it)")
     p.set_defaults(func=run)

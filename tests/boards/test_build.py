@@ -44,6 +44,7 @@ class RecordedToolchain:
                 assert "synth_ice40" in script and "opt_clean -purge" not in script
         elif stage is Stage.PLACE_ROUTE:
             assert "--timing-allow-fail" in argv
+            self.pnr_argv = list(argv)
             (cwd / "top.tim").write_text(RECORDED_LOG)
         else:
             bitstream = "top.bin" if "icepack" in argv[0] else "top.bit"
@@ -98,6 +99,26 @@ def test_report_json_from_a_recorded_build(tmp_path, digits_cnn):
     assert report["accelerator"]["clock_mhz"] == 62.5 and report["seconds"] >= 0
     assert set(report["stage_seconds"]) == {s.value for s in Stage}
     assert (tmp_path / "ulx3s-12f-2x2.bit").read_bytes() == b"\xff" * 64
+
+
+def test_placement_seed_reaches_nextpnr_and_the_report(tmp_path):
+    """`seed` (`samoyed build --seed`) is nextpnr's, recorded in the report; without one
+    the board's (none for the ulx3s-12f: nextpnr's own); a bad one is refused before
+    any tool runs."""
+    board = boards.get("ulx3s-12f")
+    tools = RecordedToolchain()
+    report = build(board, out=tmp_path / "a", seed=7, runner=tools)
+    argv = tools.pnr_argv
+    assert argv[argv.index("--seed") + 1] == "7" and report["seed"] == 7
+    report = build(board, out=tmp_path / "b", runner=tools)
+    assert "--seed" not in tools.pnr_argv and report["seed"] is None
+    seeded = dataclasses.replace(board, seed=3)
+    report = build(seeded, out=tmp_path / "c", runner=tools)
+    assert tools.pnr_argv[tools.pnr_argv.index("--seed") + 1] == "3" and report["seed"] == 3
+    for bad in (-1, 2 ** 31, "3", True):
+        with pytest.raises(boards.BoardError, match=(
+                rf"placement seed must be an integer from 0 to 2147483647, not {bad!r}")):
+            build(board, out=tmp_path / "d", seed=bad, runner=_never)
 
 
 def test_ice40_build_runs_its_own_tools_on_one_synthesis(tmp_path):
