@@ -87,14 +87,22 @@ def run_writer(rows, depth, init, cfg, beats, rng, gap, pool=True):
                 writes.append(cycle)
             await ctx.tick()
             cycle += 1
-        final[:] = [[int(v) for v in ctx.get(bench.mem[i])] for i in range(depth)]
+        final[:] = memory_words(ctx, bench, depth)
 
     final = []
+    simulate(bench, testbench)
+    return np.array(final, dtype=np.uint8), writes
+
+
+def simulate(bench, testbench):
     sim = Simulator(bench)
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
-    return np.array(final, dtype=np.uint8), writes
+
+
+def memory_words(ctx, bench, depth):
+    return [[int(v) for v in ctx.get(bench.mem[i])] for i in range(depth)]
 
 
 def pool_case(rng, rows, lanes, conv_hw, channels, k, *, signed, gap, depth=None, pool=True):
@@ -244,13 +252,10 @@ def test_host_writes_land_through_the_writers_port(pool):
         ctx.set(dut.pixels.valid, 0)
         for _ in range(POOL_WRITE_LATENCY + 1):
             await ctx.tick()
-        final[:] = [[int(v) for v in ctx.get(bench.mem[i])] for i in range(depth)]
+        final[:] = memory_words(ctx, bench, depth)
 
     final = []
-    sim = Simulator(bench)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    simulate(bench, testbench)
     assert late == []
     expect = want_after.copy()
     if pool:                   # 2x2 windows: a 2x3 output
