@@ -11,7 +11,7 @@ With `max` high the lanes keep a running maximum instead (standalone max pools, 
 straight from the activation feeder); a beat marked `skip` (a padding pixel) leaves it
 unchanged, and a window's first beat, if skipped, starts it at the lowest value.
 
-Pipeline (ACC_LATENCY = 6), for a beat in cycle t:
+Pipeline (ACC_LATENCY = 5), for a beat in cycle t:
 
     t     read the pixel's partial total (address into the block RAM; with
           `read_ahead`, `addr_ahead` in t-1 into registers beside the blocks)
@@ -25,12 +25,7 @@ Pipeline (ACC_LATENCY = 6), for a beat in cycle t:
           compare's carry out picks the value or its own add's sum, the newest's flag
           picks between those, and the total goes into a register: the write data, or
           the output
-    t+5   the write lands (edge ending t+5); the output into a second register
-    t+6   the output is valid in t+6, out of that register
-
-(The output's second register: from the adds' output register, the post-processor's
-registers, far from the adds, were a route of up to 2 ns, and the adds' choices a
-route into the output register placed between the two.)
+    t+5   the write lands (edge ending t+5); the output is valid in t+5
 
 (The stage at t+2: with the block's output register straight into the choice of the
 operand, that register sat between the blocks and the adds, and its route into the
@@ -60,7 +55,7 @@ from amaranth.utils import ceil_log2
 from .bram import BlockRAM
 from .fanout import KEEP_PREFIX, copies
 
-ACC_LATENCY = 6   # beat in cycle t -> its total (last step) on `out` in cycle t + 6
+ACC_LATENCY = 5   # beat in cycle t -> its total (last step) on `out` in cycle t + 5
 RUNNING_LATENCY = 3   # the same at depth 1 (`Accumulator._running`)
 
 
@@ -258,17 +253,14 @@ class Accumulator(wiring.Component):
         # the output register without a reset (read only beside out.valid): with one,
         # the reset's fan-out reached its 256 bits' synchronous resets on the 8x8
         out_q = Signal(lanes, reset_less=True, name=f"{KEEP_PREFIX}out")
-        out_valid = Signal()
         m.d.sync += [
             fwd[0].eq(total), fwd_addr[0].eq(beat[4].addr), fwd_en[0].eq(written[4]),
             fwd[1].eq(fwd[0]), fwd_addr[1].eq(fwd_addr[0]), fwd_en[1].eq(fwd_en[0]),
             fwd[2].eq(fwd[1]), fwd[3].eq(fwd[2]),
-            out_valid.eq(valid[4] & last), out_q.eq(total),
+            self.out.valid.eq(valid[4] & last), out_q.eq(total),
         ]
-        # t+5: the output into its second register, beside the post-processor
-        out_late = Signal(lanes, reset_less=True, name="out_late")
-        m.d.sync += [out_late.eq(out_q), self.out.valid.eq(out_valid)]
-        m.d.comb += [self.out.payload.eq(out_late), self.out_next.eq(out_valid)]
+        m.d.comb += self.out.payload.eq(out_q)
+        m.d.comb += self.out_next.eq(valid[4] & last)
         # t+5: the write lands.
         m.d.comb += [wr.addr.eq(fwd_addr[0]), wr.data.eq(fwd[0]), wr.en.eq(fwd_en[0])]
         # A read meets a write of its address at the same edge when a beat's pixel was

@@ -84,7 +84,7 @@ def test_pipeline_depths_come_from_the_blocks():
     from hw.poolwrite import POOL_WRITE_LATENCY
     from hw.postproc import POST_LATENCY
     assert POST_PIPELINE == (ACC_LATENCY + POST_LATENCY + POOL_WRITE_LATENCY
-                             + cycles.PACK_LATENCY) == 27
+                             + cycles.PACK_LATENCY) == 26
 
 
 def test_maxpool_cycles():
