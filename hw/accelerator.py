@@ -43,7 +43,7 @@ from .feeder import FEED_LATENCY, Feeder
 from .isa import DESCRIPTOR, DESCRIPTOR_BYTES, PARAM, PARAM_BYTES, Opcode, Space
 from .link import HostLink
 from .poolwrite import POOL_WRITE_LATENCY, PoolWriter, reciprocal
-from .postproc import POST_LATENCY, PostProcessor
+from .postproc import PARAM_BLACKOUT, POST_LATENCY, PostProcessor
 
 __all__ = ["Accelerator", "check_config", "conv_cycles", "WEIGHT_LEAD", "DRAIN_CYCLES",
            "OT_GAP", "SETUP_CYCLES", "DIVIDE_CYCLES", "RAW_BEATS", "fetch_beats",
@@ -799,8 +799,19 @@ class Accelerator(wiring.Component):
         # --- sequencer
         gap_done = Signal()          # since_ot == OT_GAP(C), a flag that moves with it
         issuing = Signal()           # the state is ISSUE
+        # ot_wait's and gap_done's next values (assigned below where they change), so
+        # that whether a command may go (ok = ~ot_wait | gap_done) is a register too:
+        # as a LUT of the two in front of the accept, it was the slowest path of 125 MHz
+        # builds into the loop registers the accept enables (8.1-8.4 ns)
+        ot_wait_next = Signal()
+        gap_done_next = Signal()
+        ok = Signal(init=1)
+        m.d.comb += [ot_wait_next.eq(ot_wait), gap_done_next.eq(gap_done)]
+        m.d.sync += [ot_wait.eq(ot_wait_next), gap_done.eq(gap_done_next),
+                     ok.eq(~ot_wait_next | gap_done_next)]
         with m.If(running & ~gap_done):
-            m.d.sync += [since_ot.eq(since_ot + 1), gap_done.eq(since_ot + 1 == OT_GAP(C))]
+            m.d.sync += since_ot.eq(since_ot + 1)
+            m.d.comb += gap_done_next.eq(since_ot + 1 == OT_GAP(C))
         def leave_on_abort():
             with m.If(abort):
                 m.d.sync += [running.eq(0), conv_active.eq(0)]
@@ -997,12 +1008,13 @@ class Accelerator(wiring.Component):
             with m.State("TILE"):
                 m.d.sync += [kk_end.eq(kk_one), kj_end.eq(kj_one), ki_end.eq(ki_one),
                              ot_end.eq(oct_last == 0),
-                             ot_nonzero.eq(0), at_first.eq(1), ot_wait.eq(0)]
+                             ot_nonzero.eq(0), at_first.eq(1)]
+                m.d.comb += [ot_wait_next.eq(0), gap_done_next.eq(1)]
                 if not cfg.ram_delays:
                     m.d.sync += step_last.eq(kk_one & kj_one & ki_one)
                 m.d.sync += [ot.eq(0), ki.eq(0), kj.eq(0), kk.eq(0), oh0.eq(0), ow0.eq(0),
                              tile_first.eq(1), wtile.eq(d.wgt >> lR), wbase.eq(d.wgt >> lR),
-                             since_ot.eq(OT_GAP(C)), gap_done.eq(1), tp_h.eq(0),
+                             since_ot.eq(OT_GAP(C)), tp_h.eq(0),
                              div_rem.eq(0), div_i.eq(0)]
                 with m.If(one_tile):
                     m.d.sync += [*eq(tp, pixels), *eq(n, pixels), more.eq(0),
@@ -1064,16 +1076,16 @@ class Accelerator(wiring.Component):
         # never reads them.
         with m.If(~issuing):
             m.d.sync += [left.eq(after_first), first_left.eq(after_first)]
-        ok = ~ot_wait | gap_done
         m.d.comb += [feeder.cmd.valid.eq(issuing & ok), stall.eq(issuing & ~ok)]
         with m.If(accept):
             with m.If(step_first & tile_first):
-                m.d.sync += [since_ot.eq(1), gap_done.eq(OT_GAP(C) == 1)]
+                m.d.sync += since_ot.eq(1)
+                m.d.comb += gap_done_next.eq(OT_GAP(C) == 1)
             # (at_first, tile_first and ot_nonzero as they will be: the next step is an
             # output-channel tile's first after this tile's last)
-            m.d.sync += [wtile.eq(wtile + 1), at_first.eq(step_last),
-                         ot_wait.eq(step_last & ~more
-                                    & (~ot_end | (tile_first & ot_nonzero)))]
+            m.d.sync += [wtile.eq(wtile + 1), at_first.eq(step_last)]
+            m.d.comb += ot_wait_next.eq(step_last & ~more
+                                        & (~ot_end | (tile_first & ot_nonzero)))
             # step_last as it will be: the three flags' next values (the flag register)
             def next_last(kk_next, kj_next, ki_next):
                 return [] if cfg.ram_delays else [step_last.eq(kk_next & kj_next & ki_next)]
@@ -1277,7 +1289,8 @@ class Accelerator(wiring.Component):
             at_post = _delay(m, at_pre, 1, "ptag_last")
             post_tag = [post.acc.payload.tag.eq(at_post.tag)]
             swap = Signal()
-            m.d.sync += swap.eq(acc.out_next & at_pre.ot_first & ~abort)
+            swap_next = acc.out_next & at_pre.ot_first & ~abort
+            m.d.sync += swap.eq(swap_next)
         m.d.comb += [
             post.acc.valid.eq(acc.out.valid),
             post.acc.payload.acc.eq(acc.out.payload),
@@ -1293,10 +1306,27 @@ class Accelerator(wiring.Component):
         if held:
             self._held_params(m, post, prm_rd, running, conv_active, is_max, d)
         else:
+            pl_ready = None
+            if not cfg.ram_delays:
+                # post.param.ready as registers beside the loader: low in the
+                # PARAM_BLACKOUT cycles from a swap, set from the swap's next value and
+                # the swaps before it (post.param.ready, a LUT of the post-processor's
+                # registers, was routes across the die into the PARAM blocks' enables:
+                # 9.10 ns at 125 MHz). (Not cleared by RESET, unlike the post-processor's:
+                # never ready where it is not.)
+                recent = [swap_next, swap]
+                for k in range(PARAM_BLACKOUT - 2):
+                    late = Signal(name=f"swap_late{k}")
+                    m.d.sync += late.eq(recent[-1])
+                    recent.append(late)
+                pl_ready = [Signal(init=1, name=f"{KEEP_PREFIX}pl_ready_{k}")
+                            for k in range(2)]
+                m.d.sync += [r.eq(~Cat(*recent[:PARAM_BLACKOUT]).any()) for r in pl_ready]
             self._param_loader(m, post, prm_rd, prm_q, running, conv_active, is_max, d,
                                oct_, swaps, abort,
                                host_addr=(host_word[Space.PARAMS]
-                                          if Space.PARAMS in registered_ports else None))
+                                          if Space.PARAMS in registered_ports else None),
+                               ready=pl_ready)
 
         # --- packer: C post-processed lanes -> one activation word (4 for raw int32)
         beat = writer.pixels.payload
@@ -1447,12 +1477,14 @@ class Accelerator(wiring.Component):
         return m
 
     def _param_loader(self, m, post, prm_rd, prm_q, running, conv_active, is_max, d, oct_,
-                      swaps, abort, host_addr=None):
+                      swaps, abort, host_addr=None, ready=None):
         """PARAM records: tile t loads after the post-processor swapped tile t - 1 in.
         Two stages that stall together: the read (pl_rvalid, its data on the port) and
         the record in prm_q (pl_valid), offered to the post-processor. With `host_addr`
         the port's address is always `pl_addr`, which holds the host's read address
-        (registered) while idle."""
+        (registered) while idle. `ready`: two registers that are never high where
+        post.param.ready is low, for the memory's enables and the loader's (the record
+        is offered only where they are high)."""
         C = self.config.cols
         pl_active = Signal()
         pl_tile = Signal(12)
@@ -1462,21 +1494,26 @@ class Accelerator(wiring.Component):
         pl_rlane = Signal(range(C))
         pl_valid = Signal()
         pl_out_lane = Signal(range(C))
-        advance = ~pl_valid | post.param.ready
+        if ready is None:
+            advance = mem_advance = ~pl_valid | post.param.ready
+            offer = pl_valid
+        else:
+            advance, mem_advance = ~pl_valid | ready[0], ~pl_valid | ready[1]
+            offer = pl_valid & ready[0]
         if host_addr is None:
             with m.If(running):
-                m.d.comb += [prm_rd.addr.eq(pl_addr), prm_rd.en.eq(advance)]
+                m.d.comb += [prm_rd.addr.eq(pl_addr), prm_rd.en.eq(mem_advance)]
         else:
             m.d.comb += prm_rd.addr.eq(pl_addr)
             with m.If(running):
-                m.d.comb += prm_rd.en.eq(advance)
+                m.d.comb += prm_rd.en.eq(mem_advance)
         m.d.comb += [
-            post.param.valid.eq(pl_valid),
+            post.param.valid.eq(offer),
             post.param.payload.lane.eq(pl_out_lane),
             post.param.payload.param.eq(prm_q.as_value()),
             post.param.payload.no_bias.eq(is_max),
         ]
-        m.d.comb += prm_rd.q_en.eq(advance)            # prm_q is the port's q
+        m.d.comb += prm_rd.q_en.eq(mem_advance)        # prm_q is the port's q
         with m.If(advance):
             m.d.sync += [pl_valid.eq(pl_rvalid),
                          pl_out_lane.eq(pl_rlane), pl_rvalid.eq(0)]
