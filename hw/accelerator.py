@@ -376,19 +376,19 @@ class Accelerator(wiring.Component):
                 w = Signal.like(bus.write.payload, reset_less=True,
                                 name=f"{KEEP_PREFIX}host_w_{name}")
                 m.d.sync += w.eq(p)
+            # the byte's lane of the word
+            lane = Const(1, word_bytes) << p.addr.offset[:shift] if shift else 1
             # (reset_less: as a reset register, yosys made the reset and p_valid one
             # LUT into every enable's synchronous reset, a route from the reset more)
             en = Signal(word_bytes, name=f"host_en_{name}",
                         reset_less=space == Space.WEIGHTS)
-            host_d += en.eq(Mux(p_valid, Const(1, word_bytes) << p.addr.offset[:shift]
-                                if shift else 1, 0))
+            host_d += en.eq(Mux(p_valid, lane, 0))
             port = wr_ports[space]
             if space == Space.ACTIVATIONS and _act_write_ahead(cfg):
                 # through the pool writer's write stage (hw.poolwrite's host_write): the
                 # port is the writer's alone
-                host_act = dict(valid=p_valid, addr=p.addr.offset >> shift,
-                                data=p.data, en=Const(1, word_bytes) << p.addr.offset[:shift]
-                                if shift else 1)
+                host_act = dict(valid=p_valid, addr=p.addr.offset >> shift, data=p.data,
+                                en=lane)
                 continue
             with m.If(~act_wsel if space == Space.ACTIVATIONS else 1):
                 m.d.comb += [
